@@ -1,0 +1,180 @@
+"""The `edge-hired` command: argument parsing only, each verb calls one library function.
+
+User errors (`EdgeHiredError`) print one line and exit with code 2; bugs keep their traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import warnings
+from collections.abc import Callable, Sequence
+
+from edge_hired import __version__
+from edge_hired.errors import EdgeHiredError
+from edge_hired.hired import STRATEGIES
+
+EXIT_USER_ERROR = 2
+STRATEGY_HELP = (
+    "hired (default), full (no dropping), hired-ref (the paper's published arithmetic), "
+    "spatial, random, prumerge, prumerge+ (adaptive count)"
+)
+
+
+def ratio_arg(text: str) -> float:
+    """argparse type: a budget ratio in (0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {text!r}") from None
+    if not math.isfinite(value) or not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {text!r}")
+    return value
+
+
+def unit_interval(text: str) -> float:
+    """argparse type: a number in [0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}") from None
+    if not 0 <= value <= 1:  # also refuses NaN
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return value
+
+
+def add_selection_args(parser: argparse.ArgumentParser) -> None:
+    """Budget and strategy flags shared by run-like commands."""
+    group = parser.add_argument_group("token selection")
+    budget = group.add_mutually_exclusive_group()
+    budget.add_argument("--budget", type=ratio_arg, metavar="RATIO",
+                        help="keep this share of the image's (1 + sub-images) x N tokens, e.g. 0.2")
+    budget.add_argument("--tokens", type=positive_int, metavar="N",
+                        help="keep at most N visual tokens")
+    group.add_argument("--strategy", default="hired", choices=STRATEGIES, metavar="NAME",
+                       help=STRATEGY_HELP)
+    group.add_argument("--alpha", type=unit_interval, default=0.5,
+                       help="share of the budget given to the full image (default 0.5)")
+    group.add_argument("--newline", choices=("none", "rows"), default="none",
+                       help="image_newline tokens after kept stitched rows (default none, as the paper)")
+    group.add_argument("--seed", type=int, default=0, help="seed of the random strategy and sampling")
+
+
+def add_generation_args(parser: argparse.ArgumentParser) -> None:
+    """Sampling flags, named as transformers names them."""
+    group = parser.add_argument_group("generation (greedy unless --do-sample)")
+    group.add_argument("--max-new-tokens", type=positive_int, default=64)
+    group.add_argument("--do-sample", action="store_true")
+    group.add_argument("--temperature", type=float)
+    group.add_argument("--top-p", type=float)
+    group.add_argument("--top-k", type=int)
+    group.add_argument("--repetition-penalty", type=float)
+
+
+def add_run_parser(subparsers: argparse._SubParsersAction) -> None:
+    """`edge-hired run`."""
+    parser = subparsers.add_parser(
+        "run", help="answer a prompt about an image with HiRED token dropping",
+        description="Encode the image, keep the visual tokens HiRED selects under the budget, "
+        "and stream the LLM's answer. Without --model it runs the embedded random-weight demo model.",
+    )
+    parser.add_argument("--model", metavar="DIR_OR_HUB_ID",
+                        help="LLaVA-NeXT or LLaVA-1.5 checkpoint (default: the embedded tiny demo model)")
+    parser.add_argument("--image", metavar="PATH", help="image file (default: the bundled sample)")
+    parser.add_argument("--prompt", default="Describe the image.", help="the question")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    parser.add_argument("--dtype", choices=("fp32", "fp16", "bf16"),
+                        help="compute dtype (default fp16 on CUDA, fp32 on CPU)")
+    parser.add_argument("--json", action="store_true",
+                        help="print one JSON object with the answer and every figure, no streaming")
+    add_selection_args(parser)
+    add_generation_args(parser)
+    parser.set_defaults(handler=_run_command)
+
+
+def add_demo_parser(subparsers: argparse._SubParsersAction) -> None:
+    """`edge-hired demo`."""
+    parser = subparsers.add_parser(
+        "demo", help="run the whole pipeline on the embedded random-weight model and sample image",
+        description="Builds (once) a tiny random-weight LLaVA-NeXT from configs and runs HiRED at "
+        "a 20%% budget on the bundled sample image. The answer is noise; every stage is real.",
+    )
+    parser.add_argument("--budget", type=ratio_arg, default=0.2, metavar="RATIO")
+    parser.add_argument("--json", action="store_true")
+    parser.set_defaults(handler=_demo_command)
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors are one line and exit code 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full command-line interface."""
+    parser = OneLineParser(
+        prog="edge-hired",
+        description="HiRED visual-token dropping for LLaVA-NeXT / LLaVA-1.5 on Jetson and small GPUs.",
+    )
+    parser.add_argument("--version", action="version", version=f"edge-hired {__version__}")
+    subparsers = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", parser_class=OneLineParser
+    )
+    for add in (add_run_parser, add_demo_parser):
+        add(subparsers)
+    return parser
+
+
+def _run_command(args: argparse.Namespace) -> int:
+    from edge_hired.cli.run_command import run_from_args
+
+    return run_from_args(args)
+
+
+def _demo_command(args: argparse.Namespace) -> int:
+    from edge_hired.cli.run_command import demo_from_args
+
+    return demo_from_args(args)
+
+
+def _quiet_third_party() -> None:
+    """Silence known-harmless import chatter (bitsandbytes' CPU kernel probe, hub notices)."""
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    warnings.filterwarnings("ignore", message=".*gemm_4bit_forward.*")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script."""
+    args = build_parser().parse_args(argv)
+    handler: Callable[[argparse.Namespace], int] = args.handler
+    try:
+        _quiet_third_party()
+        return handler(args)
+    except EdgeHiredError as error:
+        print(f"edge-hired: error: {error}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("edge-hired: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

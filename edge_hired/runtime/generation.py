@@ -1,0 +1,109 @@
+"""Greedy or sampled generation by the stock LLM from assembled input embeddings, timed.
+
+TTFT is measured from the request start (before the image is read) to the moment the first new
+token reaches the streamer, which is when a user would see it.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+
+
+@dataclass(frozen=True)
+class SamplingOptions:
+    """Generation settings, named as transformers names them."""
+
+    max_new_tokens: int = 64
+    do_sample: bool = False
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None
+    repetition_penalty: float | None = None
+    seed: int = 0
+
+    def generate_kwargs(self) -> dict:
+        """Keyword arguments for `generate`, leaving unset options to the model's defaults."""
+        kwargs: dict = {"max_new_tokens": self.max_new_tokens, "do_sample": self.do_sample}
+        for name in ("temperature", "top_p", "top_k", "repetition_penalty"):
+            if getattr(self, name) is not None:
+                kwargs[name] = getattr(self, name)
+        if not self.do_sample:
+            kwargs.update(temperature=None, top_p=None, top_k=None)
+        return kwargs
+
+
+@dataclass
+class TimingStreamer:
+    """A transformers streamer that timestamps the first token and streams decoded text."""
+
+    decode: Callable[[list[int]], str]
+    on_text: Callable[[str], None] | None = None
+    token_ids: list[int] = field(default_factory=list)
+    first_token_at: float | None = None
+    _seen_prompt: bool = False
+    _printed: str = ""
+
+    def put(self, value: torch.Tensor) -> None:
+        """Called by generate: first with the prompt ids, then with each new token."""
+        if not self._seen_prompt:
+            self._seen_prompt = True
+            return
+        if self.first_token_at is None:
+            self.first_token_at = time.perf_counter()
+        self.token_ids.extend(int(t) for t in value.reshape(-1))
+        self._emit(final=False)
+
+    def end(self) -> None:
+        """Called by generate when it stops."""
+        self._emit(final=True)
+
+    def _emit(self, final: bool) -> None:
+        """Send newly decoded text, holding back an incomplete multi-byte character."""
+        text = self.decode(self.token_ids)
+        if not final and text.endswith("\ufffd"):
+            return
+        if self.on_text and len(text) > len(self._printed):
+            self.on_text(text[len(self._printed) :])
+        self._printed = text
+
+
+@dataclass(frozen=True)
+class GenerationTiming:
+    """When the first token came and how fast the rest followed."""
+
+    token_ids: list[int]
+    first_token_at: float
+    finished_at: float
+
+    def decode_tokens_per_s(self) -> float:
+        """Tokens after the first, per second of decoding (0 when only one token)."""
+        span = self.finished_at - self.first_token_at
+        return (len(self.token_ids) - 1) / span if len(self.token_ids) > 1 and span > 0 else 0.0
+
+
+def generate_from_embeddings(
+    llm: torch.nn.Module,
+    inputs_embeds: torch.Tensor,
+    options: SamplingOptions,
+    streamer: TimingStreamer,
+    pad_token_id: int | None,
+) -> GenerationTiming:
+    """Run `llm.generate(inputs_embeds=...)` and time it through the streamer."""
+    if options.do_sample:
+        torch.manual_seed(options.seed)
+    mask = torch.ones(inputs_embeds.shape[:2], dtype=torch.long, device=inputs_embeds.device)
+    with torch.inference_mode():
+        llm.generate(
+            inputs_embeds=inputs_embeds,
+            attention_mask=mask,
+            streamer=streamer,
+            pad_token_id=pad_token_id,
+            **options.generate_kwargs(),
+        )
+    finished = time.perf_counter()
+    first = streamer.first_token_at if streamer.first_token_at is not None else finished
+    return GenerationTiming(list(streamer.token_ids), first, finished)

@@ -1,0 +1,114 @@
+"""Load a LLaVA-NeXT or LLaVA-1.5 checkpoint (hub id or directory) into the parts HiRED needs.
+
+A hub id and a local directory take the same path: `from_pretrained`. The parts are the vision
+encoder with CLS rows, the projector, `image_newline`, the generating LLM and the processor,
+plus the geometry facts of the model, so the pipeline never reaches into the model's internals.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from transformers import (
+    AutoConfig,
+    AutoProcessor,
+    LlavaForConditionalGeneration,
+    LlavaNextForConditionalGeneration,
+)
+
+from edge_hired.errors import ModelLoadError, expected
+from edge_hired.hired.geometry import ImageGeometry, anyres_geometry, single_geometry
+from edge_hired.runtime.vision import LayerPlan, TorchVisionEncoder, VisionOutput, plan_layers
+
+FAMILIES: dict[str, type] = {
+    "llava_next": LlavaNextForConditionalGeneration,
+    "llava": LlavaForConditionalGeneration,
+}
+
+
+@dataclass(frozen=True)
+class ModelFacts:
+    """Geometry facts of a model: all that token selection needs to know about it."""
+
+    family: str
+    crop_size: int
+    patch_size: int
+    num_heads: int
+    pinpoints: tuple[tuple[int, int], ...]
+    layers: LayerPlan
+    image_token_id: int
+
+    def geometry_for(self, image_size: tuple[int, int]) -> ImageGeometry:
+        """Token geometry of an image of (height, width)."""
+        if self.family == "llava_next":
+            return anyres_geometry(image_size, self.pinpoints, self.crop_size, self.patch_size)
+        return single_geometry(image_size, self.crop_size, self.patch_size)
+
+
+@dataclass
+class VlmParts:
+    """A loaded model taken apart along HiRED's seams."""
+
+    facts: ModelFacts
+    processor: Any
+    encoder: Callable[[torch.Tensor], VisionOutput]
+    projector: Callable[[torch.Tensor], torch.Tensor]
+    image_newline: torch.Tensor | None
+    llm: torch.nn.Module
+    device: torch.device
+
+
+def read_config(model_id: str) -> Any:
+    """The checkpoint's config, or a one-line reason why it is not a model."""
+    path = Path(model_id).expanduser()
+    if path.exists() and not (path / "config.json").is_file():
+        raise ModelLoadError(f"{model_id}: expected a model directory with config.json, got none")
+    if not path.exists() and (model_id.startswith((".", "/", "~")) or model_id.count("/") > 1):
+        raise ModelLoadError(f"{model_id}: no such model directory")
+    try:
+        return AutoConfig.from_pretrained(str(path) if path.exists() else model_id)
+    except (OSError, ValueError, KeyError) as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ModelLoadError(f"{model_id}: cannot load a model config ({first})") from error
+
+
+def model_facts(config: Any, l_init: int = 0, l_final: int | None = None) -> ModelFacts:
+    """Facts from a LLaVA config; refuses families and towers HiRED cannot serve."""
+    family = config.model_type
+    if family not in FAMILIES:
+        raise ModelLoadError(expected("model type", " or ".join(FAMILIES), family))
+    vision = config.vision_config
+    if getattr(config, "vision_feature_select_strategy", "default") != "default":
+        raise ModelLoadError(expected("vision_feature_select_strategy", "default", "full"))
+    plan = plan_layers(config.vision_feature_layer, vision.num_hidden_layers, l_init, l_final)
+    pins = tuple(tuple(int(v) for v in p) for p in getattr(config, "image_grid_pinpoints", []) or [])
+    return ModelFacts(family, vision.image_size, vision.patch_size,
+                      vision.num_attention_heads, pins, plan, config.image_token_id)
+
+
+def load_parts(
+    model_id: str,
+    device: torch.device,
+    dtype: torch.dtype,
+    l_init: int = 0,
+    l_final: int | None = None,
+) -> VlmParts:
+    """Load model and processor with `from_pretrained` and split them into parts."""
+    config = read_config(model_id)
+    facts = model_facts(config, l_init, l_final)
+    source = str(Path(model_id).expanduser()) if Path(model_id).expanduser().exists() else model_id
+    model = FAMILIES[facts.family].from_pretrained(source, dtype=dtype).to(device).eval()
+    processor = AutoProcessor.from_pretrained(source)
+    inner = model.model
+    return VlmParts(
+        facts=facts,
+        processor=processor,
+        encoder=TorchVisionEncoder(inner.vision_tower, facts.layers),
+        projector=inner.multi_modal_projector,
+        image_newline=getattr(inner, "image_newline", None),
+        llm=model,
+        device=device,
+    )

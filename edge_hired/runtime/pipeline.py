@@ -1,0 +1,202 @@
+"""In-process pipeline: image -> encoder with CLS rows -> HiRED selection -> stock LLM.
+
+`Pipeline.run` is the library call behind `edge-hired run`. It works on `VlmParts`, so the same
+code serves a transformers checkpoint and (later) an exported bundle.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from PIL import Image
+
+from edge_hired.device.memory import peak_rss_mib, reset_peak_rss
+from edge_hired.device.torch_device import choose_torch_device
+from edge_hired.errors import InvalidArgumentError, expected
+from edge_hired.hired import Selection, select_tokens
+from edge_hired.hired.geometry import ImageGeometry
+from edge_hired.runtime.assemble import image_token_position, splice_visual, visual_sequence
+from edge_hired.runtime.generation import (
+    SamplingOptions,
+    TimingStreamer,
+    generate_from_embeddings,
+)
+from edge_hired.runtime.images import load_image
+from edge_hired.runtime.loading import VlmParts, load_parts
+from edge_hired.runtime.result import RunResult
+from edge_hired.runtime.vision import VisionOutput
+
+MERGING = ("prumerge", "prumerge+")
+
+
+@dataclass(frozen=True)
+class SelectionOptions:
+    """How many visual tokens to keep and how to choose them."""
+
+    strategy: str = "hired"
+    ratio: float | None = None
+    tokens: int | None = None
+    cap: int | None = None
+    alpha: float = 0.5
+    newline: str = "none"
+    seed: int = 0
+
+
+class Pipeline:
+    """A loaded model ready to answer requests; reuse it across images and prompts."""
+
+    def __init__(self, parts: VlmParts, device_reason: str = "") -> None:
+        self.parts = parts
+        self.device_reason = device_reason
+
+    @classmethod
+    def from_pretrained(
+        cls, model_id: str, device: str = "auto", dtype: str | None = None,
+        l_init: int = 0, l_final: int | None = None,
+    ) -> Pipeline:
+        """Load a hub id or a local directory (the same path for both)."""
+        choice = choose_torch_device(device, dtype)
+        parts = load_parts(model_id, choice.device, choice.dtype, l_init, l_final)
+        return cls(parts, choice.reason)
+
+    def run(
+        self,
+        image: str | Path | Image.Image,
+        prompt: str,
+        selection: SelectionOptions = SelectionOptions(),
+        sampling: SamplingOptions = SamplingOptions(),
+        on_text: Callable[[str], None] | None = None,
+    ) -> RunResult:
+        """Answer `prompt` about `image`, keeping visual tokens as `selection` says."""
+        _check_prompt(prompt)
+        reset_peak_rss()
+        marks = {"start": time.perf_counter()}
+        picture = image if isinstance(image, Image.Image) else load_image(image)
+        pixels, geometry = self.preprocess(picture)
+        marks["preprocessed"] = time.perf_counter()
+        vision = self.parts.encoder(pixels)
+        marks["encoded"] = time.perf_counter()
+        chosen = self.select(geometry, vision, selection)
+        marks["selected"] = time.perf_counter()
+        embeds = self.input_embeddings(prompt, vision, chosen)
+        streamer = TimingStreamer(self._decode, on_text)
+        timing = generate_from_embeddings(
+            self.parts.llm, embeds, sampling, streamer, self._pad_token_id()
+        )
+        marks["first_token"], marks["finished"] = timing.first_token_at, timing.finished_at
+        return self._result(geometry, chosen, embeds, timing, streamer, marks)
+
+    def preprocess(self, picture: Image.Image) -> tuple[torch.Tensor, ImageGeometry]:
+        """Pixel values [P, 3, H, W] and the image's token geometry."""
+        geometry = self.parts.facts.geometry_for((picture.height, picture.width))
+        batch = self.parts.processor.image_processor(images=picture, return_tensors="pt")
+        pixels = batch["pixel_values"].reshape(-1, *batch["pixel_values"].shape[-3:])
+        if pixels.shape[0] != geometry.num_partitions:
+            raise InvalidArgumentError(
+                expected("partitions from the image processor", geometry.num_partitions,
+                         pixels.shape[0])
+            )
+        return pixels.to(self.parts.device), geometry
+
+    def select(
+        self, geometry: ImageGeometry, vision: VisionOutput, options: SelectionOptions
+    ) -> Selection:
+        """Run the HiRED core on the encoder's CLS rows."""
+        keys = vision.keys_final.float().cpu().numpy() if options.strategy in MERGING else None
+        return select_tokens(
+            geometry, options.strategy,
+            vision.cls_init.cpu().numpy(), vision.cls_final.cpu().numpy(),
+            ratio=options.ratio, tokens=options.tokens, cap=options.cap, alpha=options.alpha,
+            newline=options.newline, seed=options.seed, keys=keys,
+        )
+
+    @torch.inference_mode()
+    def input_embeddings(
+        self, prompt: str, vision: VisionOutput, chosen: Selection
+    ) -> torch.Tensor:
+        """[1, T, D] prompt embeddings with the kept visual tokens in the image's place."""
+        ids = self.prompt_ids(prompt)
+        position = image_token_position(ids, self.parts.facts.image_token_id)
+        text = self.parts.llm.get_input_embeddings()(ids.to(self.parts.device))
+        visual = visual_sequence(
+            vision.features, chosen, self.parts.projector, self.parts.image_newline
+        )
+        return splice_visual(text, position, visual)
+
+    def prompt_ids(self, prompt: str) -> torch.Tensor:
+        """Token ids of the chat-formatted prompt with one image placeholder."""
+        processor = self.parts.processor
+        conversation = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
+        if getattr(processor, "chat_template", None):
+            text = processor.apply_chat_template(conversation, add_generation_prompt=True)
+        else:
+            text = f"{processor.image_token}\n{prompt}"
+        return processor.tokenizer(text, return_tensors="pt")["input_ids"][0]
+
+    def _decode(self, token_ids: list[int]) -> str:
+        return self.parts.processor.tokenizer.decode(token_ids, skip_special_tokens=True)
+
+    def _pad_token_id(self) -> int | None:
+        tokenizer = self.parts.processor.tokenizer
+        return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+
+    def _result(self, geometry, chosen, embeds, timing, streamer, marks) -> RunResult:
+        """Collect the figures of one request."""
+        start = marks["start"]
+        return RunResult(
+            text=self._decode(timing.token_ids),
+            token_ids=timing.token_ids,
+            strategy=chosen.strategy,
+            budget_tokens=int(chosen.budget),
+            visual_tokens_total=int(geometry.valid_counts().sum()),
+            visual_tokens_kept=int(chosen.num_kept),
+            grid=list(geometry.reported_grid),
+            kept=[np.asarray(k).tolist() for k in chosen.kept],
+            partition_budgets=[int(b) for b in chosen.partition_budgets],
+            llm_input_tokens=int(embeds.shape[1]),
+            ttft_s=marks["first_token"] - start,
+            decode_tokens_per_s=timing.decode_tokens_per_s(),
+            peak_rss_mib=peak_rss_mib(),
+            image_size=list(geometry.image_size),
+            timings_s=_phase_durations(marks),
+            device=str(self.parts.device),
+        )
+
+
+def _phase_durations(marks: dict[str, float]) -> dict[str, float]:
+    """Seconds spent in each phase, from consecutive time marks."""
+    names = list(marks)
+    spans = {f"{b}": marks[b] - marks[a] for a, b in zip(names, names[1:])}
+    return {
+        "preprocess": spans["preprocessed"],
+        "encode": spans["encoded"],
+        "select": spans["selected"],
+        "prefill_to_first_token": spans["first_token"],
+        "decode": spans["finished"],
+        "total": marks["finished"] - marks["start"],
+    }
+
+
+def _check_prompt(prompt: str) -> None:
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise InvalidArgumentError(expected("prompt", "non-empty text", prompt))
+
+
+def run(
+    model: str,
+    image: str | Path | Image.Image,
+    prompt: str,
+    selection: SelectionOptions = SelectionOptions(),
+    sampling: SamplingOptions = SamplingOptions(),
+    device: str = "auto",
+    on_text: Callable[[str], None] | None = None,
+) -> RunResult:
+    """One call: load `model` (hub id or directory) and answer `prompt` about `image`."""
+    return Pipeline.from_pretrained(model, device=device).run(
+        image, prompt, selection, sampling, on_text
+    )

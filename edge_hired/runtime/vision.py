@@ -1,0 +1,121 @@
+"""Run a stock CLIP vision tower up to LLaVA's feature layer and capture HiRED's CLS rows.
+
+The encoder layers are called one by one on the model's own modules, so the layers after the
+feature layer never run. Queries and keys of the two HiRED layers are read with forward hooks
+that live only for the call; nothing in transformers is replaced.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Iterator
+
+import torch
+from torch import nn
+
+from edge_hired.errors import ModelLoadError, expected
+from edge_hired.runtime.cls_attention import cls_attention_rows
+
+
+@dataclass(frozen=True)
+class VisionOutput:
+    """What the encoder hands to token selection: features and CLS attention rows."""
+
+    features: torch.Tensor  # [P, N, D] feature-layer hidden states, CLS removed
+    cls_init: torch.Tensor  # [P, heads, N] float32, layer l_init
+    cls_final: torch.Tensor  # [P, heads, N] float32, layer l_final
+    keys_final: torch.Tensor  # [P, N, D] patch keys of layer l_final (PruMerge similarity)
+
+
+@dataclass(frozen=True)
+class LayerPlan:
+    """Which encoder layers run and which ones HiRED reads."""
+
+    layers_to_run: int
+    l_init: int
+    l_final: int
+
+
+def plan_layers(
+    vision_feature_layer: int, num_layers: int, l_init: int = 0, l_final: int | None = None
+) -> LayerPlan:
+    """Resolve LLaVA's `vision_feature_layer` (hidden-state index) into layers to run.
+
+    hidden_states[k] is the output of k layers, so -2 on a 24-layer tower means 23 layers run
+    and the feature layer is layer index 22, HiRED's default l_final.
+    """
+    if not isinstance(vision_feature_layer, int):
+        raise ModelLoadError(
+            expected("vision_feature_layer", "one int (multi-layer features are unsupported)",
+                     vision_feature_layer)
+        )
+    run = vision_feature_layer if vision_feature_layer >= 0 else num_layers + 1 + vision_feature_layer
+    if not 1 <= run <= num_layers:
+        raise ModelLoadError(expected("vision_feature_layer", f"a layer of 1..{num_layers}", run))
+    final = run - 1 if l_final is None else l_final
+    for name, layer in (("l_init", l_init), ("l_final", final)):
+        if not 0 <= layer < run:
+            raise ModelLoadError(expected(name, f"a layer index in 0..{run - 1}", layer))
+    return LayerPlan(run, l_init, final)
+
+
+class TorchVisionEncoder:
+    """CLIP vision tower -> features of the feature layer plus the CLS rows of two layers."""
+
+    def __init__(self, vision_tower: nn.Module, plan: LayerPlan, drop_cls: bool = True) -> None:
+        self.transformer = _clip_transformer(vision_tower)
+        self.plan = plan
+        self.drop_cls = drop_cls
+        self.num_heads = self.transformer.config.num_attention_heads
+
+    @torch.inference_mode()
+    def __call__(self, pixel_values: torch.Tensor) -> VisionOutput:
+        """Encode [P, 3, H, W] pixel values."""
+        layers = self.transformer.encoder.layers
+        watched = sorted({self.plan.l_init, self.plan.l_final})
+        with _capture_qk(layers, watched) as captured:
+            hidden = self.transformer.embeddings(pixel_values.to(self._dtype))
+            hidden = self.transformer.pre_layrnorm(hidden)
+            for layer in layers[: self.plan.layers_to_run]:
+                hidden = layer(hidden, None)
+        rows = {i: cls_attention_rows(*captured[i], self.num_heads) for i in watched}
+        features = hidden[:, 1:] if self.drop_cls else hidden
+        keys = captured[self.plan.l_final][1][:, 1:]
+        return VisionOutput(features, rows[self.plan.l_init], rows[self.plan.l_final], keys)
+
+    @property
+    def _dtype(self) -> torch.dtype:
+        return self.transformer.embeddings.patch_embedding.weight.dtype
+
+
+def _clip_transformer(vision_tower: nn.Module) -> nn.Module:
+    """The CLIPVisionTransformer inside a CLIPVisionModel, or a clear refusal."""
+    inner = getattr(vision_tower, "vision_model", vision_tower)
+    if not all(hasattr(inner, a) for a in ("embeddings", "pre_layrnorm", "encoder")):
+        kind = type(vision_tower).__name__
+        raise ModelLoadError(expected("vision tower", "a CLIP ViT with a CLS token", kind))
+    return inner
+
+
+@contextmanager
+def _capture_qk(layers: nn.ModuleList, indices: list[int]) -> Iterator[dict[int, list]]:
+    """Record q_proj / k_proj outputs of the given layers while the context is open."""
+    captured: dict[int, list] = {i: [None, None] for i in indices}
+    handles = []
+    for i in indices:
+        attn = layers[i].self_attn
+        for slot, proj in enumerate((attn.q_proj, attn.k_proj)):
+            handles.append(proj.register_forward_hook(_store(captured[i], slot)))
+    try:
+        yield captured
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def _store(target: list, slot: int):
+    """A forward hook that keeps a module's output in target[slot]."""
+    def hook(_module: nn.Module, _inputs: tuple, output: torch.Tensor) -> None:
+        target[slot] = output
+    return hook
