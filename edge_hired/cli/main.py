@@ -6,13 +6,14 @@ User errors (`EdgeHiredError`) print one line and exit with code 2; bugs keep th
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
 import warnings
 from collections.abc import Callable, Sequence
 
 from edge_hired import __version__
+from edge_hired.cli.args import positive_int, ratio_arg, unit_interval
+from edge_hired.cli.export_command import add_export_parser
 from edge_hired.errors import EdgeHiredError
 from edge_hired.hired import STRATEGIES
 
@@ -21,39 +22,6 @@ STRATEGY_HELP = (
     "hired (default), full (no dropping), hired-ref (the paper's published arithmetic), "
     "spatial, random, prumerge, prumerge+ (adaptive count)"
 )
-
-
-def ratio_arg(text: str) -> float:
-    """argparse type: a budget ratio in (0, 1]."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {text!r}") from None
-    if not math.isfinite(value) or not 0 < value <= 1:
-        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {text!r}")
-    return value
-
-
-def unit_interval(text: str) -> float:
-    """argparse type: a number in [0, 1]."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}") from None
-    if not 0 <= value <= 1:  # also refuses NaN
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}")
-    return value
-
-
-def positive_int(text: str) -> int:
-    """argparse type: an integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
-    return value
 
 
 def add_selection_args(parser: argparse.ArgumentParser) -> None:
@@ -91,8 +59,11 @@ def add_run_parser(subparsers: argparse._SubParsersAction) -> None:
         description="Encode the image, keep the visual tokens HiRED selects under the budget, "
         "and stream the LLM's answer. Without --model it runs the embedded random-weight demo model.",
     )
-    parser.add_argument("--model", metavar="DIR_OR_HUB_ID",
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--model", metavar="DIR_OR_HUB_ID",
                         help="LLaVA-NeXT or LLaVA-1.5 checkpoint (default: the embedded tiny demo model)")
+    source.add_argument("--bundle", metavar="DIR",
+                        help="a bundle written by `edge-hired export` (runs from it alone)")
     parser.add_argument("--image", metavar="PATH", help="image file (default: the bundled sample)")
     parser.add_argument("--prompt", default="Describe the image.", help="the question")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
@@ -100,6 +71,17 @@ def add_run_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="compute dtype (default fp16 on CUDA, fp32 on CPU)")
     parser.add_argument("--json", action="store_true",
                         help="print one JSON object with the answer and every figure, no streaming")
+    telemetry = parser.add_argument_group("telemetry")
+    telemetry.add_argument("--telemetry", metavar="FILE.json",
+                           help="record memory, load and power per phase of the request to FILE")
+    telemetry.add_argument("--telemetry-backend", choices=("auto", "jtop", "nvml", "psutil"),
+                           default="auto", help="auto: jtop on a Jetson, else NVML, else psutil")
+    telemetry.add_argument("--telemetry-interval", type=float, default=0.1, metavar="SECONDS")
+    bundle = parser.add_argument_group("bundles")
+    bundle.add_argument("--providers", metavar="LIST",
+                        help="ONNX Runtime providers in order, e.g. cuda,cpu (default: TensorRT > CUDA > CPU)")
+    bundle.add_argument("--no-verify", action="store_true",
+                        help="skip the sha256 check of the bundle's files at load")
     add_selection_args(parser)
     add_generation_args(parser)
     parser.set_defaults(handler=_run_command)
@@ -134,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(
         dest="command", required=True, metavar="COMMAND", parser_class=OneLineParser
     )
-    for add in (add_run_parser, add_demo_parser):
+    for add in (add_run_parser, add_demo_parser, add_export_parser):
         add(subparsers)
     return parser
 

@@ -55,9 +55,14 @@ def print_result(result: RunResult, as_json: bool, streamed: bool) -> None:
         print(result.to_json())
         return
     if not streamed:
-        print(result.text)
-    print(flush=True)
+        print(result.text, flush=True)
     print(result.summary(), file=sys.stderr)
+
+
+def end_stream(as_json: bool) -> None:
+    """Close the streamed answer's line (before any telemetry or metrics lines)."""
+    if not as_json:
+        print(flush=True)
 
 
 def stream(text: str) -> None:
@@ -65,19 +70,40 @@ def stream(text: str) -> None:
     sys.stdout.flush()
 
 
+def load_pipeline(args: argparse.Namespace) -> Pipeline:
+    """From --bundle (exported, runs alone) or --model (transformers checkpoint)."""
+    if args.bundle:
+        from edge_hired.runtime.bundle_runtime import BundleLoadOptions, load_bundle_pipeline
+
+        providers = tuple(p for p in (args.providers or "").split(",") if p) or None
+        options = BundleLoadOptions(verify=not args.no_verify, providers=providers, device=args.device)
+        _note(args, f"loading bundle {args.bundle}")
+        return load_bundle_pipeline(args.bundle, options)
+    model = args.model or default_model()
+    _note(args, f"loading {model}")
+    return Pipeline.from_pretrained(model, device=args.device, dtype=args.dtype)
+
+
+def _note(args: argparse.Namespace, text: str) -> None:
+    """A progress line on stderr, unless the output is JSON."""
+    if not args.json:
+        print(f"[edge-hired] {text}", file=sys.stderr)
+
+
 def run_from_args(args: argparse.Namespace) -> int:
     """Load the model, answer once, print."""
     image = load_image(args.image or default_image())  # fail fast, before a long model load
-    model = args.model or default_model()
-    if not args.json:
-        print(f"[edge-hired] loading {model}", file=sys.stderr)
-    pipeline = Pipeline.from_pretrained(model, device=args.device, dtype=args.dtype)
+    pipeline = load_pipeline(args)
     if not args.json:
         print(f"[edge-hired] running on {pipeline.device_reason}", file=sys.stderr)
-    result = pipeline.run(
-        image, args.prompt, selection_from_args(args),
-        sampling_from_args(args), on_text=None if args.json else stream,
-    )
+    from edge_hired.device.telemetry import recorder_for_run
+
+    with recorder_for_run(args.telemetry, args.telemetry_backend, args.telemetry_interval) as rec:
+        result = pipeline.run(
+            image, args.prompt, selection_from_args(args), sampling_from_args(args),
+            on_text=None if args.json else stream, on_phase=rec.on_phase if rec else None,
+        )
+        end_stream(args.json)
     print_result(result, args.json, streamed=not args.json)
     return 0
 
@@ -91,5 +117,6 @@ def demo_from_args(args: argparse.Namespace) -> int:
         default_image(), "Describe the image.", SelectionOptions(ratio=args.budget),
         SamplingOptions(max_new_tokens=24), on_text=None if args.json else stream,
     )
+    end_stream(args.json)
     print_result(result, args.json, streamed=not args.json)
     return 0

@@ -61,6 +61,12 @@ class VlmParts:
     device: torch.device
 
 
+def resolve_source(model_id: str) -> str:
+    """A local directory as an absolute path, anything else as the hub id it is."""
+    path = Path(model_id).expanduser()
+    return str(path.resolve()) if path.exists() else model_id
+
+
 def read_config(model_id: str) -> Any:
     """The checkpoint's config, or a one-line reason why it is not a model."""
     path = Path(model_id).expanduser()
@@ -99,7 +105,7 @@ def load_parts(
     """Load model and processor with `from_pretrained` and split them into parts."""
     config = read_config(model_id)
     facts = model_facts(config, l_init, l_final)
-    source = str(Path(model_id).expanduser()) if Path(model_id).expanduser().exists() else model_id
+    source = resolve_source(model_id)
     model = FAMILIES[facts.family].from_pretrained(source, dtype=dtype).to(device).eval()
     processor = AutoProcessor.from_pretrained(source)
     inner = model.model

@@ -32,6 +32,10 @@ from edge_hired.runtime.result import RunResult
 from edge_hired.runtime.vision import VisionOutput
 
 MERGING = ("prumerge", "prumerge+")
+# (phase that starts, time mark at which it starts); None closes the last phase.
+PHASE_MARKS = (("preprocess", "start"), ("encode", "preprocessed"), ("select", "encoded"),
+               ("prefill", "selected"), ("decode", "first_token"), (None, "finished"))
+PhaseCallback = Callable[[str | None, float], None]
 
 
 @dataclass(frozen=True)
@@ -71,8 +75,13 @@ class Pipeline:
         selection: SelectionOptions = SelectionOptions(),
         sampling: SamplingOptions = SamplingOptions(),
         on_text: Callable[[str], None] | None = None,
+        on_phase: PhaseCallback | None = None,
     ) -> RunResult:
-        """Answer `prompt` about `image`, keeping visual tokens as `selection` says."""
+        """Answer `prompt` about `image`, keeping visual tokens as `selection` says.
+
+        `on_text` receives the answer as it streams; `on_phase(name, perf_counter_time)` receives
+        the phase boundaries (for telemetry) once the request is done.
+        """
         _check_prompt(prompt)
         reset_peak_rss()
         marks = {"start": time.perf_counter()}
@@ -89,6 +98,8 @@ class Pipeline:
             self.parts.llm, embeds, sampling, streamer, self._pad_token_id()
         )
         marks["first_token"], marks["finished"] = timing.first_token_at, timing.finished_at
+        for name, key in PHASE_MARKS if on_phase else ():
+            on_phase(name, marks[key])
         return self._result(geometry, chosen, embeds, timing, streamer, marks)
 
     def preprocess(self, picture: Image.Image) -> tuple[torch.Tensor, ImageGeometry]:

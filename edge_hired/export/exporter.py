@@ -1,0 +1,252 @@
+"""`edge-hired export`: a LLaVA checkpoint -> a self-describing bundle directory.
+
+The bundle holds the ONNX vision encoder (features + CLS rows), the projector and image_newline
+in safetensors, the language model alone (bitsandbytes 4/8-bit or unquantized) saved with
+`save_pretrained`, the processor, and `manifest.json` with every fact, hash and measured parity
+figure. Everything is written into a temporary sibling directory that is renamed into place at
+the end, so an interrupted or failed export leaves no half bundle.
+"""
+
+from __future__ import annotations
+
+import copy
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import torch
+import transformers
+from safetensors.torch import save_file
+
+import edge_hired
+from edge_hired.bundle.hashing import file_records
+from edge_hired.bundle.layout import (
+    ENCODER_FILE,
+    LLM_DIR,
+    PROCESSOR_DIR,
+    PROJECTOR_FILE,
+    VLM_CONFIG_DIR,
+)
+from edge_hired.bundle.manifest import MANIFEST_NAME, SCHEMA_VERSION, LlmSpec, Manifest, VisionSpec
+from edge_hired.errors import InvalidArgumentError, expected
+from edge_hired.export.encoder_graph import EncoderGraph
+from edge_hired.export.language_model import extract_causal_lm, save_language_model
+from edge_hired.export.measure import activation_bytes_per_partition
+from edge_hired.export.onnx_encoder import ParityFigure, check_parity, export_encoder
+from edge_hired.export.recipes import Recipe, load_recipe
+from edge_hired.runtime.loading import ModelFacts, model_facts, read_config, resolve_source
+
+QUANTIZATIONS = ("4bit", "8bit", "none")
+EXPORT_DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
+
+Progress = Callable[[str], None]
+EXPORT_STAGES = 7  # calls of `progress` per export, one as each stage begins
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    """What to export and how."""
+
+    quantization: str = "4bit"
+    dtype: str = "fp16"
+    opset: int | None = None
+    revision: str | None = None
+    overwrite: bool = False
+    measure_memory: bool = True
+
+
+def check_options(options: ExportOptions) -> None:
+    """Refuse unknown quantizations, dtypes and opsets before any work."""
+    if options.quantization not in QUANTIZATIONS:
+        raise InvalidArgumentError(expected("quantization", "4bit, 8bit or none", options.quantization))
+    if options.dtype not in EXPORT_DTYPES:
+        raise InvalidArgumentError(expected("dtype", "fp16 or fp32", options.dtype))
+    if options.opset is not None and not 17 <= options.opset <= 23:
+        raise InvalidArgumentError(expected("opset", "17..23", options.opset))
+
+
+def export_bundle(
+    model_id: str, out_dir: Path, options: ExportOptions = ExportOptions(),
+    progress: Progress | None = None,
+) -> Manifest:
+    """Export `model_id` (hub id or directory) into the bundle directory `out_dir`."""
+    check_options(options)
+    out_dir = Path(out_dir)
+    _check_target(out_dir, options.overwrite)
+    if options.quantization != "none":
+        from edge_hired.device.bitsandbytes_check import require_bitsandbytes
+
+        require_bitsandbytes(options.quantization, torch.device("cpu"))
+    say = progress or (lambda _stage: None)
+    started = time.perf_counter()
+    with _staging_dir(out_dir) as staging:
+        manifest = _write_bundle(model_id, staging, options, say)
+        manifest = replace(manifest, export_seconds=round(time.perf_counter() - started, 2))
+        (staging / MANIFEST_NAME).write_text(manifest.to_json())
+        _publish(staging, out_dir, options.overwrite)
+    return manifest
+
+
+def _write_bundle(model_id: str, staging: Path, options: ExportOptions, say: Progress) -> Manifest:
+    """Every stage of the export, in order, into the staging directory."""
+    say("load model")
+    config = read_config(model_id)
+    facts = model_facts(config)
+    recipe = load_recipe(facts.family)
+    source = resolve_source(model_id)
+    model = getattr(transformers, recipe.model_class).from_pretrained(
+        source, dtype=torch.float32, revision=options.revision
+    ).eval()
+    say("export vision encoder (ONNX)")
+    parity, encoder_bytes = _export_vision(model, facts, recipe, staging, options)
+    say("measure encoder memory")
+    activation = _activation(staging, facts, options)
+    say("save projector and image_newline")
+    projector_bytes = _save_projector(model, recipe, staging)
+    say(f"save language model ({options.quantization})")
+    llm = save_language_model(extract_causal_lm(model), staging / LLM_DIR, options.quantization,
+                              _llm_dtype(options))
+    say("save processor and hashes")
+    _save_processor_and_config(source, config, staging, options.revision)
+    vision = _vision_spec(facts, model, encoder_bytes, activation, options)
+    return Manifest(
+        schema_version=SCHEMA_VERSION,
+        source={"model_id": model_id, "revision": options.revision or _revision(config)},
+        versions=_versions(),
+        vision=vision,
+        llm=replace(llm, projector_bytes=projector_bytes),
+        parity={f.output: {"max_abs_diff": f.max_abs_diff, "tolerance": f.tolerance} for f in parity},
+        files=file_records(staging),
+    )
+
+
+def _llm_dtype(options: ExportOptions) -> torch.dtype:
+    """The LLM's dtype: as asked, except LLM.int8, which bitsandbytes runs in fp16 only."""
+    return torch.float16 if options.quantization == "8bit" else EXPORT_DTYPES[options.dtype]
+
+
+def _export_vision(
+    model, facts: ModelFacts, recipe: Recipe, staging: Path, options: ExportOptions
+) -> tuple[list[ParityFigure], int]:
+    """Write the ONNX encoder and check it against the fp32 PyTorch graph."""
+    reference = EncoderGraph(_attribute(model, recipe.vision_tower), facts.layers).eval()
+    dtype = EXPORT_DTYPES[options.dtype]
+    graph = copy.deepcopy(reference).to(dtype)
+    side = facts.crop_size
+    generator = torch.Generator().manual_seed(0)
+    probe = torch.randn(recipe.probe_partitions, 3, side, side, generator=generator).to(dtype)
+    path = staging / ENCODER_FILE
+    export_encoder(graph, path, probe, options.opset or recipe.default_opset)
+    figures = check_parity(reference, path, probe, recipe.tolerance_for(str(dtype).split(".")[-1]))
+    encoder_bytes = sum(p.numel() * p.element_size() for p in graph.parameters())
+    return figures, encoder_bytes
+
+
+def _activation(staging: Path, facts: ModelFacts, options: ExportOptions) -> int:
+    """Measured activation bytes per partition (0 when measuring is switched off)."""
+    if not options.measure_memory:
+        return 0
+    dtype = "float16" if options.dtype == "fp16" else "float32"
+    return activation_bytes_per_partition(staging / ENCODER_FILE, dtype, facts.crop_size)
+
+
+def _save_projector(model, recipe: Recipe, staging: Path) -> int:
+    """Projector weights and image_newline in one safetensors file; returns its byte size."""
+    tensors = {f"projector.{k}": v.detach().contiguous()
+               for k, v in _attribute(model, recipe.projector).state_dict().items()}
+    if recipe.image_newline:
+        tensors["image_newline"] = _attribute(model, recipe.image_newline).detach().contiguous()
+    path = staging / PROJECTOR_FILE
+    save_file(tensors, str(path))
+    return path.stat().st_size
+
+
+def _save_processor_and_config(source: str, config, staging: Path, revision: str | None) -> None:
+    """The processor (tokenizer, chat template, image processor) and the VLM config."""
+    processor = transformers.AutoProcessor.from_pretrained(source, revision=revision)
+    processor.save_pretrained(staging / PROCESSOR_DIR)
+    config.save_pretrained(staging / VLM_CONFIG_DIR)
+
+
+def _vision_spec(facts: ModelFacts, model, encoder_bytes: int, activation: int,
+                 options: ExportOptions) -> VisionSpec:
+    """The manifest's description of the encoder and geometry."""
+    vision_config = model.config.vision_config
+    return VisionSpec(
+        family=facts.family, crop_size=facts.crop_size, patch_size=facts.patch_size,
+        tokens_per_partition=(facts.crop_size // facts.patch_size) ** 2,
+        num_heads=facts.num_heads, hidden_size=vision_config.hidden_size,
+        vision_feature_layer=model.config.vision_feature_layer,
+        layers_in_graph=facts.layers.layers_to_run, l_init=facts.layers.l_init,
+        l_final=facts.layers.l_final, pinpoints=[list(p) for p in facts.pinpoints],
+        image_token_id=facts.image_token_id, encoder_bytes=encoder_bytes,
+        activation_bytes_per_partition=activation,
+        dtype="float16" if options.dtype == "fp16" else "float32",
+    )
+
+
+def _versions() -> dict[str, str]:
+    """Versions of everything that shaped the bundle."""
+    import onnx
+
+    versions = {"edge-hired": edge_hired.__version__, "torch": torch.__version__,
+                "transformers": transformers.__version__, "onnx": onnx.__version__}
+    try:
+        import bitsandbytes
+
+        versions["bitsandbytes"] = bitsandbytes.__version__
+    except ImportError:
+        versions["bitsandbytes"] = "not installed"
+    return versions
+
+
+def _revision(config) -> str:
+    """The hub commit the config came from, when the hub told us."""
+    return str(getattr(config, "_commit_hash", None) or "local")
+
+
+def _attribute(model, dotted: str):
+    """model.a.b.c from "a.b.c"."""
+    target = model
+    for name in dotted.split("."):
+        target = getattr(target, name)
+    return target
+
+
+def _check_target(out_dir: Path, overwrite: bool) -> None:
+    """Refuse to replace an existing directory unless asked to."""
+    if out_dir.exists() and not overwrite:
+        raise InvalidArgumentError(
+            expected(f"output {out_dir}", "a path that does not exist yet (or --overwrite)", "it exists")
+        )
+
+
+@contextmanager
+def _staging_dir(out_dir: Path) -> Iterator[Path]:
+    """A temporary sibling of out_dir, removed whatever happens."""
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
+    try:
+        yield staging
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _publish(staging: Path, out_dir: Path, overwrite: bool) -> None:
+    """Move the finished bundle into place (an old one only goes once the new one is whole)."""
+    if overwrite and out_dir.exists():
+        old = out_dir.with_name(f".{out_dir.name}.old")
+        out_dir.rename(old)
+        staging.rename(out_dir)
+        shutil.rmtree(old, ignore_errors=True)
+        return
+    staging.rename(out_dir)
+
+
+def manifest_summary(manifest: Manifest) -> dict:
+    """The manifest as a plain dict (for --json)."""
+    return asdict(manifest)

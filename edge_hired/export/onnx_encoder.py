@@ -1,0 +1,107 @@
+"""Export the vision encoder to ONNX and prove it matches PyTorch, output by output.
+
+The graph takes `pixel_values` [P, 3, H, W] with P dynamic and emits `features`, the per-head
+CLS rows `cls_attn_init` / `cls_attn_final` and `keys_final` (PruMerge's key similarity). After
+export, ONNX Runtime runs a probe batch and every output is compared with PyTorch against the
+recipe's declared tolerance; a miss raises `ExportParityError` naming the output and the gap.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from edge_hired.errors import EdgeHiredError
+from edge_hired.export.encoder_graph import INPUT_NAME, OUTPUT_NAMES, EncoderGraph
+
+EXTERNAL_DATA_BYTES = 1 << 30  # protobuf caps a file at 2 GiB; move weights out well before
+
+
+class ExportParityError(EdgeHiredError):
+    """An ONNX output that differs from PyTorch by more than the recipe allows."""
+
+
+@dataclass(frozen=True)
+class ParityFigure:
+    """Measured max |ONNX Runtime - PyTorch| of one output, and what was allowed."""
+
+    output: str
+    max_abs_diff: float
+    tolerance: float
+    where: tuple[int, ...]
+
+
+def export_encoder(graph: EncoderGraph, path: Path, probe: torch.Tensor, opset: int) -> None:
+    """Write `graph` to `path` (dynamo exporter), external data when the weights are large."""
+    weight_bytes = sum(p.numel() * p.element_size() for p in graph.parameters())
+    partitions = torch.export.Dim("partitions", min=1, max=64)
+    with _quiet_exporter():
+        torch.onnx.export(
+            graph, (probe,), str(path), input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES),
+            dynamic_shapes={INPUT_NAME: {0: partitions}}, dynamo=True, opset_version=opset,
+            external_data=weight_bytes > EXTERNAL_DATA_BYTES, verbose=False,
+        )
+
+
+def check_parity(
+    reference: EncoderGraph, path: Path, probe: torch.Tensor, tolerances: dict[str, float]
+) -> list[ParityFigure]:
+    """Run ONNX Runtime and the fp32 PyTorch reference on the probe and on one partition.
+
+    The probe is in the graph's input dtype; the reference always computes in fp32 from the
+    source weights, so an fp16 export is measured against what the model really is.
+    """
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    figures: dict[str, ParityFigure] = {}
+    for batch in (probe, probe[:1]):
+        with torch.inference_mode():
+            expected_out = [t.numpy() for t in reference(batch.float())]
+        got = session.run(None, {INPUT_NAME: batch.numpy()})
+        for name, want, have in zip(OUTPUT_NAMES, expected_out, got):
+            figure = _compare(name, want, have, tolerances[name])
+            if name not in figures or figure.max_abs_diff > figures[name].max_abs_diff:
+                figures[name] = figure
+    _raise_on_miss(list(figures.values()))
+    return list(figures.values())
+
+
+def _compare(name: str, want: np.ndarray, have: np.ndarray, tolerance: float) -> ParityFigure:
+    """One output's largest difference and where it is."""
+    if want.shape != have.shape:
+        raise ExportParityError(f"ONNX output {name}: expected shape {want.shape}, got {have.shape}")
+    diff = np.abs(want.astype(np.float64) - have.astype(np.float64))
+    where = tuple(int(i) for i in np.unravel_index(int(np.argmax(diff)), diff.shape))
+    return ParityFigure(name, float(diff.max()), tolerance, where)
+
+
+def _raise_on_miss(figures: list[ParityFigure]) -> None:
+    """The typed error for the first output past its tolerance."""
+    for figure in figures:
+        if not figure.max_abs_diff <= figure.tolerance:
+            raise ExportParityError(
+                f"ONNX output {figure.output}: max |diff| {figure.max_abs_diff:.3g} at "
+                f"{list(figure.where)} exceeds the recipe's tolerance {figure.tolerance:.3g}"
+            )
+
+
+@contextlib.contextmanager
+def _quiet_exporter():
+    """Hide the exporter's progress prints and known-harmless warnings during export."""
+    noisy = logging.getLogger("torch.onnx")
+    level = noisy.level
+    noisy.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        noisy.setLevel(level)
