@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 
 from edge_hired import __version__
 from edge_hired.cli.args import positive_int, ratio_arg, unit_interval
+from edge_hired.cli.bench_command import add_bench_parser
 from edge_hired.cli.eval_command import add_eval_parser
 from edge_hired.cli.export_command import add_export_parser
 from edge_hired.errors import EdgeHiredError
@@ -117,7 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(
         dest="command", required=True, metavar="COMMAND", parser_class=OneLineParser
     )
-    for add in (add_run_parser, add_demo_parser, add_export_parser, add_eval_parser):
+    for add in (add_run_parser, add_demo_parser, add_export_parser, add_eval_parser,
+                add_bench_parser):
         add(subparsers)
     return parser
 

@@ -1,0 +1,188 @@
+"""`edge-hired bench`: parse, load the model or bundle once, call `run_bench`, print the table."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+from edge_hired.cli.args import positive_int
+
+T = TypeVar("T")
+
+BENCH_DESCRIPTION = (
+    "Measure visual tokens, TTFT (request start to first token, preprocessing included), prefill "
+    "time, decode tokens/s, end-to-end latency, peak memory and (where power is readable) energy "
+    "per request, for every budget x strategy. Settings run round-robin (interleaved) after "
+    "warm-up rounds that are not recorded; rows hold medians, and CPU pressure "
+    "(/proc/pressure/cpu) is recorded per run so contended runs are visible. Writes "
+    "results.csv, results.json (rows and every run), and PNG plots into --out."
+)
+
+
+def _budgets(text: str) -> tuple[str | float, ...]:
+    from edge_hired.bench import parse_budgets  # lazily: the CLI must not import torch to parse
+
+    return _argparse_type(parse_budgets, text)
+
+
+def _strategies(text: str) -> tuple[str, ...]:
+    from edge_hired.bench import parse_strategies
+
+    return _argparse_type(parse_strategies, text)
+
+
+def _argparse_type(parse: Callable[[str], T], text: str) -> T:
+    """Run a library parser; its one-line error becomes argparse's (exit code 2)."""
+    from edge_hired.errors import InvalidArgumentError
+
+    try:
+        return parse(text)
+    except InvalidArgumentError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _non_negative_int(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return int(text)
+
+
+def add_bench_parser(subparsers: argparse._SubParsersAction) -> None:
+    """`edge-hired bench (--bundle DIR | --model DIR) --budgets ... --out DIR`."""
+    parser = subparsers.add_parser(
+        "bench",
+        help="measure TTFT, decode rate, memory and energy against the token budget",
+        description=BENCH_DESCRIPTION,
+    )
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--model", metavar="DIR_OR_HUB_ID", help="LLaVA-NeXT/LLaVA-1.5 checkpoint")
+    source.add_argument("--bundle", metavar="DIR", help="a bundle written by `edge-hired export`")
+    parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="results directory")
+    parser.add_argument("--profile", metavar="NAME", help="device profile, recorded in results")
+    parser.add_argument(
+        "--budgets",
+        type=_budgets,
+        default="full,0.4,0.3,0.2,0.1",
+        metavar="LIST",
+        help="'full' and/or ratios in (0, 1] (default full,0.4,0.3,0.2,0.1)",
+    )
+    parser.add_argument(
+        "--strategies",
+        type=_strategies,
+        default="hired",
+        metavar="LIST",
+        help="e.g. hired,spatial,prumerge (default hired; prumerge runs once, "
+        "its count is adaptive)",
+    )
+    parser.add_argument(
+        "--images",
+        metavar="DIR",
+        action="append",
+        default=[],
+        help="a directory of images (or one image file); repeatable; default: the bundled sample",
+    )
+    parser.add_argument("--prompt", default="Describe the image.", help="the question asked")
+    parser.add_argument(
+        "--repeats", type=positive_int, default=3, help="measured rounds (default 3)"
+    )
+    parser.add_argument(
+        "--warmup",
+        type=_non_negative_int,
+        default=1,
+        help="warm-up rounds, not recorded (default 1)",
+    )
+    parser.add_argument(
+        "--max-new-tokens",
+        type=positive_int,
+        default=16,
+        help="tokens generated per request, exactly (default 16)",
+    )
+    _add_device_args(parser)
+    parser.set_defaults(handler=bench_from_args)
+
+
+def _add_device_args(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("device and telemetry")
+    group.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    group.add_argument(
+        "--dtype",
+        choices=("fp32", "fp16", "bf16"),
+        help="compute dtype with --model (default fp16 on CUDA, fp32 on CPU)",
+    )
+    group.add_argument(
+        "--providers", metavar="LIST", help="ONNX Runtime providers for --bundle, e.g. cuda,cpu"
+    )
+    group.add_argument("--no-verify", action="store_true", help="skip the bundle's sha256 check")
+    group.add_argument(
+        "--telemetry-backend", choices=("auto", "jtop", "nvml", "psutil"), default="auto"
+    )
+    group.add_argument("--telemetry-interval", type=float, default=0.05, metavar="SECONDS")
+    group.add_argument("--no-progress", action="store_true", help="no progress bar")
+    group.add_argument("--no-plots", action="store_true", help="write results only (no matplotlib)")
+
+
+def options_from_args(args: argparse.Namespace):
+    """BenchOptions from the parsed flags (argparse runs `type` on string defaults too)."""
+    from edge_hired.bench import BenchOptions
+
+    return BenchOptions(
+        budgets=args.budgets,
+        strategies=args.strategies,
+        images=tuple(args.images),
+        prompt=args.prompt,
+        repeats=args.repeats,
+        warmup=args.warmup,
+        max_new_tokens=args.max_new_tokens,
+        profile=args.profile,
+        telemetry_backend=args.telemetry_backend,
+        telemetry_interval_s=args.telemetry_interval,
+        plots=not args.no_plots,
+        progress=not args.no_progress,
+    )
+
+
+def load_pipeline(args: argparse.Namespace):
+    """The model (--model) or bundle (--bundle), loaded once."""
+    if args.bundle:
+        from edge_hired.runtime.bundle_runtime import BundleLoadOptions, load_bundle_pipeline
+
+        providers = tuple(p for p in (args.providers or "").split(",") if p) or None
+        options = BundleLoadOptions(not args.no_verify, providers, args.device)
+        return load_bundle_pipeline(args.bundle, options)
+    from edge_hired.runtime.pipeline import Pipeline
+
+    return Pipeline.from_pretrained(args.model, device=args.device, dtype=args.dtype)
+
+
+def bench_from_args(args: argparse.Namespace) -> int:
+    """Validate the options, load, measure, print the table and where the files are."""
+    from edge_hired.bench import (
+        check_options,
+        image_paths,
+        load_device_profile,
+        run_bench,
+        settings_for,
+    )
+
+    options = options_from_args(args)
+    check_options(options)  # fail fast, before a long model load
+    settings_for(options)
+    image_paths(options.images)
+    load_device_profile(options.profile)
+    _note(f"loading {args.bundle or args.model}")
+    pipeline = load_pipeline(args)
+    _note(f"running on {pipeline.device_reason}")
+    report = run_bench(pipeline, options, args.out)
+    _note(f"telemetry: {report.environment['telemetry']}")
+    _note(f"peak memory: {report.environment['memory_reason']}")
+    print(report.table())
+    for name, path in report.files.items():
+        print(f"{name:<14}{path}")
+    return 0
+
+
+def _note(text: str) -> None:
+    print(f"[edge-hired] {text}", file=sys.stderr)
