@@ -1,0 +1,201 @@
+"""What a benchmark measures: its options, the settings they expand to, and the schedule.
+
+`BenchOptions` is the whole request; `parse_budgets` / `parse_strategies` read the CLI's lists;
+`settings_for` expands budgets x strategies into `Setting`s ("full" runs once, with strategy
+full; adaptive strategies such as PruMerge run once, they choose their own count) and
+`schedule` orders them round-robin. The device profile named in the options is loaded here
+too, with the token cap the budget planner gives it when the planner is importable.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edge_hired.errors import InvalidArgumentError, expected
+from edge_hired.hired import STRATEGIES
+from edge_hired.runtime.images import load_image
+from edge_hired.runtime.pipeline import Pipeline, SelectionOptions
+
+FULL = "full"
+ADAPTIVE = ("prumerge", "prumerge+")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One thing to measure: a strategy at a budget ratio (None: full, or adaptive)."""
+
+    strategy: str
+    ratio: float | None = None
+
+    @property
+    def budget_label(self) -> str:
+        if self.strategy == FULL:
+            return FULL
+        return "adaptive" if self.ratio is None else f"{self.ratio:g}"
+
+    @property
+    def label(self) -> str:
+        return FULL if self.strategy == FULL else f"{self.strategy}@{self.budget_label}"
+
+    def selection(self, seed: int = 0) -> SelectionOptions:
+        return SelectionOptions(strategy=self.strategy, ratio=self.ratio, seed=seed)
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    """What to measure and how often; the defaults are the paper's Table 4 budgets."""
+
+    budgets: tuple[str | float, ...] = (FULL, 0.4, 0.3, 0.2, 0.1)
+    strategies: tuple[str, ...] = ("hired",)
+    images: tuple[str | Path, ...] = ()  # files or directories; empty: the bundled sample
+    prompt: str = "Describe the image."
+    repeats: int = 3
+    warmup: int = 1  # warm-up rounds, each runs every setting once, not recorded
+    max_new_tokens: int = 16
+    fixed_length: bool = True  # generate exactly max_new_tokens (min_new_tokens) for fair rates
+    profile: str | None = None
+    telemetry_backend: str = "auto"
+    telemetry_interval_s: float = 0.05
+    plots: bool = True
+    progress: bool = True
+    seed: int = 0
+
+
+def parse_budgets(text: str) -> tuple[str | float, ...]:
+    """'full,0.4,0.2' -> ('full', 0.4, 0.2); InvalidArgumentError names the bad item."""
+    items = [item.strip() for item in text.split(",") if item.strip()]
+    if not items:
+        raise InvalidArgumentError(expected("budgets", "a list like full,0.4,0.2", text))
+    return tuple(_budget(item) for item in items)
+
+
+def parse_strategies(text: str) -> tuple[str, ...]:
+    """'hired,spatial' -> ('hired', 'spatial'), checked against the known strategies."""
+    items = tuple(item.strip() for item in text.split(",") if item.strip())
+    check_strategies(items)
+    return items
+
+
+def _budget(item: str | float) -> str | float:
+    if isinstance(item, str) and item.lower() == FULL:
+        return FULL
+    message = expected("budget", "'full' or a ratio in (0, 1]", item)
+    try:
+        value = float(item)
+    except (TypeError, ValueError):
+        raise InvalidArgumentError(message) from None
+    if not math.isfinite(value) or not 0 < value <= 1:
+        raise InvalidArgumentError(message)
+    return value
+
+
+def check_strategies(strategies: Sequence[str]) -> None:
+    """Known, budgeted-or-adaptive strategies; 'full' belongs in the budgets."""
+    allowed = [s for s in STRATEGIES if s != FULL]
+    if not strategies:
+        raise InvalidArgumentError(
+            expected("strategies", "one or more of " + ", ".join(allowed), "")
+        )
+    for name in strategies:
+        if name == FULL:
+            raise InvalidArgumentError("strategy full: expected it among the budgets (full,0.2)")
+        if name not in allowed:
+            raise InvalidArgumentError(expected("strategy", " | ".join(allowed), name))
+
+
+def settings_for(options: BenchOptions) -> list[Setting]:
+    """full first (if asked), then each ratio x each budgeted strategy, then adaptive ones."""
+    check_strategies(options.strategies)
+    budgets = list(dict.fromkeys(_budget(b) for b in options.budgets))
+    if not budgets:
+        raise InvalidArgumentError(expected("budgets", "at least one", options.budgets))
+    ratios = [b for b in budgets if b != FULL]
+    strategies = list(dict.fromkeys(options.strategies))
+    settings = [Setting(FULL)] if FULL in budgets else []
+    settings += [Setting(s, r) for r in ratios for s in strategies if s not in ADAPTIVE]
+    settings += [Setting(s) for s in strategies if s in ADAPTIVE]
+    return settings
+
+
+def check_options(options: BenchOptions) -> None:
+    """Counts and prompt a benchmark can honour."""
+    for name, low in (("repeats", 1), ("warmup", 0), ("max_new_tokens", 1)):
+        value = getattr(options, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise InvalidArgumentError(expected(name, f"an integer >= {low}", value))
+    if not isinstance(options.prompt, str) or not options.prompt.strip():
+        raise InvalidArgumentError(expected("prompt", "non-empty text", options.prompt))
+    interval = options.telemetry_interval_s
+    if not interval > 0:
+        raise InvalidArgumentError(expected("telemetry interval (s)", "> 0", interval))
+
+
+def image_paths(sources: Iterable[str | Path]) -> list[Path]:
+    """Image files from files and directories (sorted); the bundled sample when none given."""
+    paths: list[Path] = []
+    for source in sources:
+        path = Path(source).expanduser()
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                raise InvalidArgumentError(
+                    expected(f"images in {path}", " or ".join(IMAGE_SUFFIXES) + " files", "none")
+                )
+            paths += found
+        else:
+            paths.append(path)
+    if not paths:
+        from edge_hired.data import sample_image_path
+
+        paths.append(sample_image_path())
+    for path in paths:
+        load_image(path)  # fail fast on a bad file, before any model time is spent
+    return paths
+
+
+@dataclass(frozen=True)
+class Slot:
+    """One request in the schedule."""
+
+    round: int
+    image: Path
+    setting: Setting
+
+
+def schedule(settings: Sequence[Setting], images: Sequence[Path], rounds: int) -> list[Slot]:
+    """Round-robin: each round runs every image x setting once, in the same order."""
+    return [Slot(r, image, s) for r in range(rounds) for image in images for s in settings]
+
+
+# Profiles (edge_hired.profiles loads them; the planner, edge_hired.budget, is optional here)
+
+
+def load_device_profile(name: str | None) -> Any:
+    """The named device profile, validated (ProfileError lists the known ones); None if unnamed."""
+    if name is None:
+        return None
+    from edge_hired.profiles import load_profile
+
+    return load_profile(name)
+
+
+def profile_facts(profile: Any, pipeline: Pipeline) -> dict[str, Any]:
+    """The profile's name and, when the planner is importable, its planned token cap."""
+    if profile is None:
+        return {"profile": None, "profile_cap_tokens": None, "profile_note": ""}
+    try:
+        from edge_hired.budget import plan_for_pipeline
+    except ImportError as e:
+        note = f"name recorded only: no budget planner to call ({e})"
+        return {"profile": profile.name, "profile_cap_tokens": None, "profile_note": note}
+    plan = plan_for_pipeline(profile, pipeline)
+    return {
+        "profile": profile.name,
+        "profile_cap_tokens": plan.cap_tokens,
+        "profile_note": str(plan),
+    }
