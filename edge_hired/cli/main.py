@@ -16,6 +16,12 @@ from edge_hired.cli.args import positive_int, ratio_arg, unit_interval
 from edge_hired.cli.bench_command import add_bench_parser
 from edge_hired.cli.eval_command import add_eval_parser
 from edge_hired.cli.export_command import add_export_parser
+from edge_hired.cli.plan_command import (
+    add_plan_parser,
+    add_profile_args,
+    add_profile_parser,
+    add_profiles_parser,
+)
 from edge_hired.errors import EdgeHiredError
 from edge_hired.hired import STRATEGIES
 
@@ -85,6 +91,7 @@ def add_run_parser(subparsers: argparse._SubParsersAction) -> None:
     bundle.add_argument("--no-verify", action="store_true",
                         help="skip the sha256 check of the bundle's files at load")
     add_selection_args(parser)
+    add_profile_args(parser)
     add_generation_args(parser)
     parser.set_defaults(handler=_run_command)
 
@@ -118,8 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(
         dest="command", required=True, metavar="COMMAND", parser_class=OneLineParser
     )
-    for add in (add_run_parser, add_demo_parser, add_export_parser, add_eval_parser,
-                add_bench_parser):
+    for add in (add_run_parser, add_demo_parser, add_export_parser, add_plan_parser,
+                add_profiles_parser, add_profile_parser, add_eval_parser, add_bench_parser):
         add(subparsers)
     return parser
 

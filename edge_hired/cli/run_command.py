@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 
 from edge_hired.runtime.generation import SamplingOptions
 from edge_hired.runtime.images import load_image
@@ -70,6 +71,15 @@ def stream(text: str) -> None:
     sys.stdout.flush()
 
 
+def planned_cap(args: argparse.Namespace, image_hw: tuple[int, int]) -> int | None:
+    """The memory planner's token cap for --profile / --memory-cap (None without them)."""
+    from edge_hired.cli.plan_command import planned_token_cap, run_facts_from_args, wants_plan
+
+    if not wants_plan(args):
+        return None
+    return planned_token_cap(args, run_facts_from_args(args, image_hw))
+
+
 def load_pipeline(args: argparse.Namespace) -> Pipeline:
     """From --bundle (exported, runs alone) or --model (transformers checkpoint)."""
     if args.bundle:
@@ -93,6 +103,7 @@ def _note(args: argparse.Namespace, text: str) -> None:
 def run_from_args(args: argparse.Namespace) -> int:
     """Load the model, answer once, print."""
     image = load_image(args.image or default_image())  # fail fast, before a long model load
+    cap = planned_cap(args, (image.height, image.width))  # config/manifest only: before loading
     pipeline = load_pipeline(args)
     if not args.json:
         print(f"[edge-hired] running on {pipeline.device_reason}", file=sys.stderr)
@@ -100,7 +111,7 @@ def run_from_args(args: argparse.Namespace) -> int:
 
     with recorder_for_run(args.telemetry, args.telemetry_backend, args.telemetry_interval) as rec:
         result = pipeline.run(
-            image, args.prompt, selection_from_args(args), sampling_from_args(args),
+            image, args.prompt, replace(selection_from_args(args), cap=cap), sampling_from_args(args),
             on_text=None if args.json else stream, on_phase=rec.on_phase if rec else None,
         )
         end_stream(args.json)

@@ -123,3 +123,23 @@ def test_real_process_exit_code_and_no_traceback(tmp_path, tiny_next_dir) -> Non
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2
     assert "Traceback" not in done.stderr and "absent.jpg" in done.stderr
+
+
+def test_memory_cap_that_admits_part_of_the_tokens(capsys, tiny_next_dir, tmp_path) -> None:
+    # 0.46 GiB is above the tiny model's fixed costs and below its full-budget peak (2880 tokens).
+    square = tmp_path / "square.png"
+    textured_image(672, 672).save(square)
+    code, out, err = run_cli(capsys, "run", "--model", str(tiny_next_dir), "--image", str(square),
+                             "--memory-cap", "0.46", "--json", "--max-new-tokens", "2")
+    assert code == 0, err
+    data = json.loads(out)
+    assert 0 < data["visual_tokens_kept"] < data["visual_tokens_total"]
+    assert data["visual_tokens_kept"] == data["budget_tokens"]
+    assert data["peak_rss_mib"] < 0.46 * 1024
+
+
+def test_memory_cap_below_the_fixed_costs_exits_2(capsys, tiny_next_dir, image_path) -> None:
+    code, out, err = run_cli(capsys, "run", "--model", str(tiny_next_dir), "--image", str(image_path),
+                             "--memory-cap", "0.2")
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and "short" in err and "Traceback" not in err

@@ -1,0 +1,395 @@
+"""`edge-hired plan`, `profiles`, `profile detect`, and the `--profile` / `--memory-cap` of `run`.
+
+Argument parsing and printing only: the arithmetic is `edge_hired.budget.plan_budget`, the
+profiles come from `edge_hired.profiles`, the memory figures from `edge_hired.device`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edge_hired.budget import (
+    DTYPE_BYTES,
+    MIB,
+    QUANTIZATIONS,
+    Plan,
+    PlanInputs,
+    PlanRequest,
+    gib,
+    image_geometry,
+    plan_budget,
+)
+from edge_hired.cli.args import positive_int
+from edge_hired.errors import InvalidArgumentError
+from edge_hired.profiles import DeviceProfile, ProfileError, load_all, load_profile
+
+#: Tokens the chat template and special tokens may add around the prompt (Vicuna's system
+#: prompt is ~40); the prompt itself is bounded by its UTF-8 bytes, since byte-level and
+#: byte-fallback tokenizers never make more tokens than bytes.
+TEMPLATE_TOKENS = 64
+
+
+def gib_arg(text: str) -> float:
+    """argparse type: a positive, finite number of GiB."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of GiB > 0, got {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a number of GiB > 0, got {text!r}")
+    return value
+
+
+def count_arg(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
+# --- parsers ----------------------------------------------------------------------------------
+
+
+def add_profile_args(parser: argparse.ArgumentParser) -> None:
+    """`--profile NAME` and `--memory-cap GIB` for `run`."""
+    group = parser.add_argument_group("memory plan")
+    group.add_argument("--profile", metavar="NAME",
+                       help="device profile (see `edge-hired profiles`): keep at most the visual "
+                       "tokens that fit in its memory")
+    group.add_argument("--memory-cap", type=gib_arg, metavar="GIB",
+                       help="memory the request may use, in GiB (2^30 bytes); overrides the "
+                       "profile's figure (no --profile: the detected Jetson, else cpu)")
+
+
+def add_plan_parser(subparsers: argparse._SubParsersAction) -> None:
+    """`edge-hired plan`."""
+    parser = subparsers.add_parser(
+        "plan", help="the largest visual-token budget that fits a device, and why",
+        description="Predict the peak memory of one request on a device profile and print the "
+        "breakdown, the largest visual-token budget under the cap, and roofline estimates of "
+        "TTFT and decode speed (estimates, not measurements).",
+    )
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--bundle", metavar="DIR", help="an exported bundle (its manifest)")
+    source.add_argument("--model", metavar="DIR_OR_HUB_ID",
+                        help="a checkpoint's config alone (no weights are read)")
+    parser.add_argument("--profile", required=True, metavar="NAME", help="device profile")
+    parser.add_argument("--memory-cap", type=gib_arg, metavar="GIB",
+                        help="override the profile's memory, in GiB")
+    parser.add_argument("--quantization", choices=QUANTIZATIONS,
+                        help="with --model: weights as (default: the profile's)")
+    parser.add_argument("--dtype", choices=tuple(DTYPE_BYTES),
+                        help="with --model: compute dtype (default: the profile's)")
+    parser.add_argument("--prompt-tokens", type=count_arg, default=64, metavar="N")
+    parser.add_argument("--max-new-tokens", type=positive_int, default=64, metavar="N")
+    parser.add_argument("--json", action="store_true", help="print the plan as one JSON object")
+    parser.set_defaults(handler=plan_from_args)
+
+
+def add_profiles_parser(subparsers: argparse._SubParsersAction) -> None:
+    """`edge-hired profiles`."""
+    parser = subparsers.add_parser(
+        "profiles", help="list the device profiles",
+        description="List every device profile with its usable memory and peak figures.",
+    )
+    parser.add_argument("--json", action="store_true")
+    parser.set_defaults(handler=profiles_from_args)
+
+
+def add_profile_parser(subparsers: argparse._SubParsersAction) -> None:
+    """`edge-hired profile detect`."""
+    parser = subparsers.add_parser("profile", help="device profile tools (detect)")
+    actions = parser.add_subparsers(dest="profile_command", required=True, metavar="ACTION",
+                                    parser_class=type(parser))
+    detect = actions.add_parser(
+        "detect", help="name the profile of this Jetson",
+        description="Read /proc/device-tree/model, /proc/device-tree/compatible and "
+        "/etc/nv_tegra_release and print the matching profile name.",
+    )
+    detect.set_defaults(handler=detect_from_args)
+
+
+# --- plan -------------------------------------------------------------------------------------
+
+
+def plan_from_args(args: argparse.Namespace) -> int:
+    """Plan for a bundle or a config on a profile and print it."""
+    from edge_hired.device.memory_info import memory_cap
+
+    profile = load_profile(args.profile)
+    inputs = plan_inputs(args, profile)
+    request = PlanRequest(prompt_tokens=args.prompt_tokens, max_new_tokens=args.max_new_tokens)
+    plan = plan_budget(inputs, profile, request, memory_cap(profile, args.memory_cap))
+    print(json.dumps(plan_json(plan)) if args.json else format_plan(plan))
+    return 0
+
+
+def plan_inputs(args: argparse.Namespace, profile: DeviceProfile) -> PlanInputs:
+    """PlanInputs from --bundle's manifest or --model's config, with the profile's KV dtype."""
+    kv_dtype = profile.runtime.kv_cache_dtype
+    if args.bundle:
+        from edge_hired.bundle.manifest import read_manifest
+
+        if args.quantization or args.dtype:
+            raise InvalidArgumentError("--quantization and --dtype: a bundle fixes both; drop them")
+        return PlanInputs.from_manifest(read_manifest(Path(args.bundle)), kv_dtype)
+    from edge_hired.runtime.loading import read_config
+
+    quantization = args.quantization or profile.runtime.quantization
+    dtype = args.dtype or profile.runtime.compute_dtype
+    return PlanInputs.from_config(read_config(args.model), quantization, dtype, kv_dtype)
+
+
+def plan_json(plan: Plan) -> dict[str, Any]:
+    """The plan as JSON-ready data, with the budget's share of the available tokens."""
+    data = plan.to_dict()
+    data["budget_share"] = plan.budget_tokens / max(plan.visual_tokens_available, 1)
+    return data
+
+
+def format_plan(plan: Plan) -> str:
+    """The breakdown as a table, the budget, the reasons and the labelled estimates."""
+    share = 100 * plan.budget_tokens / max(plan.visual_tokens_available, 1)
+    rows = [f"  {line.name:<20} {gib(line.bytes):>7}  {line.note}" for line in plan.lines]
+    estimates = plan.estimates
+    return "\n".join([
+        f"plan: {plan.source} on {plan.profile}",
+        f"memory cap           {gib(plan.cap.bytes):>7} GiB  {plan.cap.reason}",
+        "",
+        f"  {'component':<20} {'GiB':>7}  note",
+        *rows,
+        f"  {'total':<20} {gib(plan.required_bytes):>7}  "
+        f"predicted peak {gib(plan.peak_bytes)} + margin",
+        "",
+        f"visual-token budget  {plan.budget_tokens} of {plan.visual_tokens_available} "
+        f"({share:.0f}%), {plan.bytes_per_visual_token / MIB:.2f} MiB per visual token",
+        f"estimated TTFT       {estimates.ttft_s:.2f} s",
+        f"estimated decode     {estimates.decode_tokens_per_s:.1f} tokens/s",
+        f"                     ({estimates.note})",
+        "why:",
+        *(f"  - {reason}" for reason in plan.reasons),
+    ])
+
+
+# --- profiles and detection -------------------------------------------------------------------
+
+
+def profiles_from_args(args: argparse.Namespace) -> int:
+    """List the profiles."""
+    profiles = load_all()
+    if args.json:
+        print(json.dumps([_profile_row(p) for p in profiles]))
+        return 0
+    print(f"{'name':<20} {'usable GiB':>10} {'unified':>7} {'GB/s':>6} {'TFLOPS':>7}  "
+          f"{'quant':<5}  description")
+    for p in profiles:
+        usable = p.memory.usable_gib()
+        memory = "live" if usable is None else f"{usable:.2f}"
+        print(f"{p.name:<20} {memory:>10} {'yes' if p.memory.unified else 'no':>7} "
+              f"{p.performance.bandwidth_gb_s:>6g} {p.performance.fp16_tflops:>7g}  "
+              f"{p.runtime.quantization:<5}  {p.description}")
+    return 0
+
+
+def _profile_row(profile: DeviceProfile) -> dict[str, Any]:
+    return {"name": profile.name, "description": profile.description,
+            "usable_gib": profile.memory.usable_gib(), "unified": profile.memory.unified,
+            "bandwidth_gb_s": profile.performance.bandwidth_gb_s,
+            "fp16_tflops": profile.performance.fp16_tflops,
+            "quantization": profile.runtime.quantization, "path": str(profile.path)}
+
+
+def detect_from_args(args: argparse.Namespace) -> int:
+    """Print the detected Jetson's profile name; exit 1 when this is not a Jetson."""
+    from edge_hired.device.jetson import detect_jetson
+
+    info = detect_jetson()
+    if info.profile is not None:
+        print(info.profile)
+        print(f"edge-hired: {info.model or 'Jetson'} (L4T {info.l4t or '?'}): {info.reason}",
+              file=sys.stderr)
+        return 0
+    if info.is_jetson:
+        raise ProfileError(f"detected {info.model or 'a Jetson'} (L4T {info.l4t or '?'}) but "
+                           f"{info.reason}; write one in profiles/ or pass --profile")
+    print(f"edge-hired: {info.reason}; pick a profile from `edge-hired profiles`", file=sys.stderr)
+    return 1
+
+
+# --- run --profile ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunFacts:
+    """What `run` knows before loading weights: the model's facts and the request's shape."""
+
+    inputs: PlanInputs
+    device: str  # "cpu" or "cuda": where the request runs
+    image_hw: tuple[int, int]
+    partitions: int
+    visual_tokens: int  # valid visual tokens of this image
+    newline_rows: int  # image_newline tokens `--newline rows` may add at most
+    prompt_tokens: int
+
+
+def run_facts(
+    model: str,
+    image_hw: tuple[int, int],
+    prompt: str,
+    device: str = "auto",
+    dtype: str | None = None,
+    prompt_tokens: int | None = None,
+) -> RunFacts:
+    """Facts for planning `run --model` from the checkpoint's config (no weights are read).
+
+    The LLM runs unquantised in the run's dtype (fp32 on the CPU, fp16 on CUDA unless --dtype).
+    """
+    from edge_hired.device.torch_device import choose_torch_device
+    from edge_hired.runtime.loading import read_config
+
+    choice = choose_torch_device(device, dtype)
+    inputs = PlanInputs.from_config(read_config(model), "none", str(choice.dtype))
+    return _request_facts(inputs, choice.device.type, image_hw, prompt, prompt_tokens)
+
+
+def bundle_run_facts(
+    bundle: str,
+    image_hw: tuple[int, int],
+    prompt: str,
+    device: str = "auto",
+    prompt_tokens: int | None = None,
+) -> RunFacts:
+    """Facts for planning `run --bundle` from its manifest (KV cache in its compute dtype)."""
+    from edge_hired.bundle.manifest import read_manifest
+    from edge_hired.device.torch_device import choose_torch_device
+
+    manifest = read_manifest(Path(bundle).expanduser())
+    short = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}[manifest.llm.compute_dtype]
+    choice = choose_torch_device(device, short)
+    inputs = PlanInputs.from_manifest(manifest)
+    return _request_facts(inputs, choice.device.type, image_hw, prompt, prompt_tokens)
+
+
+def run_facts_from_args(args: argparse.Namespace, image_hw: tuple[int, int]) -> RunFacts:
+    """RunFacts for `run`'s parsed arguments: --bundle, --model, or the demo model."""
+    if getattr(args, "bundle", None):
+        return bundle_run_facts(args.bundle, image_hw, args.prompt, args.device)
+    from edge_hired.cli.run_command import default_model
+
+    model = args.model or default_model()
+    return run_facts(model, image_hw, args.prompt, args.device, args.dtype)
+
+
+def _request_facts(
+    inputs: PlanInputs, device: str, image_hw: tuple[int, int], prompt: str,
+    prompt_tokens: int | None,
+) -> RunFacts:
+    """The request's shape: partitions and valid tokens of this image, prompt length bound.
+
+    Without `prompt_tokens` the prompt is bounded by its UTF-8 bytes plus TEMPLATE_TOKENS.
+    """
+    geometry = image_geometry(inputs.vision, tuple(image_hw))
+    tokens = prompt_tokens if prompt_tokens is not None else len(prompt.encode()) + TEMPLATE_TOKENS
+    rows = len(geometry.rows_kept) if geometry.num_sub_images else 0
+    return RunFacts(inputs, device, tuple(image_hw), geometry.num_partitions,
+                    int(geometry.valid_counts().sum()), rows, tokens)
+
+
+def wants_plan(args: argparse.Namespace) -> bool:
+    """Whether `run` was given --profile or --memory-cap."""
+    return any(getattr(args, name, None) is not None for name in ("profile", "memory_cap"))
+
+
+def planned_token_cap(args: argparse.Namespace, facts: RunFacts) -> int | None:
+    """The visual-token cap `run` applies: None without --profile / --memory-cap.
+
+    Raises PlanError (exit 2) when not even one visual token fits; prints the plan's summary to
+    stderr unless --json.
+    """
+    if not wants_plan(args):
+        return None
+    plan = plan_for_run(facts, args.profile, args.memory_cap, args.max_new_tokens,
+                        newline=getattr(args, "newline", "none"))
+    if not getattr(args, "json", False):
+        print(run_summary(plan), file=sys.stderr)
+    return plan.budget_tokens
+
+
+def plan_for_run(
+    facts: RunFacts,
+    profile_name: str | None,
+    memory_cap_gib: float | None,
+    max_new_tokens: int,
+    newline: str = "none",
+) -> Plan:
+    """The plan of one `run` request, its cap held to the memory free on the run's device."""
+    from edge_hired.device.memory_info import memory_cap
+
+    profile = load_profile(profile_name or _default_profile(facts.device))
+    request = PlanRequest(
+        prompt_tokens=facts.prompt_tokens, max_new_tokens=max_new_tokens,
+        extra_tokens=facts.newline_rows if newline == "rows" else 0,
+        partitions=facts.partitions, visual_tokens=facts.visual_tokens,
+        image_hw=facts.image_hw, allocator=facts.device,
+    )
+    cap = memory_cap(profile, memory_cap_gib, live_kind=_live_kind(facts.device))
+    return plan_budget(facts.inputs, profile, request, cap)
+
+
+def _default_profile(device: str) -> str:
+    """Without --profile: the detected Jetson, else the CPU (a discrete GPU needs --profile)."""
+    from edge_hired.device.jetson import detect_jetson
+
+    detected = detect_jetson().profile
+    if detected:
+        return detected
+    if device == "cpu":
+        return "cpu"
+    raise ProfileError(
+        "--memory-cap on a CUDA GPU: expected --profile NAME too (see `edge-hired profiles`)"
+    )
+
+
+def _live_kind(device: str) -> str:
+    """Which memory the run draws from: host RAM on the CPU and on a Jetson, else the GPU's."""
+    if device == "cpu":
+        return "cpu"
+    from edge_hired.device.jetson import detect_jetson
+
+    return "unified" if detect_jetson().is_jetson else "discrete"
+
+
+def run_summary(plan: Plan) -> str:
+    """Two lines for `run`'s stderr."""
+    return (
+        f"[edge-hired] plan ({plan.profile}): cap {gib(plan.cap.bytes)} GiB ({plan.cap.reason});"
+        f" keeping at most {plan.budget_tokens} of {plan.visual_tokens_available} visual tokens\n"
+        f"[edge-hired] predicted peak {gib(plan.peak_bytes)} GiB + margin "
+        f"{gib(plan.required_bytes - plan.peak_bytes)} GiB"
+    )
+
+
+__all__ = [
+    "RunFacts",
+    "add_plan_parser",
+    "add_profile_args",
+    "add_profile_parser",
+    "add_profiles_parser",
+    "bundle_run_facts",
+    "format_plan",
+    "plan_for_run",
+    "planned_token_cap",
+    "run_facts",
+    "run_facts_from_args",
+    "wants_plan",
+]

@@ -1,0 +1,126 @@
+"""Which Jetson this is, from the files L4T leaves behind, mapped to a device profile.
+
+The device tree names the board (/proc/device-tree/model, e.g. "NVIDIA Jetson Orin Nano
+Developer Kit") and lists the module's part number in /proc/device-tree/compatible (e.g.
+"nvidia,p3768-0000+p3767-0005"); /etc/nv_tegra_release gives the L4T release. Part numbers are
+exact; model names leave the memory size open, which MemTotal then settles. The tables are data;
+every reader takes its path so tests run on captured files, as jtop does.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from edge_hired.device.memory_info import MEMINFO, MemoryInfoError, read_meminfo
+
+DEVICE_TREE_MODEL = Path("/proc/device-tree/model")
+DEVICE_TREE_COMPATIBLE = Path("/proc/device-tree/compatible")
+NV_TEGRA_RELEASE = Path("/etc/nv_tegra_release")
+
+#: Module part number -> profile (NVIDIA module numbering, as jtop's module table lists them).
+PART_NUMBERS: dict[str, str | None] = {
+    "p3767-0005": "orin-nano-8gb",  # Orin Nano developer kit module (8GB)
+    "p3767-0004": "orin-nano-4gb",
+    "p3767-0003": "orin-nano-8gb",
+    "p3767-0001": "orin-nx-8gb",
+    "p3767-0000": "orin-nx-16gb",
+    "p3701-0005": "agx-orin-64gb",
+    "p3701-0004": "agx-orin-32gb",
+    "p3701-0000": "agx-orin-32gb",  # the first AGX Orin developer kit carried 32 GB
+    "p3668-0000": "xavier-nx-8gb",  # Xavier NX developer kit module
+    "p3668-0001": "xavier-nx-8gb",
+    "p3668-0003": None,  # Xavier NX 16GB: no profile yet
+}
+
+#: Words of the device-tree model name -> candidate profiles, told apart by memory size (GiB).
+MODEL_NAMES: tuple[tuple[str, tuple[tuple[str, float], ...]], ...] = (
+    ("AGX Thor", (("agx-thor-128gb", 128),)),
+    ("AGX Orin", (("agx-orin-32gb", 32), ("agx-orin-64gb", 64))),
+    ("Orin NX", (("orin-nx-8gb", 8), ("orin-nx-16gb", 16))),
+    ("Orin Nano", (("orin-nano-4gb", 4), ("orin-nano-8gb", 8))),
+    ("Xavier NX", (("xavier-nx-8gb", 8),)),
+)
+
+_RELEASE = re.compile(r"#\s*R(\d+)\s*\(release\),\s*REVISION:\s*([\d.]+)")
+
+
+@dataclass(frozen=True)
+class JetsonInfo:
+    """What the files say: board name, module part, L4T release, and the matching profile."""
+
+    model: str | None
+    part: str | None
+    l4t: str | None
+    profile: str | None
+    reason: str
+
+    @property
+    def is_jetson(self) -> bool:
+        """Whether any Jetson file was found."""
+        return self.model is not None or self.l4t is not None
+
+
+def read_text(path: Path) -> str | None:
+    """A device file's text without NULs, or None when it does not exist."""
+    try:
+        return Path(path).read_bytes().replace(b"\0", b"\n").decode("utf-8", "replace").strip()
+    except OSError:
+        return None
+
+
+def parse_l4t_release(text: str) -> str | None:
+    """'36.4.3' from '# R36 (release), REVISION: 4.3, GCID: ...'."""
+    match = _RELEASE.search(text)
+    return f"{match.group(1)}.{match.group(2)}" if match else None
+
+
+def part_number(compatible: str) -> str | None:
+    """The first known module part number in a device-tree compatible list."""
+    for part in re.findall(r"p\d{4}-\d{4}", compatible):
+        if part in PART_NUMBERS:
+            return part
+    return None
+
+
+def profile_for_model(model: str, memtotal_bytes: int | None) -> str | None:
+    """Profile for a model name, the smallest candidate whose memory holds MemTotal."""
+    for words, candidates in MODEL_NAMES:
+        if words.lower() in model.lower():
+            if memtotal_bytes is None:
+                return candidates[0][0]
+            for name, nominal_gib in candidates:
+                if memtotal_bytes <= nominal_gib * 2**30:
+                    return name
+            return candidates[-1][0]
+    return None
+
+
+def detect_jetson(
+    model_path: Path = DEVICE_TREE_MODEL,
+    compatible_path: Path = DEVICE_TREE_COMPATIBLE,
+    release_path: Path = NV_TEGRA_RELEASE,
+    meminfo_path: Path = MEMINFO,
+) -> JetsonInfo:
+    """Name the Jetson from its device files; `profile` is None when none matches."""
+    model = read_text(model_path)
+    release = read_text(release_path)
+    l4t = parse_l4t_release(release) if release else None
+    part = part_number(read_text(compatible_path) or "")
+    if model is None and l4t is None:
+        why = f"not a Jetson: no {model_path} or {release_path}"
+        return JetsonInfo(None, None, None, None, why)
+    if part is not None:
+        profile = PART_NUMBERS[part]
+        return JetsonInfo(model, part, l4t, profile, f"module part number {part}")
+    profile = profile_for_model(model or "", _memtotal(meminfo_path))
+    why = f"model name {model!r} and MemTotal" if profile else f"no profile for {model!r}"
+    return JetsonInfo(model, None, l4t, profile, why)
+
+
+def _memtotal(path: Path) -> int | None:
+    try:
+        return read_meminfo(path).get("MemTotal")
+    except MemoryInfoError:
+        return None

@@ -1,0 +1,407 @@
+"""The memory planner: KV bytes against a real transformers cache, weight bytes against real
+models and bitsandbytes' formats, and the budget arithmetic (largest fit, deficits, reasons)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from transformers import AutoModelForCausalLM, AutoModelForImageTextToText, LlavaNextConfig
+
+from edge_hired.budget import (
+    GIB,
+    MIB,
+    LlmShape,
+    MemoryCap,
+    PlanError,
+    PlanInputs,
+    PlanRequest,
+    VisionShape,
+    max_geometry,
+    parameter_bytes,
+    plan_budget,
+    predicted_peak_bytes,
+    required_bytes,
+)
+from edge_hired.bundle.manifest import Manifest
+from edge_hired.errors import InvalidArgumentError
+from edge_hired.models.tiny import make_config
+from edge_hired.profiles import load_all, load_profile
+from tests.unit.test_profiles import run_cli
+
+ROOT = Path(__file__).resolve().parents[2]
+PINPOINTS = [[336, 672], [672, 336], [672, 672], [1008, 336], [336, 1008]]
+
+
+def vicuna_7b() -> LlavaNextConfig:
+    """llava-v1.6-vicuna-7b's shape, configuration only."""
+    vision = dict(model_type="clip_vision_model", hidden_size=1024, num_hidden_layers=24,
+                  num_attention_heads=16, intermediate_size=4096, image_size=336, patch_size=14,
+                  projection_dim=768)
+    text = dict(model_type="llama", hidden_size=4096, num_hidden_layers=32, num_attention_heads=32,
+                num_key_value_heads=32, intermediate_size=11008, vocab_size=32064,
+                max_position_embeddings=4096)
+    return LlavaNextConfig(vision_config=vision, text_config=text, image_grid_pinpoints=PINPOINTS,
+                           vision_feature_layer=-2, image_token_id=32000)
+
+
+@pytest.fixture(scope="module")
+def configs() -> dict[str, LlavaNextConfig]:
+    return {"tiny": make_config("tiny-llava-next"), "mid": make_config("mid-llava-next"),
+            "7b": vicuna_7b()}
+
+
+# --- KV bytes per token == a real DynamicCache after prefill ----------------------------------
+
+
+def cache_bytes(cache) -> int:
+    """Bytes of every key and value tensor a transformers cache holds."""
+    tensors = [t for layer in cache.layers for t in (layer.keys, layer.values)]
+    return sum(t.numel() * t.element_size() for t in tensors)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+@pytest.mark.parametrize("preset", ["tiny", "mid"])
+def test_kv_bytes_per_token_match_a_real_cache(configs, preset: str, dtype: str) -> None:
+    """The cache's size depends on layers, KV heads and head dim only, so the mid preset's
+    attention geometry (16 layers, 8 KV heads, head dim 128) runs with its MLP and vocabulary
+    shrunk to keep the test fast."""
+    config = configs[preset]
+    predicted = PlanInputs.from_config(config, "none", dtype).kv_bytes_per_token
+    text = config.text_config.to_dict() | {"intermediate_size": 16, "vocab_size": 64}
+    with torch.device("meta"):  # uninitialised weights: the cache's size does not depend on them
+        model = AutoModelForCausalLM.from_config(type(config.text_config)(**text),
+                                                 dtype=getattr(torch, dtype))
+    model = model.to_empty(device="cpu").eval()
+    tokens = 37
+    with torch.inference_mode():
+        out = model(input_ids=torch.arange(tokens)[None] % 64, use_cache=True)
+    assert cache_bytes(out.past_key_values) == predicted * tokens
+
+
+def test_vicuna_7b_kv_is_half_a_mebibyte_per_token_in_fp16(configs) -> None:
+    assert PlanInputs.from_config(configs["7b"], "4bit", "float16").kv_bytes_per_token == 512 * 1024
+
+
+# --- weight bytes -----------------------------------------------------------------------------
+
+
+def test_weights_of_the_tiny_model_equal_a_real_instance(configs) -> None:
+    config = configs["tiny"]
+    model = AutoModelForImageTextToText.from_config(config, dtype=torch.float32)
+    llm = {id(p) for p in model.model.language_model.parameters()} | {
+        id(p) for p in model.lm_head.parameters()}
+    real = {"llm": 0, "encoder": 0}
+    for p in model.parameters():
+        real["llm" if id(p) in llm else "encoder"] += p.numel() * p.element_size()
+    inputs = PlanInputs.from_config(config, "none", "float32")
+    assert (inputs.llm_weight_bytes, inputs.encoder_weight_bytes) == (real["llm"], real["encoder"])
+
+
+def test_vicuna_7b_weights_fp16_4bit_8bit(configs) -> None:
+    linear = 32 * (4 * 4096 * 4096 + 3 * 4096 * 11008)  # q, k, v, o, gate, up, down
+    rows = 32 * (4 * 4096 + 2 * 11008 + 4096)  # output rows of those Linear layers
+    plain = (2 * 32064 * 4096 + 65 * 4096) * 2  # embeddings, lm_head, 65 RMSNorms in fp16
+    fp16 = PlanInputs.from_config(configs["7b"], "none", "float16")
+    nf4 = PlanInputs.from_config(configs["7b"], "4bit", "float16")
+    int8 = PlanInputs.from_config(configs["7b"], "8bit", "float16")
+    assert fp16.llm_weight_bytes + fp16.encoder_weight_bytes == 7_063_431_168 * 2
+    assert nf4.llm_weight_bytes == linear // 2 + linear // 64 * 4 + plain
+    assert int8.llm_weight_bytes == linear + rows * 4 + plain
+    assert nf4.encoder_weight_bytes == int8.encoder_weight_bytes == fp16.encoder_weight_bytes
+    assert nf4.largest_quantized_linear == 4096 * 11008 and fp16.largest_quantized_linear == 0
+
+
+def test_parameter_bytes_of_the_quantised_formats() -> None:
+    assert parameter_bytes((11008, 4096), "4bit", 2) == 11008 * 4096 // 2 + 11008 * 4096 // 64 * 4
+    assert parameter_bytes((11008, 4096), "8bit", 2) == 11008 * 4096 + 11008 * 4
+    assert parameter_bytes((10, 3), "4bit", 2) == 15 + 4  # half-bytes and one absmax, rounded up
+    assert parameter_bytes((10, 3), "none", 4) == 120
+
+
+def test_unknown_quantization_and_dtype_are_refused(configs) -> None:
+    with pytest.raises(InvalidArgumentError, match="quantization: expected none, 8bit, 4bit"):
+        PlanInputs.from_config(configs["tiny"], "3bit", "float16")
+    with pytest.raises(InvalidArgumentError, match="dtype: expected float32, float16 or bfloat16"):
+        PlanInputs.from_config(configs["tiny"], "none", "float8")
+
+
+def test_largest_layouts() -> None:
+    next_shape = VisionShape(23, 1024, 4096, 16, 336, 14, "llava_next",
+                             tuple(tuple(p) for p in PINPOINTS))
+    assert max_geometry(next_shape) == (5, 2880)
+    assert max_geometry(VisionShape(23, 1024, 4096, 16, 336, 14, "llava")) == (1, 576)
+
+
+# --- the budget arithmetic (pure, synthetic model facts) --------------------------------------
+
+PINS = tuple(tuple(p) for p in PINPOINTS)
+SYNTH = PlanInputs(
+    source="synthetic", llm=LlmShape(16, 1024, 2816, 8, 4, 128, 32000),
+    vision=VisionShape(23, 1024, 4096, 16, 336, 14, "llava_next", PINS),
+    quantization="none", compute_dtype="float16", kv_dtype="float16",
+    llm_weight_bytes=2 * GIB, encoder_weight_bytes=600 * MIB,
+    llm_matmul_params=10**9, vision_matmul_params=3 * 10**8, vision_dtype="float16",
+)
+REQUEST = PlanRequest(prompt_tokens=40, max_new_tokens=32)
+
+
+def required(profile, request, n: int) -> int:
+    return required_bytes(SYNTH, profile, request, n)
+
+
+def test_a_generous_cap_keeps_every_token() -> None:
+    profile = load_profile("agx-orin-64gb")
+    plan = plan_budget(SYNTH, profile, REQUEST, MemoryCap(40 * GIB, "test"))
+    assert plan.budget_tokens == plan.visual_tokens_available == 2880
+    assert plan.peak_bytes == predicted_peak_bytes(SYNTH, profile, REQUEST, 2880)
+    assert plan.required_bytes == required(profile, REQUEST, 2880) <= 40 * GIB
+    assert any(r.startswith("budget: all 2880 visual tokens fit") for r in plan.reasons)
+    names = [line.name for line in plan.lines]
+    assert names == ["runtime", "CUDA context", "LLM weights", "encoder weights", "image",
+                     "encoder activations", "KV cache", "prefill activations", "margin"]
+
+
+def test_the_margin_is_a_share_of_the_peak_plus_the_allocator_spread() -> None:
+    """On the CPU the prediction takes x2.0 (prefill) and x1.4 (encoder) of the live set; the
+    margin adds 5% of the peak and the spread up to the worst factors seen, x3.1 and x1.5."""
+    from edge_hired.budget import encoder_live_bytes_per_partition, prefill_live_bytes_per_token
+
+    profile, request = load_profile("cpu"), PlanRequest(prompt_tokens=40, max_new_tokens=32)
+    peak = predicted_peak_bytes(SYNTH, profile, request, 2000)
+    spread = int(5 * encoder_live_bytes_per_partition(SYNTH) * (1.5 - 1.4)
+                 + prefill_live_bytes_per_token(SYNTH) * 2040 * (3.1 - 2.0))
+    assert required_bytes(SYNTH, profile, request, 2000) == pytest.approx(
+        peak + max(64 * MIB, 0.05 * peak) + spread, abs=2)
+
+
+def test_a_tight_cap_keeps_the_largest_count_that_fits() -> None:
+    profile = load_profile("orin-nx-8gb")
+    cap = required(profile, REQUEST, 1000) + 1000
+    plan = plan_budget(SYNTH, profile, REQUEST, MemoryCap(cap, "test"))
+    assert plan.budget_tokens == 1000
+    assert required(profile, REQUEST, 1000) <= cap < required(profile, REQUEST, 1001)
+    assert "budget: 1000 of 2880 visual tokens fit under the cap" in plan.reasons
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(min_value=0, max_value=3 * GIB))
+def test_more_memory_never_means_fewer_tokens(extra: int) -> None:
+    profile = load_profile("rtx-4060-8gb")
+    floor = required(profile, REQUEST, 1)
+    small = plan_budget(SYNTH, profile, REQUEST, MemoryCap(floor + extra, "a"))
+    large = plan_budget(SYNTH, profile, REQUEST, MemoryCap(floor + extra + 50 * MIB, "b"))
+    assert 1 <= small.budget_tokens <= large.budget_tokens
+    assert small.required_bytes <= floor + extra
+
+
+def test_kv_dtype_of_the_profile_changes_the_cost_per_token() -> None:
+    profile = load_profile("t4-16gb")
+    half = plan_budget(SYNTH, profile, REQUEST, MemoryCap(40 * GIB, "t"))
+    full = plan_budget(SYNTH.with_kv_dtype("float32"), profile, REQUEST, MemoryCap(40 * GIB, "t"))
+    kv = {plan.lines[[line.name for line in plan.lines].index("KV cache")].bytes
+          for plan in (half, full)}
+    assert max(kv) == 2 * min(kv)
+
+
+def test_a_cap_below_the_weights_names_the_deficit() -> None:
+    profile = load_profile("orin-nano-8gb")
+    cap = MemoryCap(2 * GIB, "--memory-cap 2 GiB")
+    with pytest.raises(PlanError) as caught:
+        plan_budget(SYNTH, profile, REQUEST, cap)
+    need = required(profile, REQUEST, 1)
+    assert caught.value.deficit_bytes == need - 2 * GIB
+    assert str(caught.value).startswith(
+        f"orin-nano-8gb: memory cap 2.00 GiB (--memory-cap 2 GiB) is {(need - 2 * GIB) / GIB:.2f}"
+        " GiB short of the fixed costs plus one visual token and margin")
+    assert "largest: LLM weights 2.00, encoder weights 0.59" in str(caught.value)
+
+
+def test_discrete_gpus_do_not_count_host_memory() -> None:
+    names = [line.name for line in plan_budget(SYNTH, load_profile("t4-16gb"), REQUEST,
+                                               MemoryCap(40 * GIB, "t")).lines]
+    assert "runtime" not in names and "image" not in names and "CUDA context" in names
+
+
+def test_estimates_follow_the_roofline() -> None:
+    profile = load_profile("orin-nx-16gb")
+    plan = plan_budget(SYNTH, profile, REQUEST, MemoryCap(40 * GIB, "t"))
+    context = 2880 + 40 + 32 / 2
+    per_token = SYNTH.llm_weight_bytes + SYNTH.kv_bytes_per_token * context
+    assert plan.estimates.decode_tokens_per_s == pytest.approx(102e9 * 0.7 / per_token)
+    assert plan.estimates.ttft_s > 0 and "estimates, not measurements" in plan.estimates.note
+
+
+def test_request_counts_are_checked() -> None:
+    with pytest.raises(InvalidArgumentError, match="prompt_tokens: expected an integer >= 0"):
+        plan_budget(SYNTH, load_profile("cpu"), PlanRequest(prompt_tokens=-1),
+                    MemoryCap(40 * GIB, "t"))
+
+
+# --- from a bundle manifest -------------------------------------------------------------------
+
+
+def manifest(measured: int) -> Manifest:
+    vision = dict(family="llava_next", crop_size=336, patch_size=14, tokens_per_partition=576,
+                  num_heads=16, hidden_size=1024, vision_feature_layer=-2, layers_in_graph=23,
+                  l_init=0, l_final=22, pinpoints=PINPOINTS, image_token_id=32000,
+                  encoder_bytes=600 * MIB, activation_bytes_per_partition=measured, dtype="float16")
+    llm = dict(architecture="LlamaForCausalLM", num_layers=32, num_kv_heads=32, head_dim=128,
+               hidden_size=4096, intermediate_size=11008, vocab_size=32064,
+               max_position_embeddings=4096, compute_dtype="float16", quantization="4bit",
+               weight_bytes=3900 * MIB, projector_bytes=40 * MIB)
+    return Manifest.from_dict({"schema_version": 1, "source": {"model_id": "llava-7b"},
+                               "versions": {}, "vision": vision, "llm": llm, "parity": {}})
+
+
+def test_manifest_facts_are_used_as_recorded() -> None:
+    inputs = PlanInputs.from_manifest(manifest(measured=30 * MIB))
+    assert inputs.llm_weight_bytes == 3900 * MIB and inputs.encoder_weight_bytes == 640 * MIB
+    assert inputs.kv_bytes_per_token == 512 * 1024 and inputs.source == "bundle llava-7b"
+    plan = plan_budget(inputs, load_profile("agx-orin-32gb"), REQUEST, MemoryCap(20 * GIB, "t"))
+    encoder = next(line for line in plan.lines if line.name == "encoder activations")
+    assert encoder.bytes == 5 * 30 * MIB and encoder.note.startswith("measured at export")
+    assert "encoder activations: modelled (no measured figure recorded)" not in plan.reasons
+
+
+def test_manifest_without_a_measurement_is_modelled_and_says_so() -> None:
+    inputs = PlanInputs.from_manifest(manifest(measured=0), kv_dtype="float32")
+    assert inputs.kv_bytes_per_token == 1024 * 1024
+    plan = plan_budget(inputs, load_profile("agx-orin-32gb"), REQUEST, MemoryCap(20 * GIB, "t"))
+    assert "encoder activations: modelled (no measured figure recorded)" in plan.reasons
+
+
+# --- the 7B table: every profile, 4-bit and 8-bit, from the configuration alone ---------------
+
+
+def test_every_profile_plans_the_config_only_7b(configs) -> None:
+    from edge_hired.device.memory_info import memory_cap
+
+    outcomes = {}
+    for profile in load_all():
+        for quantization in ("4bit", "8bit"):
+            inputs = PlanInputs.from_config(configs["7b"], quantization,
+                                            profile.runtime.compute_dtype,
+                                            profile.runtime.kv_cache_dtype)
+            try:
+                plan = plan_budget(inputs, profile, PlanRequest(), memory_cap(profile))
+                outcomes[profile.name, quantization] = plan.budget_tokens
+            except PlanError as error:
+                assert error.deficit_bytes > 0
+                outcomes[profile.name, quantization] = 0
+    for big in ("agx-orin-64gb", "agx-thor-128gb", "p40-24gb", "t4-16gb", "orin-nx-16gb"):
+        assert outcomes[big, "4bit"] == outcomes[big, "8bit"] == 2880
+    assert outcomes["orin-nano-4gb", "4bit"] == 0
+    assert 0 < outcomes["rtx-4060-8gb", "4bit"] < 2880  # the one partial fit
+
+
+def test_the_documented_table_matches_the_script(configs) -> None:
+    spec = importlib.util.spec_from_file_location("plan_table", ROOT / "scripts" / "plan_table.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    generated = [row for row in module.table().splitlines() if not row.startswith("| cpu ")]
+    documented = (ROOT / "docs" / "profiles-table.md").read_text().splitlines()
+    documented = [row for row in documented if row.startswith("|") and not row.startswith("| cpu ")]
+    assert documented == generated, "regenerate: .venv/bin/python scripts/plan_table.py --write"
+
+
+# --- the plan command on a config-only 7B -----------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def config_dir(tmp_path_factory, configs) -> Path:
+    path = tmp_path_factory.mktemp("llava-7b-config")
+    configs["7b"].save_pretrained(path)
+    return path
+
+
+def test_plan_command_json(config_dir, capsys) -> None:
+    argv = ["plan", "--model", str(config_dir), "--profile", "orin-nx-16gb", "--json",
+            "--prompt-tokens", "100", "--max-new-tokens", "20"]
+    assert run_cli(argv) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert plan["budget_tokens"] == 2880 and plan["budget_share"] == 1.0
+    assert plan["request"]["prompt_tokens"] == 100 and plan["source"].endswith("8bit, float16)")
+
+
+def test_plan_command_table(config_dir, capsys) -> None:
+    assert run_cli(["plan", "--model", str(config_dir), "--profile", "rtx-4060-8gb"]) == 0
+    out = capsys.readouterr().out
+    assert "visual-token budget  " in out and "estimated TTFT" in out and "estimates, not" in out
+    assert "of 2880 (" in out and "  KV cache " in out
+
+
+def test_plan_command_cap_below_the_weights_exits_2(config_dir, capsys) -> None:
+    argv = ["plan", "--model", str(config_dir), "--profile", "t4-16gb", "--memory-cap", "3"]
+    assert run_cli(argv) == 2
+    out = capsys.readouterr().out.strip()
+    assert out.startswith("edge-hired: error: t4-16gb: memory cap 3.00 GiB "
+                          "(--memory-cap 3 GiB) is ")
+    assert "GiB short of the fixed costs" in out and len(out.splitlines()) == 1
+
+
+# --- run --profile / --memory-cap -------------------------------------------------------------
+
+
+def run_args(argv: list[str]):
+    """Parse `run`-like flags: the profile flags plus the two `run` flags the plan reads."""
+    import argparse
+
+    from edge_hired.cli.plan_command import add_profile_args
+
+    parser = argparse.ArgumentParser()
+    add_profile_args(parser)
+    parser.add_argument("--max-new-tokens", type=int, default=32)
+    parser.add_argument("--newline", default="none")
+    parser.add_argument("--json", action="store_true")
+    return parser.parse_args(argv)
+
+
+def synth_facts():
+    from edge_hired.cli.plan_command import RunFacts
+
+    return RunFacts(SYNTH, "cpu", (672, 672), partitions=5, visual_tokens=2880, newline_rows=48,
+                    prompt_tokens=40)
+
+
+def test_run_without_profile_flags_plans_nothing() -> None:
+    from edge_hired.cli.plan_command import planned_token_cap
+
+    assert planned_token_cap(run_args([]), synth_facts()) is None
+
+
+def test_run_memory_cap_gives_the_planned_token_cap(capsys) -> None:
+    from edge_hired.cli.plan_command import planned_token_cap
+
+    profile = load_profile("cpu")
+    request = PlanRequest(prompt_tokens=40, max_new_tokens=32, partitions=5, visual_tokens=2880,
+                          image_hw=(672, 672), allocator="cpu")
+    cap_gib = (required_bytes(SYNTH, profile, request, 700) + 1000) / GIB
+    assert planned_token_cap(run_args(["--memory-cap", repr(cap_gib)]), synth_facts()) == 700
+    err = capsys.readouterr().err
+    assert "[edge-hired] plan (cpu): cap" in err and "keeping at most 700 of 2880" in err
+    rows = run_args(["--memory-cap", repr(cap_gib), "--newline", "rows"])
+    assert planned_token_cap(rows, synth_facts()) == 700 - 48  # newline tokens take their room
+
+
+def test_run_profile_flag_values_are_checked() -> None:
+    with pytest.raises(SystemExit):
+        run_args(["--memory-cap", "-1"])
+    with pytest.raises(SystemExit):
+        run_args(["--memory-cap", "lots"])
+
+
+def test_plan_command_on_a_bundle(tmp_path, capsys) -> None:
+    (tmp_path / "manifest.json").write_text(manifest(measured=30 * MIB).to_json())
+    assert run_cli(["plan", "--bundle", str(tmp_path), "--profile", "agx-orin-32gb", "--json"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert plan["budget_tokens"] == 2880 and plan["source"] == "bundle llava-7b"
+    argv = ["plan", "--bundle", str(tmp_path), "--profile", "agx-orin-32gb", "--dtype", "float32"]
+    assert run_cli(argv) == 2
+    assert "a bundle fixes both" in capsys.readouterr().out
+    assert run_cli(["plan", "--bundle", str(tmp_path / "none"), "--profile", "cpu"]) == 2
