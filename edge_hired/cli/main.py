@@ -15,6 +15,7 @@ from edge_hired import __version__
 from edge_hired.cli.args import positive_int, ratio_arg, unit_interval
 from edge_hired.cli.bench_command import add_bench_parser
 from edge_hired.cli.eval_command import add_eval_parser
+from edge_hired.cli.show_command import add_show_parser
 from edge_hired.cli.export_command import add_export_parser
 from edge_hired.cli.plan_command import (
     add_plan_parser,
@@ -126,7 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
         dest="command", required=True, metavar="COMMAND", parser_class=OneLineParser
     )
     for add in (add_run_parser, add_demo_parser, add_export_parser, add_plan_parser,
-                add_profiles_parser, add_profile_parser, add_eval_parser, add_bench_parser):
+                add_profiles_parser, add_profile_parser, add_eval_parser, add_bench_parser,
+                add_show_parser):
         add(subparsers)
     return parser
 
