@@ -1,0 +1,215 @@
+"""The budget itself: the predicted peak at a visual-token count, the margin, and the largest fit.
+
+Everything but the visual-token count is fixed for a request, so the budget is the largest count
+whose predicted peak plus margin fits under the cap; `plan_budget` returns it with the breakdown
+and the reasons, or raises `PlanError` naming the deficit.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from edge_hired.budget.costs import (
+    DEFAULT_IMAGE_HW,
+    CostLine,
+    DeviceFacts,
+    device_facts,
+    encoder_live_bytes_per_partition,
+    fixed_lines,
+    per_token_bytes,
+    prefill_live_bytes_per_token,
+    request_geometry,
+    token_lines,
+)
+from edge_hired.budget.estimates import Estimates, estimate_speed
+from edge_hired.budget.inputs import PlanInputs, PlanRequest
+from edge_hired.budget.units import KIB, MIB, dtype_bytes, gib
+from edge_hired.errors import BudgetError, InvalidArgumentError, expected
+
+if TYPE_CHECKING:
+    from edge_hired.profiles import DeviceProfile
+
+MARGIN_FRACTION = 0.05
+MARGIN_MIN_BYTES = 64 * MIB
+
+
+class PlanError(BudgetError):
+    """The cap cannot hold the fixed costs plus one visual token (short by `deficit_bytes`)."""
+
+    def __init__(self, message: str, deficit_bytes: int) -> None:
+        super().__init__(message)
+        self.deficit_bytes = deficit_bytes
+
+
+@dataclass(frozen=True)
+class MemoryCap:
+    """The memory a request may use, and where that figure comes from."""
+
+    bytes: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The budget, the breakdown of the peak at that budget, and why."""
+
+    profile: str
+    source: str
+    cap: MemoryCap
+    budget_tokens: int
+    visual_tokens_available: int
+    lines: tuple[CostLine, ...]
+    peak_bytes: int  # predicted peak without the margin
+    required_bytes: int  # peak + margin
+    bytes_per_visual_token: int
+    reasons: tuple[str, ...]
+    estimates: Estimates
+    request: PlanRequest = field(default_factory=PlanRequest)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dictionary."""
+        return asdict(self)
+
+
+def margin_bytes(peak: int, spread: int = 0) -> int:
+    """Safety margin on top of a predicted peak: a share of it plus the allocator spread."""
+    return max(MARGIN_MIN_BYTES, int(MARGIN_FRACTION * peak)) + spread
+
+
+def spread_bytes(
+    inputs: PlanInputs, profile: DeviceProfile, request: PlanRequest, visual_tokens: int
+) -> int:
+    """What the modelled activations may add above the prediction: worst minus typical factor."""
+    device = device_facts(profile, request.allocator)
+    partitions, _ = request_geometry(inputs, request)
+    encoder = 0.0
+    if not inputs.measured_encoder_bytes_per_partition:
+        extra = device.encoder_factors[1] - device.encoder_factors[0]
+        encoder = encoder_live_bytes_per_partition(inputs) * partitions * extra
+    tokens = visual_tokens + request.prompt_tokens + request.extra_tokens
+    extra = device.prefill_factors[1] - device.prefill_factors[0]
+    return int(encoder + prefill_live_bytes_per_token(inputs) * tokens * extra)
+
+
+def required_bytes(
+    inputs: PlanInputs, profile: DeviceProfile, request: PlanRequest, visual_tokens: int
+) -> int:
+    """Predicted peak plus margin: what must fit under the cap."""
+    peak = predicted_peak_bytes(inputs, profile, request, visual_tokens)
+    return peak + margin_bytes(peak, spread_bytes(inputs, profile, request, visual_tokens))
+
+
+def predict_lines(
+    inputs: PlanInputs, profile: DeviceProfile, request: PlanRequest, visual_tokens: int
+) -> list[CostLine]:
+    """The breakdown of the predicted peak for a given visual-token count (no margin)."""
+    device = device_facts(profile, request.allocator)
+    fixed = fixed_lines(inputs, device, request)
+    return fixed + token_lines(inputs, device, request, visual_tokens)
+
+
+def predicted_peak_bytes(
+    inputs: PlanInputs, profile: DeviceProfile, request: PlanRequest, visual_tokens: int
+) -> int:
+    """Predicted peak of a request keeping `visual_tokens` (no margin)."""
+    return sum(line.bytes for line in predict_lines(inputs, profile, request, visual_tokens))
+
+
+def largest_fit(
+    inputs: PlanInputs, profile: DeviceProfile, request: PlanRequest, cap_bytes: int
+) -> int:
+    """Largest visual-token count (not capped by the image) whose peak + margin fits; 0 if none."""
+    peak = [predicted_peak_bytes(inputs, profile, request, n) for n in (0, 1)]
+    spread = [spread_bytes(inputs, profile, request, n) for n in (0, 1)]
+    step, spread_step = peak[1] - peak[0], spread[1] - spread[0]
+    by_share = (cap_bytes - spread[0] - peak[0] * (1 + MARGIN_FRACTION)) / (
+        step * (1 + MARGIN_FRACTION) + spread_step)
+    by_floor = (cap_bytes - MARGIN_MIN_BYTES - spread[0] - peak[0]) / (step + spread_step)
+    count = max(0, math.floor(min(by_share, by_floor)))
+    while count > 0 and required_bytes(inputs, profile, request, count) > cap_bytes:
+        count -= 1  # the closed form is off by at most a token or two: rounding of the lines
+    while required_bytes(inputs, profile, request, count + 1) <= cap_bytes:
+        count += 1
+    return count
+
+
+def plan_budget(
+    inputs: PlanInputs, profile: DeviceProfile, request: PlanRequest, cap: MemoryCap
+) -> Plan:
+    """The largest visual-token budget that fits under `cap`, with breakdown and reasons.
+
+    Raises PlanError naming the deficit when not even one visual token fits.
+    """
+    _check_request(request)
+    _, available = request_geometry(inputs, request)
+    fit = largest_fit(inputs, profile, request, cap.bytes)
+    if fit < 1:
+        need = required_bytes(inputs, profile, request, 1)
+        raise PlanError(_deficit_message(inputs, profile, request, cap, need), need - cap.bytes)
+    budget = min(fit, available)
+    lines = predict_lines(inputs, profile, request, budget)
+    peak = sum(line.bytes for line in lines)
+    device = device_facts(profile, request.allocator)
+    kv, act = per_token_bytes(inputs, device)
+    spread = spread_bytes(inputs, profile, request, budget)
+    margin = CostLine("margin", margin_bytes(peak, spread),
+                      f"{MARGIN_FRACTION:.0%} of the peak (at least 64 MiB) + allocator spread "
+                      f"{spread / MIB:.0f} MiB")
+    return Plan(
+        profile=profile.name, source=inputs.source, cap=cap, budget_tokens=budget,
+        visual_tokens_available=available, lines=(*lines, margin),
+        peak_bytes=peak, required_bytes=peak + margin.bytes,
+        bytes_per_visual_token=int(kv + act),
+        reasons=_reasons(inputs, device, request, cap, budget, available, fit),
+        estimates=estimate_speed(inputs, device, request, budget), request=request,
+    )
+
+
+def _check_request(request: PlanRequest) -> None:
+    for name in ("prompt_tokens", "max_new_tokens", "extra_tokens"):
+        value = getattr(request, name)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise InvalidArgumentError(expected(name, "an integer >= 0", value))
+
+
+def _deficit_message(
+    inputs: PlanInputs, profile: DeviceProfile, request: PlanRequest, cap: MemoryCap, need: int
+) -> str:
+    """'<profile>: memory cap X GiB is Y GiB short of ...', naming the biggest fixed costs."""
+    fixed = fixed_lines(inputs, device_facts(profile, request.allocator), request)
+    biggest = sorted(fixed, key=lambda line: -line.bytes)[:4]
+    items = ", ".join(f"{line.name} {gib(line.bytes)}" for line in biggest)
+    return (
+        f"{profile.name}: memory cap {gib(cap.bytes)} GiB ({cap.reason}) is "
+        f"{gib(need - cap.bytes)} GiB short of the fixed costs plus one visual token and margin "
+        f"({gib(need)} GiB; largest: {items}); use a smaller quantization, a device with more "
+        f"memory, or a larger --memory-cap"
+    )
+
+
+def _reasons(
+    inputs: PlanInputs, device: DeviceFacts, request: PlanRequest, cap: MemoryCap,
+    budget: int, available: int, fit: int,
+) -> tuple[str, ...]:
+    llm = inputs.llm
+    kv = (f"KV cache: 2 x {llm.num_layers} layers x {llm.num_kv_heads} KV heads x "
+          f"{llm.head_dim} head dim x {dtype_bytes(inputs.kv_dtype)} B ({inputs.kv_dtype}) = "
+          f"{inputs.kv_bytes_per_token / KIB:.1f} KiB per token")
+    reasons = [f"cap: {gib(cap.bytes)} GiB, {cap.reason}", kv, *inputs.notes]
+    if not inputs.measured_encoder_bytes_per_partition:
+        reasons.append("encoder activations: modelled (no measured figure recorded)")
+    (enc, enc_worst), (pre, pre_worst) = device.encoder_factors, device.prefill_factors
+    reasons.append(f"activations: live set x {enc:g} (encoder) and x {pre:g} (prefill) for the "
+                   f"{device.allocator} allocator; the margin covers up to x {enc_worst:g} and "
+                   f"x {pre_worst:g}")
+    if request.image_hw is None or request.partitions is None:
+        h, w = request.image_hw or DEFAULT_IMAGE_HW
+        reasons.append(f"image: assumed {w}x{h} px in the model's largest layout")
+    if fit >= available:
+        reasons.append(f"budget: all {available} visual tokens fit "
+                       f"(room for {fit - available} more)")
+    else:
+        reasons.append(f"budget: {budget} of {available} visual tokens fit under the cap")
+    return tuple(reasons)

@@ -1,0 +1,197 @@
+"""What the planner is given: a model's facts (`PlanInputs`) and one request's (`PlanRequest`).
+
+`PlanInputs` comes from a bundle manifest (facts the exporter recorded) or from a transformers
+config alone, with weights counted on the meta device; torch and transformers are imported only
+inside that function, so planning from a manifest needs neither.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+from edge_hired.budget.shapes import (
+    LlmShape,
+    VisionShape,
+    llm_matmul_params,
+    max_geometry,
+    vision_matmul_params,
+)
+from edge_hired.budget.units import MIB, dtype_bytes, normal_dtype
+from edge_hired.errors import InvalidArgumentError, expected
+
+if TYPE_CHECKING:
+    from edge_hired.bundle.manifest import Manifest
+
+QUANTIZATIONS = ("none", "8bit", "4bit")
+#: ONNX Runtime in a bundle run, measured: `import onnxruntime` 18 MiB + an InferenceSession 10.
+ONNX_RUNTIME_BYTES = 28 * MIB
+
+
+@dataclass(frozen=True)
+class PlanInputs:
+    """Model facts for planning: from a bundle manifest or from a config alone."""
+
+    source: str
+    llm: LlmShape
+    vision: VisionShape
+    quantization: str
+    compute_dtype: str
+    kv_dtype: str
+    llm_weight_bytes: int
+    encoder_weight_bytes: int
+    llm_matmul_params: int  # for the FLOP estimate
+    vision_matmul_params: int
+    largest_quantized_linear: int = 0  # params; dequantised to compute dtype one at a time
+    measured_encoder_bytes_per_partition: int | None = None
+    notes: tuple[str, ...] = ()
+    vision_dtype: str = "float32"  # dtype of the encoder's activations
+    onnx_runtime_bytes: int = 0  # host memory of ONNX Runtime when the encoder runs in it
+
+    @property
+    def kv_bytes_per_token(self) -> int:
+        """KV-cache bytes each token adds."""
+        return self.llm.kv_bytes_per_token(self.kv_dtype)
+
+    def with_kv_dtype(self, kv_dtype: str | None) -> PlanInputs:
+        """The same facts with the KV cache in another dtype (None keeps it)."""
+        return self if kv_dtype is None else replace(self, kv_dtype=normal_dtype(kv_dtype))
+
+    def max_geometry(self) -> tuple[int, int]:
+        """(partitions, visual tokens) of the model's largest image layout."""
+        return max_geometry(self.vision)
+
+    @classmethod
+    def from_manifest(cls, manifest: Manifest, kv_dtype: str | None = None) -> PlanInputs:
+        """Facts recorded by the exporter; shapes it does not record are assumed (see notes)."""
+        return _inputs_from_manifest(manifest, kv_dtype)
+
+    @classmethod
+    def from_config(
+        cls, config: Any, quantization: str, compute_dtype: str, kv_dtype: str | None = None
+    ) -> PlanInputs:
+        """Facts of a transformers LLaVA config, weights counted on the meta device.
+
+        Weight bytes assume bitsandbytes as transformers configures it by default: the Linear
+        layers of the language model are quantised (4bit: NF4, 0.5 B/param plus one fp32 absmax
+        per 64-value block, no double quantisation; 8bit: 1 B/param plus one fp32 scale per output
+        row); embeddings, norms, lm_head, the vision tower and the projector stay in the compute
+        dtype. Buffers (rotary tables, position ids) are left out: a few KiB.
+        """
+        return _inputs_from_config(config, quantization, compute_dtype, kv_dtype)
+
+
+@dataclass(frozen=True)
+class PlanRequest:
+    """What one request adds: tokens around the image, and the image itself."""
+
+    prompt_tokens: int = 64
+    max_new_tokens: int = 64
+    extra_tokens: int = 0  # fixed extra LLM positions, e.g. image_newline tokens
+    partitions: int | None = None  # None: the model's largest layout
+    visual_tokens: int | None = None  # valid visual tokens of the image; None: the largest
+    image_hw: tuple[int, int] | None = None  # None: DEFAULT_IMAGE_HW
+    allocator: str | None = None  # "cpu" or "cuda"; None: the profile's device
+
+
+def _inputs_from_manifest(manifest: Manifest, kv_dtype: str | None) -> PlanInputs:
+    """PlanInputs from a bundle manifest (weights in bytes as exported)."""
+    llm_spec, vision_spec = manifest.llm, manifest.vision
+    llm = LlmShape(llm_spec.num_layers, llm_spec.hidden_size, llm_spec.intermediate_size,
+                   llm_spec.hidden_size // llm_spec.head_dim, llm_spec.num_kv_heads,
+                   llm_spec.head_dim, llm_spec.vocab_size)
+    vision = VisionShape(
+        vision_spec.layers_in_graph, vision_spec.hidden_size, 4 * vision_spec.hidden_size,
+        vision_spec.num_heads, vision_spec.crop_size, vision_spec.patch_size, vision_spec.family,
+        tuple((int(h), int(w)) for h, w in vision_spec.pinpoints),
+    )
+    quantized = llm_spec.quantization != "none"
+    compute = normal_dtype(llm_spec.compute_dtype)
+    return PlanInputs(
+        source=f"bundle {manifest.source.get('model_id', '?')}", llm=llm, vision=vision,
+        quantization=llm_spec.quantization, compute_dtype=compute,
+        kv_dtype=normal_dtype(kv_dtype or compute), vision_dtype=normal_dtype(vision_spec.dtype),
+        llm_weight_bytes=llm_spec.weight_bytes,
+        encoder_weight_bytes=vision_spec.encoder_bytes + llm_spec.projector_bytes,
+        llm_matmul_params=llm_matmul_params(llm),
+        vision_matmul_params=vision_matmul_params(vision),
+        largest_quantized_linear=llm.hidden_size * max(llm.intermediate_size, llm.hidden_size)
+        if quantized else 0,
+        measured_encoder_bytes_per_partition=vision_spec.activation_bytes_per_partition or None,
+        notes=("bundle: vision MLP assumed 4 x hidden (CLIP), attention heads hidden / head dim",),
+        onnx_runtime_bytes=ONNX_RUNTIME_BYTES,
+    )
+
+
+def _inputs_from_config(
+    config: Any, quantization: str, compute_dtype: str, kv_dtype: str | None
+) -> PlanInputs:
+    """PlanInputs from a transformers LlavaConfig / LlavaNextConfig (no weights needed)."""
+    from edge_hired.runtime.loading import model_facts
+
+    if quantization not in QUANTIZATIONS:
+        raise InvalidArgumentError(expected("quantization", ", ".join(QUANTIZATIONS), quantization))
+    compute = normal_dtype(compute_dtype)
+    facts, text, tower = model_facts(config), config.text_config, config.vision_config
+    heads = text.num_attention_heads
+    llm = LlmShape(
+        text.num_hidden_layers, text.hidden_size, text.intermediate_size, heads,
+        getattr(text, "num_key_value_heads", None) or heads,
+        getattr(text, "head_dim", None) or text.hidden_size // heads, text.vocab_size,
+    )
+    vision = VisionShape(
+        facts.layers.layers_to_run, tower.hidden_size, tower.intermediate_size,
+        tower.num_attention_heads, facts.crop_size, facts.patch_size, facts.family, facts.pinpoints,
+    )
+    weights = _count_weights(config, quantization, dtype_bytes(compute))
+    return PlanInputs(
+        source=f"config {facts.family} ({llm.num_layers}-layer LLM, {quantization}, {compute})",
+        llm=llm, vision=vision, quantization=quantization, compute_dtype=compute,
+        kv_dtype=normal_dtype(kv_dtype or compute), vision_dtype=compute,
+        llm_weight_bytes=weights["llm"], encoder_weight_bytes=weights["encoder"],
+        llm_matmul_params=weights["llm_matmul"],
+        vision_matmul_params=weights["encoder_matmul"] * vision.layers_run
+        // tower.num_hidden_layers,
+        largest_quantized_linear=weights["largest"],
+    )
+
+
+def _count_weights(config: Any, quantization: str, size: int) -> dict[str, int]:
+    """Bytes and Linear parameter counts of the LLM and encoder sides, on the meta device."""
+    import torch
+    from transformers import AutoModelForImageTextToText
+
+    with torch.device("meta"):
+        model = AutoModelForImageTextToText.from_config(config)
+    language = model.model.language_model
+    llm_side = {id(m) for m in language.modules()} | {id(m) for m in model.lm_head.modules()}
+    linear = torch.nn.Linear
+    quantized = set() if quantization == "none" else {
+        id(m) for m in language.modules() if isinstance(m, linear)
+    }
+    totals = dict.fromkeys(("llm", "encoder", "llm_matmul", "encoder_matmul", "largest"), 0)
+    seen: set[int] = set()
+    for module in model.modules():
+        side = "llm" if id(module) in llm_side else "encoder"
+        for name, param in module.named_parameters(recurse=False):
+            if id(param) in seen:
+                continue  # tied weights count once
+            seen.add(id(param))
+            is_weight = isinstance(module, linear) and name == "weight"
+            scheme = quantization if is_weight and id(module) in quantized else "none"
+            totals[side] += parameter_bytes(tuple(param.shape), scheme, size)
+            totals[f"{side}_matmul"] += param.numel() if is_weight else 0
+            if scheme != "none":
+                totals["largest"] = max(totals["largest"], param.numel())
+    return totals
+
+
+def parameter_bytes(shape: tuple[int, ...], quantization: str, size: int) -> int:
+    """Stored bytes of one parameter: plain, bitsandbytes NF4 (blocks of 64) or LLM.int8."""
+    numel = math.prod(shape)
+    if quantization == "4bit":
+        return math.ceil(numel / 2) + math.ceil(numel / 64) * 4
+    if quantization == "8bit":
+        return numel + shape[0] * 4
+    return numel * size

@@ -1,0 +1,77 @@
+"""The model shapes the planner reads (language model, vision encoder) and their image layouts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from edge_hired.budget.units import dtype_bytes
+from edge_hired.hired.geometry import ImageGeometry, anyres_geometry, single_geometry
+
+
+@dataclass(frozen=True)
+class LlmShape:
+    """What the planner needs of the language model's shape."""
+
+    num_layers: int
+    hidden_size: int
+    intermediate_size: int
+    num_heads: int
+    num_kv_heads: int
+    head_dim: int
+    vocab_size: int
+
+    def kv_bytes_per_token(self, dtype: str) -> int:
+        """2 (keys and values) x layers x KV heads x head dim x dtype bytes."""
+        return 2 * self.num_layers * self.num_kv_heads * self.head_dim * dtype_bytes(dtype)
+
+
+@dataclass(frozen=True)
+class VisionShape:
+    """What the planner needs of the vision encoder and its image geometry."""
+
+    layers_run: int
+    hidden_size: int
+    intermediate_size: int
+    num_heads: int
+    crop_size: int
+    patch_size: int
+    family: str  # "llava_next" or "llava"
+    pinpoints: tuple[tuple[int, int], ...] = ()
+
+    @property
+    def tokens_per_partition(self) -> int:
+        """Patch tokens plus the CLS token that the encoder carries."""
+        return (self.crop_size // self.patch_size) ** 2 + 1
+
+
+def image_geometry(vision: VisionShape, image_hw: tuple[int, int]) -> ImageGeometry:
+    """Token geometry of an image of (height, width) under the model's layout."""
+    if vision.family == "llava_next" and vision.pinpoints:
+        return anyres_geometry(image_hw, vision.pinpoints, vision.crop_size, vision.patch_size)
+    return single_geometry(image_hw, vision.crop_size, vision.patch_size)
+
+
+def max_geometry(vision: VisionShape) -> tuple[int, int]:
+    """(partitions, valid visual tokens) of the largest layout: an image shaped like a pinpoint."""
+    if vision.family != "llava_next" or not vision.pinpoints:
+        single = single_geometry((vision.crop_size,) * 2, vision.crop_size, vision.patch_size)
+        return 1, single.tokens_per_partition
+    best = (0, 0)
+    for pin in vision.pinpoints:
+        geometry = anyres_geometry(pin, vision.pinpoints, vision.crop_size, vision.patch_size)
+        best = max(best, (geometry.num_partitions, int(geometry.valid_counts().sum())))
+    return best
+
+
+def llm_matmul_params(llm: LlmShape) -> int:
+    """Llama-style Linear parameters: q, k, v, o, gate, up, down per layer, plus lm_head."""
+    attention = 2 * llm.hidden_size * llm.num_heads * llm.head_dim
+    attention += 2 * llm.hidden_size * llm.num_kv_heads * llm.head_dim
+    per_layer = attention + 3 * llm.hidden_size * llm.intermediate_size
+    return llm.num_layers * per_layer + llm.hidden_size * llm.vocab_size
+
+
+def vision_matmul_params(vision: VisionShape) -> int:
+    """CLIP Linear parameters of the layers that run."""
+    hidden = vision.hidden_size
+    return vision.layers_run * (4 * hidden * hidden + 2 * hidden * vision.intermediate_size)
