@@ -82,7 +82,9 @@ def cpu_pressure() -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--memory-of", choices=MODES, help=argparse.SUPPRESS)
@@ -110,8 +112,10 @@ def report(memory: dict, times: dict[str, list[float]]) -> None:
     for mode in MODES:
         median = statistics.median(times[mode])
         above = memory[mode]["peak_mib"] - memory[mode]["loaded_mib"]
-        print(f"{mode:<12}{median:>10.2f}{median / plain:>12.2f}{memory[mode]['peak_mib']:>14.0f}"
-              f"{above:>14.0f}")
+        print(
+            f"{mode:<12}{median:>10.2f}{median / plain:>12.2f}{memory[mode]['peak_mib']:>14.0f}"
+            f"{above:>14.0f}"
+        )
     print("ideal time/plain for cls-rows: 23 of 24 layers run = 0.96 (plus two O(N) CLS rows)")
     print(f"runs (s): { {m: [round(t, 2) for t in ts] for m, ts in times.items()} }")
     print(f"cpu pressure (some avg10) at the end: {cpu_pressure()}")

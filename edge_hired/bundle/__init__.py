@@ -1,1 +1,1 @@
-"""Exported bundles: the self-describing directory `edge-hired export` writes and `run --bundle` reads."""
+"""Exported bundles: the directory `edge-hired export` writes and `run --bundle` reads."""

@@ -39,4 +39,6 @@ def verify_files(root: Path, records: dict[str, FileRecord], check_hashes: bool 
         if size != record.bytes:
             raise BundleError(f"{path}: expected {record.bytes} bytes, got {size} (file changed)")
         if check_hashes and sha256_of(path) != record.sha256:
-            raise BundleError(f"{path}: sha256 mismatch with the manifest (file changed or corrupt)")
+            raise BundleError(
+                f"{path}: sha256 mismatch with the manifest (file changed or corrupt)"
+            )

@@ -93,10 +93,12 @@ class Manifest:
             raise BundleError(expected(f"{origin}: schema_version", SCHEMA_VERSION, version))
         try:
             return cls(
-                **{**_plain(cls, data, origin),
-                   "vision": VisionSpec(**_plain(VisionSpec, data["vision"], origin + ".vision")),
-                   "llm": LlmSpec(**_plain(LlmSpec, data["llm"], origin + ".llm")),
-                   "files": {k: FileRecord(**v) for k, v in data.get("files", {}).items()}}
+                **{
+                    **_plain(cls, data, origin),
+                    "vision": VisionSpec(**_plain(VisionSpec, data["vision"], origin + ".vision")),
+                    "llm": LlmSpec(**_plain(LlmSpec, data["llm"], origin + ".llm")),
+                    "files": {k: FileRecord(**v) for k, v in data.get("files", {}).items()},
+                }
             )
         except (KeyError, TypeError) as error:
             raise BundleError(f"{origin}: malformed manifest ({error})") from error
@@ -107,7 +109,9 @@ def _plain(kind: type, data: Any, origin: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise BundleError(expected(origin, "a JSON object", type(data).__name__))
     names = {f.name for f in fields(kind)}
-    required = {f.name for f in fields(kind) if f.default is MISSING and f.default_factory is MISSING}
+    required = {
+        f.name for f in fields(kind) if f.default is MISSING and f.default_factory is MISSING
+    }
     unknown, missing = set(data) - names, required - set(data)
     if unknown:
         raise BundleError(f"{origin}: unknown field(s) {sorted(unknown)}")

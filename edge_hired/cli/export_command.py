@@ -15,7 +15,8 @@ DEFAULT_OUT_ROOT = Path(__file__).resolve().parents[2] / "export"
 def add_export_parser(subparsers: argparse._SubParsersAction) -> None:
     """`edge-hired export MODEL --out DIR ...`."""
     parser = subparsers.add_parser(
-        "export", help="split a LLaVA checkpoint into an ONNX encoder + quantized LLM bundle",
+        "export",
+        help="split a LLaVA checkpoint into an ONNX encoder + quantized LLM bundle",
         description="Writes a bundle directory: vision_encoder.onnx (features and per-head CLS "
         "attention rows of HiRED's two layers, P partitions dynamic), the projector and "
         "image_newline (safetensors), the language model alone (bitsandbytes 4/8-bit or "
@@ -23,17 +24,32 @@ def add_export_parser(subparsers: argparse._SubParsersAction) -> None:
         "sha256 of every file and the ONNX-vs-PyTorch parity measured at export. Written to a "
         "temporary directory and renamed at the end: a failed export leaves nothing behind.",
     )
-    parser.add_argument("model", metavar="MODEL", help="hub id or local directory (LLaVA-NeXT or LLaVA-1.5)")
-    parser.add_argument("--out", type=Path, help="bundle directory (default: export/<model name>-<quant>)")
-    parser.add_argument("--quant", choices=("4bit", "8bit", "none"), default="4bit",
-                        help="LLM weights: bitsandbytes NF4, LLM.int8, or unquantized (default 4bit)")
-    parser.add_argument("--dtype", choices=("fp16", "fp32"), default="fp16",
-                        help="encoder and LLM compute dtype (default fp16; 8bit always computes in fp16)")
+    parser.add_argument(
+        "model", metavar="MODEL", help="hub id or local directory (LLaVA-NeXT or LLaVA-1.5)"
+    )
+    parser.add_argument(
+        "--out", type=Path, help="bundle directory (default: export/<model name>-<quant>)"
+    )
+    parser.add_argument(
+        "--quant",
+        choices=("4bit", "8bit", "none"),
+        default="4bit",
+        help="LLM weights: bitsandbytes NF4, LLM.int8, or unquantized (default 4bit)",
+    )
+    parser.add_argument(
+        "--dtype",
+        choices=("fp16", "fp32"),
+        default="fp16",
+        help="encoder and LLM compute dtype (default fp16; 8bit always computes in fp16)",
+    )
     parser.add_argument("--opset", type=positive_int, help="ONNX opset (default: the recipe's)")
     parser.add_argument("--revision", help="hub revision (branch, tag or commit)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing bundle")
-    parser.add_argument("--no-measure", action="store_true",
-                        help="skip measuring the encoder's memory per partition (planner then models it)")
+    parser.add_argument(
+        "--no-measure",
+        action="store_true",
+        help="skip measuring the encoder's memory per partition (planner then models it)",
+    )
     parser.add_argument("--json", action="store_true", help="print the manifest as JSON")
     parser.set_defaults(handler=export_from_args)
 
@@ -50,11 +66,17 @@ def export_from_args(args: argparse.Namespace) -> int:
     from edge_hired.export.exporter import EXPORT_STAGES, ExportOptions, export_bundle
 
     out = args.out or default_out(args.model, args.quant)
-    options = ExportOptions(quantization=args.quant, dtype=args.dtype, opset=args.opset,
-                            revision=args.revision, overwrite=args.overwrite,
-                            measure_memory=not args.no_measure)
-    with tqdm(total=EXPORT_STAGES, desc="export", unit="stage", file=sys.stderr,
-              disable=args.json) as bar:
+    options = ExportOptions(
+        quantization=args.quant,
+        dtype=args.dtype,
+        opset=args.opset,
+        revision=args.revision,
+        overwrite=args.overwrite,
+        measure_memory=not args.no_measure,
+    )
+    with tqdm(
+        total=EXPORT_STAGES, desc="export", unit="stage", file=sys.stderr, disable=args.json
+    ) as bar:
         started: list[str] = []
 
         def stage(name: str) -> None:  # called as each stage begins: the previous one is done
@@ -75,11 +97,13 @@ def _summary(out: Path, manifest) -> str:
     """What was written, how big, and how close ONNX is to PyTorch."""
     total = sum(r.bytes for r in manifest.files.values())
     parity = ", ".join(f"{k} {v['max_abs_diff']:.1e}" for k, v in manifest.parity.items())
-    return "\n".join([
-        f"bundle      {out}",
-        f"size        {total / 2**20:.1f} MiB ({len(manifest.files)} files); "
-        f"LLM {manifest.llm.weight_bytes / 2**20:.1f} MiB {manifest.llm.quantization}, "
-        f"encoder {manifest.vision.encoder_bytes / 2**20:.1f} MiB {manifest.vision.dtype}",
-        f"parity      max |ONNX - PyTorch|: {parity}",
-        f"took        {manifest.export_seconds:.1f} s",
-    ])
+    return "\n".join(
+        [
+            f"bundle      {out}",
+            f"size        {total / 2**20:.1f} MiB ({len(manifest.files)} files); "
+            f"LLM {manifest.llm.weight_bytes / 2**20:.1f} MiB {manifest.llm.quantization}, "
+            f"encoder {manifest.vision.encoder_bytes / 2**20:.1f} MiB {manifest.vision.dtype}",
+            f"parity      max |ONNX - PyTorch|: {parity}",
+            f"took        {manifest.export_seconds:.1f} s",
+        ]
+    )

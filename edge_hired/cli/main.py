@@ -15,7 +15,6 @@ from edge_hired import __version__
 from edge_hired.cli.args import positive_int, ratio_arg, unit_interval
 from edge_hired.cli.bench_command import add_bench_parser
 from edge_hired.cli.eval_command import add_eval_parser
-from edge_hired.cli.show_command import add_show_parser
 from edge_hired.cli.export_command import add_export_parser
 from edge_hired.cli.plan_command import (
     add_plan_parser,
@@ -23,6 +22,7 @@ from edge_hired.cli.plan_command import (
     add_profile_parser,
     add_profiles_parser,
 )
+from edge_hired.cli.show_command import add_show_parser
 from edge_hired.errors import EdgeHiredError
 from edge_hired.hired import STRATEGIES
 
@@ -37,17 +37,33 @@ def add_selection_args(parser: argparse.ArgumentParser) -> None:
     """Budget and strategy flags shared by run-like commands."""
     group = parser.add_argument_group("token selection")
     budget = group.add_mutually_exclusive_group()
-    budget.add_argument("--budget", type=ratio_arg, metavar="RATIO",
-                        help="keep this share of the image's (1 + sub-images) x N tokens, e.g. 0.2")
-    budget.add_argument("--tokens", type=positive_int, metavar="N",
-                        help="keep at most N visual tokens")
-    group.add_argument("--strategy", default="hired", choices=STRATEGIES, metavar="NAME",
-                       help=STRATEGY_HELP)
-    group.add_argument("--alpha", type=unit_interval, default=0.5,
-                       help="share of the budget given to the full image (default 0.5)")
-    group.add_argument("--newline", choices=("none", "rows"), default="none",
-                       help="image_newline tokens after kept stitched rows (default none, as the paper)")
-    group.add_argument("--seed", type=int, default=0, help="seed of the random strategy and sampling")
+    budget.add_argument(
+        "--budget",
+        type=ratio_arg,
+        metavar="RATIO",
+        help="keep this share of the image's (1 + sub-images) x N tokens, e.g. 0.2",
+    )
+    budget.add_argument(
+        "--tokens", type=positive_int, metavar="N", help="keep at most N visual tokens"
+    )
+    group.add_argument(
+        "--strategy", default="hired", choices=STRATEGIES, metavar="NAME", help=STRATEGY_HELP
+    )
+    group.add_argument(
+        "--alpha",
+        type=unit_interval,
+        default=0.5,
+        help="share of the budget given to the full image (default 0.5)",
+    )
+    group.add_argument(
+        "--newline",
+        choices=("none", "rows"),
+        default="none",
+        help="image_newline tokens after kept stitched rows (default none, as the paper)",
+    )
+    group.add_argument(
+        "--seed", type=int, default=0, help="seed of the random strategy and sampling"
+    )
 
 
 def add_generation_args(parser: argparse.ArgumentParser) -> None:
@@ -64,33 +80,60 @@ def add_generation_args(parser: argparse.ArgumentParser) -> None:
 def add_run_parser(subparsers: argparse._SubParsersAction) -> None:
     """`edge-hired run`."""
     parser = subparsers.add_parser(
-        "run", help="answer a prompt about an image with HiRED token dropping",
+        "run",
+        help="answer a prompt about an image with HiRED token dropping",
         description="Encode the image, keep the visual tokens HiRED selects under the budget, "
-        "and stream the LLM's answer. Without --model it runs the embedded random-weight demo model.",
+        "and stream the LLM's answer. Without --model or --bundle it runs the embedded "
+        "random-weight demo model.",
     )
     source = parser.add_mutually_exclusive_group()
-    source.add_argument("--model", metavar="DIR_OR_HUB_ID",
-                        help="LLaVA-NeXT or LLaVA-1.5 checkpoint (default: the embedded tiny demo model)")
-    source.add_argument("--bundle", metavar="DIR",
-                        help="a bundle written by `edge-hired export` (runs from it alone)")
+    source.add_argument(
+        "--model",
+        metavar="DIR_OR_HUB_ID",
+        help="LLaVA-NeXT or LLaVA-1.5 checkpoint (default: the embedded tiny demo model)",
+    )
+    source.add_argument(
+        "--bundle",
+        metavar="DIR",
+        help="a bundle written by `edge-hired export` (runs from it alone)",
+    )
     parser.add_argument("--image", metavar="PATH", help="image file (default: the bundled sample)")
     parser.add_argument("--prompt", default="Describe the image.", help="the question")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    parser.add_argument("--dtype", choices=("fp32", "fp16", "bf16"),
-                        help="compute dtype (default fp16 on CUDA, fp32 on CPU)")
-    parser.add_argument("--json", action="store_true",
-                        help="print one JSON object with the answer and every figure, no streaming")
+    parser.add_argument(
+        "--dtype",
+        choices=("fp32", "fp16", "bf16"),
+        help="compute dtype (default fp16 on CUDA, fp32 on CPU)",
+    )
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON object with the answer and every figure, no streaming",
+    )
     telemetry = parser.add_argument_group("telemetry")
-    telemetry.add_argument("--telemetry", metavar="FILE.json",
-                           help="record memory, load and power per phase of the request to FILE")
-    telemetry.add_argument("--telemetry-backend", choices=("auto", "jtop", "nvml", "psutil"),
-                           default="auto", help="auto: jtop on a Jetson, else NVML, else psutil")
+    telemetry.add_argument(
+        "--telemetry",
+        metavar="FILE.json",
+        help="record memory, load and power per phase of the request to FILE",
+    )
+    telemetry.add_argument(
+        "--telemetry-backend",
+        choices=("auto", "jtop", "nvml", "psutil"),
+        default="auto",
+        help="auto: jtop on a Jetson, else NVML, else psutil",
+    )
     telemetry.add_argument("--telemetry-interval", type=float, default=0.1, metavar="SECONDS")
     bundle = parser.add_argument_group("bundles")
-    bundle.add_argument("--providers", metavar="LIST",
-                        help="ONNX Runtime providers in order, e.g. cuda,cpu (default: TensorRT > CUDA > CPU)")
-    bundle.add_argument("--no-verify", action="store_true",
-                        help="skip the sha256 check of the bundle's files at load")
+    bundle.add_argument(
+        "--providers",
+        metavar="LIST",
+        help="ONNX Runtime providers in order, e.g. cuda,cpu (default: TensorRT > CUDA > CPU)",
+    )
+    bundle.add_argument(
+        "--no-verify",
+        action="store_true",
+        help="skip the sha256 check of the bundle's files at load",
+    )
     add_selection_args(parser)
     add_profile_args(parser)
     add_generation_args(parser)
@@ -100,7 +143,8 @@ def add_run_parser(subparsers: argparse._SubParsersAction) -> None:
 def add_demo_parser(subparsers: argparse._SubParsersAction) -> None:
     """`edge-hired demo`."""
     parser = subparsers.add_parser(
-        "demo", help="run the whole pipeline on the embedded random-weight model and sample image",
+        "demo",
+        help="run the whole pipeline on the embedded random-weight model and sample image",
         description="Builds (once) a tiny random-weight LLaVA-NeXT from configs and runs HiRED at "
         "a 20%% budget on the bundled sample image. The answer is noise; every stage is real.",
     )
@@ -120,15 +164,24 @@ def build_parser() -> argparse.ArgumentParser:
     """The full command-line interface."""
     parser = OneLineParser(
         prog="edge-hired",
-        description="HiRED visual-token dropping for LLaVA-NeXT / LLaVA-1.5 on Jetson and small GPUs.",
+        description="HiRED visual-token dropping for LLaVA-NeXT / LLaVA-1.5 "
+        "on Jetson and small GPUs.",
     )
     parser.add_argument("--version", action="version", version=f"edge-hired {__version__}")
     subparsers = parser.add_subparsers(
         dest="command", required=True, metavar="COMMAND", parser_class=OneLineParser
     )
-    for add in (add_run_parser, add_demo_parser, add_export_parser, add_plan_parser,
-                add_profiles_parser, add_profile_parser, add_eval_parser, add_bench_parser,
-                add_show_parser):
+    for add in (
+        add_run_parser,
+        add_demo_parser,
+        add_export_parser,
+        add_plan_parser,
+        add_profiles_parser,
+        add_profile_parser,
+        add_eval_parser,
+        add_bench_parser,
+        add_show_parser,
+    ):
         add(subparsers)
     return parser
 

@@ -11,8 +11,12 @@ from dataclasses import dataclass
 from edge_hired.errors import InvalidArgumentError, expected
 
 PREFERENCE = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
-SHORT_NAMES = {"tensorrt": PREFERENCE[0], "trt": PREFERENCE[0], "cuda": PREFERENCE[1],
-               "cpu": PREFERENCE[2]}
+SHORT_NAMES = {
+    "tensorrt": PREFERENCE[0],
+    "trt": PREFERENCE[0],
+    "cuda": PREFERENCE[1],
+    "cpu": PREFERENCE[2],
+}
 
 
 @dataclass(frozen=True)
@@ -47,8 +51,15 @@ def choose_providers(
 
 def _why(first: str, offered: list[str]) -> str:
     """One line on why `first` leads the list."""
-    skipped = [name.replace("ExecutionProvider", "") for name in PREFERENCE[: PREFERENCE.index(first)]
-               if name not in offered] if first in PREFERENCE else []
+    skipped = (
+        [
+            name.replace("ExecutionProvider", "")
+            for name in PREFERENCE[: PREFERENCE.index(first)]
+            if name not in offered
+        ]
+        if first in PREFERENCE
+        else []
+    )
     if not skipped:
         return f"{first}: the fastest provider this onnxruntime build offers"
     return f"{first}: {' and '.join(skipped)} not available in this onnxruntime build"

@@ -18,7 +18,7 @@ INPUT_NAME = "pixel_values"
 
 
 class EncoderGraph(nn.Module):
-    """pixel_values [P, 3, H, W] -> features [P, N, D], CLS rows [P, heads, N] x 2, keys [P, N, D]."""
+    """pixels [P, 3, H, W] -> features [P, N, D], CLS rows [P, heads, N] x 2, keys [P, N, D]."""
 
     def __init__(self, vision_tower: nn.Module, plan: LayerPlan) -> None:
         super().__init__()

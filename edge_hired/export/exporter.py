@@ -31,7 +31,7 @@ from edge_hired.bundle.layout import (
     PROJECTOR_FILE,
     VLM_CONFIG_DIR,
 )
-from edge_hired.bundle.manifest import MANIFEST_NAME, SCHEMA_VERSION, LlmSpec, Manifest, VisionSpec
+from edge_hired.bundle.manifest import MANIFEST_NAME, SCHEMA_VERSION, Manifest, VisionSpec
 from edge_hired.errors import InvalidArgumentError, expected
 from edge_hired.export.encoder_graph import EncoderGraph
 from edge_hired.export.language_model import extract_causal_lm, save_language_model
@@ -62,7 +62,9 @@ class ExportOptions:
 def check_options(options: ExportOptions) -> None:
     """Refuse unknown quantizations, dtypes and opsets before any work."""
     if options.quantization not in QUANTIZATIONS:
-        raise InvalidArgumentError(expected("quantization", "4bit, 8bit or none", options.quantization))
+        raise InvalidArgumentError(
+            expected("quantization", "4bit, 8bit or none", options.quantization)
+        )
     if options.dtype not in EXPORT_DTYPES:
         raise InvalidArgumentError(expected("dtype", "fp16 or fp32", options.dtype))
     if options.opset is not None and not 17 <= options.opset <= 23:
@@ -70,7 +72,9 @@ def check_options(options: ExportOptions) -> None:
 
 
 def export_bundle(
-    model_id: str, out_dir: Path, options: ExportOptions = ExportOptions(),
+    model_id: str,
+    out_dir: Path,
+    options: ExportOptions = ExportOptions(),
     progress: Progress | None = None,
 ) -> Manifest:
     """Export `model_id` (hub id or directory) into the bundle directory `out_dir`."""
@@ -98,9 +102,11 @@ def _write_bundle(model_id: str, staging: Path, options: ExportOptions, say: Pro
     facts = model_facts(config)
     recipe = load_recipe(facts.family)
     source = resolve_source(model_id)
-    model = getattr(transformers, recipe.model_class).from_pretrained(
-        source, dtype=torch.float32, revision=options.revision
-    ).eval()
+    model = (
+        getattr(transformers, recipe.model_class)
+        .from_pretrained(source, dtype=torch.float32, revision=options.revision)
+        .eval()
+    )
     say("export vision encoder (ONNX)")
     parity, encoder_bytes = _export_vision(model, facts, recipe, staging, options)
     say("measure encoder memory")
@@ -108,8 +114,9 @@ def _write_bundle(model_id: str, staging: Path, options: ExportOptions, say: Pro
     say("save projector and image_newline")
     projector_bytes = _save_projector(model, recipe, staging)
     say(f"save language model ({options.quantization})")
-    llm = save_language_model(extract_causal_lm(model), staging / LLM_DIR, options.quantization,
-                              _llm_dtype(options))
+    llm = save_language_model(
+        extract_causal_lm(model), staging / LLM_DIR, options.quantization, _llm_dtype(options)
+    )
     say("save processor and hashes")
     _save_processor_and_config(source, config, staging, options.revision)
     vision = _vision_spec(facts, model, encoder_bytes, activation, options)
@@ -119,7 +126,9 @@ def _write_bundle(model_id: str, staging: Path, options: ExportOptions, say: Pro
         versions=_versions(),
         vision=vision,
         llm=replace(llm, projector_bytes=projector_bytes),
-        parity={f.output: {"max_abs_diff": f.max_abs_diff, "tolerance": f.tolerance} for f in parity},
+        parity={
+            f.output: {"max_abs_diff": f.max_abs_diff, "tolerance": f.tolerance} for f in parity
+        },
         files=file_records(staging),
     )
 
@@ -156,8 +165,10 @@ def _activation(staging: Path, facts: ModelFacts, options: ExportOptions) -> int
 
 def _save_projector(model, recipe: Recipe, staging: Path) -> int:
     """Projector weights and image_newline in one safetensors file; returns its byte size."""
-    tensors = {f"projector.{k}": v.detach().contiguous()
-               for k, v in _attribute(model, recipe.projector).state_dict().items()}
+    tensors = {
+        f"projector.{k}": v.detach().contiguous()
+        for k, v in _attribute(model, recipe.projector).state_dict().items()
+    }
     if recipe.image_newline:
         tensors["image_newline"] = _attribute(model, recipe.image_newline).detach().contiguous()
     path = staging / PROJECTOR_FILE
@@ -172,18 +183,25 @@ def _save_processor_and_config(source: str, config, staging: Path, revision: str
     config.save_pretrained(staging / VLM_CONFIG_DIR)
 
 
-def _vision_spec(facts: ModelFacts, model, encoder_bytes: int, activation: int,
-                 options: ExportOptions) -> VisionSpec:
+def _vision_spec(
+    facts: ModelFacts, model, encoder_bytes: int, activation: int, options: ExportOptions
+) -> VisionSpec:
     """The manifest's description of the encoder and geometry."""
     vision_config = model.config.vision_config
     return VisionSpec(
-        family=facts.family, crop_size=facts.crop_size, patch_size=facts.patch_size,
+        family=facts.family,
+        crop_size=facts.crop_size,
+        patch_size=facts.patch_size,
         tokens_per_partition=(facts.crop_size // facts.patch_size) ** 2,
-        num_heads=facts.num_heads, hidden_size=vision_config.hidden_size,
+        num_heads=facts.num_heads,
+        hidden_size=vision_config.hidden_size,
         vision_feature_layer=model.config.vision_feature_layer,
-        layers_in_graph=facts.layers.layers_to_run, l_init=facts.layers.l_init,
-        l_final=facts.layers.l_final, pinpoints=[list(p) for p in facts.pinpoints],
-        image_token_id=facts.image_token_id, encoder_bytes=encoder_bytes,
+        layers_in_graph=facts.layers.layers_to_run,
+        l_init=facts.layers.l_init,
+        l_final=facts.layers.l_final,
+        pinpoints=[list(p) for p in facts.pinpoints],
+        image_token_id=facts.image_token_id,
+        encoder_bytes=encoder_bytes,
         activation_bytes_per_partition=activation,
         dtype="float16" if options.dtype == "fp16" else "float32",
     )
@@ -193,8 +211,12 @@ def _versions() -> dict[str, str]:
     """Versions of everything that shaped the bundle."""
     import onnx
 
-    versions = {"edge-hired": edge_hired.__version__, "torch": torch.__version__,
-                "transformers": transformers.__version__, "onnx": onnx.__version__}
+    versions = {
+        "edge-hired": edge_hired.__version__,
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "onnx": onnx.__version__,
+    }
     try:
         import bitsandbytes
 
@@ -221,7 +243,9 @@ def _check_target(out_dir: Path, overwrite: bool) -> None:
     """Refuse to replace an existing directory unless asked to."""
     if out_dir.exists() and not overwrite:
         raise InvalidArgumentError(
-            expected(f"output {out_dir}", "a path that does not exist yet (or --overwrite)", "it exists")
+            expected(
+                f"output {out_dir}", "a path that does not exist yet (or --overwrite)", "it exists"
+            )
         )
 
 

@@ -44,9 +44,16 @@ def export_encoder(graph: EncoderGraph, path: Path, probe: torch.Tensor, opset: 
     partitions = torch.export.Dim("partitions", min=1, max=64)
     with _quiet_exporter():
         torch.onnx.export(
-            graph, (probe,), str(path), input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES),
-            dynamic_shapes={INPUT_NAME: {0: partitions}}, dynamo=True, opset_version=opset,
-            external_data=weight_bytes > EXTERNAL_DATA_BYTES, verbose=False,
+            graph,
+            (probe,),
+            str(path),
+            input_names=[INPUT_NAME],
+            output_names=list(OUTPUT_NAMES),
+            dynamic_shapes={INPUT_NAME: {0: partitions}},
+            dynamo=True,
+            opset_version=opset,
+            external_data=weight_bytes > EXTERNAL_DATA_BYTES,
+            verbose=False,
         )
 
 
@@ -66,7 +73,7 @@ def check_parity(
         with torch.inference_mode():
             expected_out = [t.numpy() for t in reference(batch.float())]
         got = session.run(None, {INPUT_NAME: batch.numpy()})
-        for name, want, have in zip(OUTPUT_NAMES, expected_out, got):
+        for name, want, have in zip(OUTPUT_NAMES, expected_out, got, strict=True):
             figure = _compare(name, want, have, tolerances[name])
             if name not in figures or figure.max_abs_diff > figures[name].max_abs_diff:
                 figures[name] = figure
@@ -77,7 +84,9 @@ def check_parity(
 def _compare(name: str, want: np.ndarray, have: np.ndarray, tolerance: float) -> ParityFigure:
     """One output's largest difference and where it is."""
     if want.shape != have.shape:
-        raise ExportParityError(f"ONNX output {name}: expected shape {want.shape}, got {have.shape}")
+        raise ExportParityError(
+            f"ONNX output {name}: expected shape {want.shape}, got {have.shape}"
+        )
     diff = np.abs(want.astype(np.float64) - have.astype(np.float64))
     where = tuple(int(i) for i in np.unravel_index(int(np.argmax(diff)), diff.shape))
     return ParityFigure(name, float(diff.max()), tolerance, where)

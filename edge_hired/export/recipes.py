@@ -40,14 +40,18 @@ class Recipe:
     def tolerance_for(self, dtype_name: str) -> dict[str, float]:
         """Per-output tolerances for an export dtype ("float32" or "float16")."""
         if dtype_name not in self.tolerance:
-            raise RecipeError(expected(f"recipe {self.family}: tolerance", sorted(self.tolerance), dtype_name))
+            raise RecipeError(
+                expected(f"recipe {self.family}: tolerance", sorted(self.tolerance), dtype_name)
+            )
         return self.tolerance[dtype_name]
 
 
 def recipes_dir() -> Path:
     """`$EDGE_HIRED_RECIPES`, else the repository's export/recipes next to the package."""
     override = os.environ.get(RECIPES_ENV)
-    return Path(override) if override else Path(__file__).resolve().parents[2] / "export" / "recipes"
+    return (
+        Path(override) if override else Path(__file__).resolve().parents[2] / "export" / "recipes"
+    )
 
 
 def load_recipe(family: str) -> Recipe:

@@ -6,7 +6,7 @@ model's `image_newline` vector; the visual sequence replaces the prompt's single
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -44,7 +44,9 @@ def visual_sequence(
     out[is_token] = projected
     if not bool(is_token.all()):
         if image_newline is None:
-            raise InvalidArgumentError("packing order has newlines but the model has no image_newline")
+            raise InvalidArgumentError(
+                "packing order has newlines but the model has no image_newline"
+            )
         out[~is_token] = image_newline.to(out.dtype)
     return out
 

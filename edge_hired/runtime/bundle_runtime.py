@@ -17,7 +17,13 @@ from transformers.models.llava.modeling_llava import LlavaMultiModalProjector
 from transformers.models.llava_next.modeling_llava_next import LlavaNextMultiModalProjector
 
 from edge_hired.bundle.hashing import verify_files
-from edge_hired.bundle.layout import ENCODER_FILE, LLM_DIR, PROCESSOR_DIR, PROJECTOR_FILE, VLM_CONFIG_DIR
+from edge_hired.bundle.layout import (
+    ENCODER_FILE,
+    LLM_DIR,
+    PROCESSOR_DIR,
+    PROJECTOR_FILE,
+    VLM_CONFIG_DIR,
+)
 from edge_hired.bundle.manifest import Manifest, read_manifest
 from edge_hired.device.providers import choose_providers
 from edge_hired.device.torch_device import choose_torch_device
@@ -42,7 +48,9 @@ class OnnxVisionEncoder:
         """[P, 3, H, W] pixels -> features, CLS rows, keys (torch tensors on the CPU)."""
         pixels = pixel_values.detach().cpu().numpy().astype(self.input_dtype)
         features, init, final, keys = self.session.run(None, {"pixel_values": pixels})
-        as_torch = [torch.from_numpy(np.ascontiguousarray(a)) for a in (features, init, final, keys)]
+        as_torch = [
+            torch.from_numpy(np.ascontiguousarray(a)) for a in (features, init, final, keys)
+        ]
         return VisionOutput(*as_torch)
 
 
@@ -60,8 +68,15 @@ def facts_from_manifest(manifest: Manifest) -> ModelFacts:
     vision = manifest.vision
     plan = LayerPlan(vision.layers_in_graph, vision.l_init, vision.l_final)
     pins = tuple(tuple(int(v) for v in p) for p in vision.pinpoints)
-    return ModelFacts(vision.family, vision.crop_size, vision.patch_size, vision.num_heads,
-                      pins, plan, vision.image_token_id)
+    return ModelFacts(
+        vision.family,
+        vision.crop_size,
+        vision.patch_size,
+        vision.num_heads,
+        pins,
+        plan,
+        vision.image_token_id,
+    )
 
 
 def load_projector(bundle: Path, family: str, dtype: torch.dtype, device: torch.device):
@@ -69,14 +84,18 @@ def load_projector(bundle: Path, family: str, dtype: torch.dtype, device: torch.
     config = AutoConfig.from_pretrained(bundle / VLM_CONFIG_DIR)
     projector = PROJECTORS[family](config)
     tensors = load_file(str(bundle / PROJECTOR_FILE))
-    weights = {k.removeprefix("projector."): v for k, v in tensors.items() if k.startswith("projector.")}
+    weights = {
+        k.removeprefix("projector."): v for k, v in tensors.items() if k.startswith("projector.")
+    }
     projector.load_state_dict(weights, strict=True)
     projector = projector.to(device=device, dtype=dtype).eval()
     newline = tensors.get("image_newline")
     return projector, None if newline is None else newline.to(device=device, dtype=dtype)
 
 
-def load_bundle_pipeline(bundle: str | Path, options: BundleLoadOptions = BundleLoadOptions()) -> Pipeline:
+def load_bundle_pipeline(
+    bundle: str | Path, options: BundleLoadOptions = BundleLoadOptions()
+) -> Pipeline:
     """A ready `Pipeline` from a bundle directory."""
     from edge_hired.export.language_model import load_language_model
 

@@ -7,8 +7,8 @@ token reaches the streamer, which is when a user would see it.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 

@@ -7,9 +7,10 @@ plus the geometry facts of the model, so the pipeline never reaches into the mod
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from transformers import (
@@ -90,9 +91,18 @@ def model_facts(config: Any, l_init: int = 0, l_final: int | None = None) -> Mod
     if getattr(config, "vision_feature_select_strategy", "default") != "default":
         raise ModelLoadError(expected("vision_feature_select_strategy", "default", "full"))
     plan = plan_layers(config.vision_feature_layer, vision.num_hidden_layers, l_init, l_final)
-    pins = tuple(tuple(int(v) for v in p) for p in getattr(config, "image_grid_pinpoints", []) or [])
-    return ModelFacts(family, vision.image_size, vision.patch_size,
-                      vision.num_attention_heads, pins, plan, config.image_token_id)
+    pins = tuple(
+        tuple(int(v) for v in p) for p in getattr(config, "image_grid_pinpoints", []) or []
+    )
+    return ModelFacts(
+        family,
+        vision.image_size,
+        vision.patch_size,
+        vision.num_attention_heads,
+        pins,
+        plan,
+        config.image_token_id,
+    )
 
 
 def load_parts(

@@ -7,9 +7,10 @@ code serves a transformers checkpoint and (later) an exported bundle.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -33,8 +34,14 @@ from edge_hired.runtime.vision import VisionOutput
 
 MERGING = ("prumerge", "prumerge+")
 # (phase that starts, time mark at which it starts); None closes the last phase.
-PHASE_MARKS = (("preprocess", "start"), ("encode", "preprocessed"), ("select", "encoded"),
-               ("prefill", "selected"), ("decode", "first_token"), (None, "finished"))
+PHASE_MARKS = (
+    ("preprocess", "start"),
+    ("encode", "preprocessed"),
+    ("select", "encoded"),
+    ("prefill", "selected"),
+    ("decode", "first_token"),
+    (None, "finished"),
+)
 PhaseCallback = Callable[[str | None, float], None]
 
 
@@ -60,8 +67,12 @@ class Pipeline:
 
     @classmethod
     def from_pretrained(
-        cls, model_id: str, device: str = "auto", dtype: str | None = None,
-        l_init: int = 0, l_final: int | None = None,
+        cls,
+        model_id: str,
+        device: str = "auto",
+        dtype: str | None = None,
+        l_init: int = 0,
+        l_final: int | None = None,
     ) -> Pipeline:
         """Load a hub id or a local directory (the same path for both)."""
         choice = choose_torch_device(device, dtype)
@@ -109,8 +120,9 @@ class Pipeline:
         pixels = batch["pixel_values"].reshape(-1, *batch["pixel_values"].shape[-3:])
         if pixels.shape[0] != geometry.num_partitions:
             raise InvalidArgumentError(
-                expected("partitions from the image processor", geometry.num_partitions,
-                         pixels.shape[0])
+                expected(
+                    "partitions from the image processor", geometry.num_partitions, pixels.shape[0]
+                )
             )
         return pixels.to(self.parts.device), geometry
 
@@ -120,10 +132,17 @@ class Pipeline:
         """Run the HiRED core on the encoder's CLS rows."""
         keys = vision.keys_final.float().cpu().numpy() if options.strategy in MERGING else None
         return select_tokens(
-            geometry, options.strategy,
-            vision.cls_init.cpu().numpy(), vision.cls_final.cpu().numpy(),
-            ratio=options.ratio, tokens=options.tokens, cap=options.cap, alpha=options.alpha,
-            newline=options.newline, seed=options.seed, keys=keys,
+            geometry,
+            options.strategy,
+            vision.cls_init.cpu().numpy(),
+            vision.cls_final.cpu().numpy(),
+            ratio=options.ratio,
+            tokens=options.tokens,
+            cap=options.cap,
+            alpha=options.alpha,
+            newline=options.newline,
+            seed=options.seed,
+            keys=keys,
         )
 
     @torch.inference_mode()
@@ -142,7 +161,9 @@ class Pipeline:
     def prompt_ids(self, prompt: str) -> torch.Tensor:
         """Token ids of the chat-formatted prompt with one image placeholder."""
         processor = self.parts.processor
-        conversation = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
+        conversation = [
+            {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}
+        ]
         if getattr(processor, "chat_template", None):
             text = processor.apply_chat_template(conversation, add_generation_prompt=True)
         else:
@@ -154,7 +175,9 @@ class Pipeline:
 
     def _pad_token_id(self) -> int | None:
         tokenizer = self.parts.processor.tokenizer
-        return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        return (
+            tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        )
 
     def _result(self, geometry, chosen, embeds, timing, streamer, marks) -> RunResult:
         """Collect the figures of one request."""
@@ -180,9 +203,8 @@ class Pipeline:
 
 
 def _phase_durations(marks: dict[str, float]) -> dict[str, float]:
-    """Seconds spent in each phase, from consecutive time marks."""
-    names = list(marks)
-    spans = {f"{b}": marks[b] - marks[a] for a, b in zip(names, names[1:])}
+    """Seconds spent in each phase, from consecutive time marks (keyed by the later mark)."""
+    spans = {b: marks[b] - marks[a] for a, b in pairwise(marks)}
     return {
         "preprocess": spans["preprocessed"],
         "encode": spans["encoded"],

@@ -38,13 +38,16 @@ class RunResult:
     def summary(self) -> str:
         """Human-readable metrics, one line each."""
         kept_pct = 100 * self.visual_tokens_kept / max(self.visual_tokens_total, 1)
-        return "\n".join([
-            f"strategy        {self.strategy} (budget {self.budget_tokens} tokens)",
-            f"visual tokens   {self.visual_tokens_kept} kept of {self.visual_tokens_total}"
-            f" ({kept_pct:.1f}%), grid {self.grid[0]}x{self.grid[1]}",
-            f"LLM input       {self.llm_input_tokens} tokens",
-            f"TTFT            {self.ttft_s:.3f} s",
-            f"decode          {self.decode_tokens_per_s:.1f} tokens/s ({len(self.token_ids)} new)",
-            f"peak RSS        {self.peak_rss_mib:.0f} MiB",
-            f"device          {self.device}",
-        ])
+        return "\n".join(
+            [
+                f"strategy        {self.strategy} (budget {self.budget_tokens} tokens)",
+                f"visual tokens   {self.visual_tokens_kept} kept of {self.visual_tokens_total}"
+                f" ({kept_pct:.1f}%), grid {self.grid[0]}x{self.grid[1]}",
+                f"LLM input       {self.llm_input_tokens} tokens",
+                f"TTFT            {self.ttft_s:.3f} s",
+                f"decode          {self.decode_tokens_per_s:.1f} tokens/s "
+                f"({len(self.token_ids)} new)",
+                f"peak RSS        {self.peak_rss_mib:.0f} MiB",
+                f"device          {self.device}",
+            ]
+        )

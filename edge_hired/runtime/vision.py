@@ -7,9 +7,9 @@ that live only for the call; nothing in transformers is replaced.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator
 
 import torch
 from torch import nn
@@ -47,10 +47,15 @@ def plan_layers(
     """
     if not isinstance(vision_feature_layer, int):
         raise ModelLoadError(
-            expected("vision_feature_layer", "one int (multi-layer features are unsupported)",
-                     vision_feature_layer)
+            expected(
+                "vision_feature_layer",
+                "one int (multi-layer features are unsupported)",
+                vision_feature_layer,
+            )
         )
-    run = vision_feature_layer if vision_feature_layer >= 0 else num_layers + 1 + vision_feature_layer
+    run = (
+        vision_feature_layer if vision_feature_layer >= 0 else num_layers + 1 + vision_feature_layer
+    )
     if not 1 <= run <= num_layers:
         raise ModelLoadError(expected("vision_feature_layer", f"a layer of 1..{num_layers}", run))
     final = run - 1 if l_final is None else l_final
@@ -116,6 +121,8 @@ def _capture_qk(layers: nn.ModuleList, indices: list[int]) -> Iterator[dict[int,
 
 def _store(target: list, slot: int):
     """A forward hook that keeps a module's output in target[slot]."""
+
     def hook(_module: nn.Module, _inputs: tuple, output: torch.Tensor) -> None:
         target[slot] = output
+
     return hook

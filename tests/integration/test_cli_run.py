@@ -31,8 +31,21 @@ def image_path(tmp_path_factory) -> Path:
 
 
 def test_json_output_has_the_documented_fields(capsys, tiny_next_dir, image_path) -> None:
-    code, out, _ = run_cli(capsys, "run", "--model", str(tiny_next_dir), "--image", str(image_path),
-                           "--prompt", "What?", "--budget", "0.2", "--json", "--max-new-tokens", "3")
+    code, out, _ = run_cli(
+        capsys,
+        "run",
+        "--model",
+        str(tiny_next_dir),
+        "--image",
+        str(image_path),
+        "--prompt",
+        "What?",
+        "--budget",
+        "0.2",
+        "--json",
+        "--max-new-tokens",
+        "3",
+    )
     assert code == 0
     data = json.loads(out)
     assert data["grid"] == [1, 2] and len(data["kept"]) == 3
@@ -42,8 +55,18 @@ def test_json_output_has_the_documented_fields(capsys, tiny_next_dir, image_path
 
 
 def test_streams_text_then_metrics(capsys, tiny_next_dir, image_path) -> None:
-    code, out, err = run_cli(capsys, "run", "--model", str(tiny_next_dir), "--image", str(image_path),
-                             "--tokens", "300", "--max-new-tokens", "4")
+    code, out, err = run_cli(
+        capsys,
+        "run",
+        "--model",
+        str(tiny_next_dir),
+        "--image",
+        str(image_path),
+        "--tokens",
+        "300",
+        "--max-new-tokens",
+        "4",
+    )
     assert code == 0 and out.strip()
     assert "TTFT" in err and "300 kept of" in err
 
@@ -67,8 +90,19 @@ def odd_images(directory: Path) -> list[Path]:
 
 def test_odd_but_valid_images_run(capsys, tmp_path, tiny_next_dir) -> None:
     for path in odd_images(tmp_path):
-        code, out, err = run_cli(capsys, "run", "--model", str(tiny_next_dir), "--image", str(path),
-                                 "--budget", "0.5", "--json", "--max-new-tokens", "1")
+        code, out, err = run_cli(
+            capsys,
+            "run",
+            "--model",
+            str(tiny_next_dir),
+            "--image",
+            str(path),
+            "--budget",
+            "0.5",
+            "--json",
+            "--max-new-tokens",
+            "1",
+        )
         assert code == 0, (path.name, err)
         assert json.loads(out)["visual_tokens_kept"] >= 1
 
@@ -81,11 +115,15 @@ def bad_files(directory: Path) -> dict[str, Path]:
     (directory / "empty.png").write_bytes(b"")
     (directory / "text.png").write_text("not an image at all\n")
     Image.new("1", (9000, 9000)).save(directory / "huge.png")
-    return {name: directory / name for name in
-            ("missing.png", "truncated.png", "empty.png", "text.png", "huge.png")}
+    return {
+        name: directory / name
+        for name in ("missing.png", "truncated.png", "empty.png", "text.png", "huge.png")
+    }
 
 
-@pytest.mark.parametrize("name", ["missing.png", "truncated.png", "empty.png", "text.png", "huge.png"])
+@pytest.mark.parametrize(
+    "name", ["missing.png", "truncated.png", "empty.png", "text.png", "huge.png"]
+)
 def test_bad_images_give_one_line_and_exit_2(name, capsys, tmp_path, tiny_next_dir) -> None:
     path = bad_files(tmp_path)[name]
     code, out, err = run_cli(capsys, "run", "--model", str(tiny_next_dir), "--image", str(path))
@@ -95,8 +133,15 @@ def test_bad_images_give_one_line_and_exit_2(name, capsys, tmp_path, tiny_next_d
 
 @pytest.mark.parametrize(
     "flags",
-    [["--budget", "0"], ["--budget", "nan"], ["--budget", "1.5"], ["--budget", "-0.1"],
-     ["--tokens", "0"], ["--strategy", "nope"], ["--alpha", "2"]],
+    [
+        ["--budget", "0"],
+        ["--budget", "nan"],
+        ["--budget", "1.5"],
+        ["--budget", "-0.1"],
+        ["--tokens", "0"],
+        ["--strategy", "nope"],
+        ["--alpha", "2"],
+    ],
 )
 def test_bad_budgets_and_strategies_exit_2(flags, capsys, tiny_next_dir, image_path) -> None:
     argv = ["run", "--model", str(tiny_next_dir), "--image", str(image_path), *flags]
@@ -118,8 +163,16 @@ def test_a_directory_that_is_no_model(capsys, tmp_path, image_path) -> None:
 
 
 def test_real_process_exit_code_and_no_traceback(tmp_path, tiny_next_dir) -> None:
-    cmd = [sys.executable, "-m", "edge_hired.cli.main", "run", "--model", str(tiny_next_dir),
-           "--image", str(tmp_path / "absent.jpg")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "edge_hired.cli.main",
+        "run",
+        "--model",
+        str(tiny_next_dir),
+        "--image",
+        str(tmp_path / "absent.jpg"),
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2
     assert "Traceback" not in done.stderr and "absent.jpg" in done.stderr
@@ -129,8 +182,21 @@ def test_memory_cap_that_admits_part_of_the_tokens(tiny_next_dir, tmp_path) -> N
     """In a fresh process (what the planner predicts): part of the tokens, peak under the cap."""
     square = tmp_path / "square.png"
     textured_image(672, 672).save(square)  # 2880 tokens; 0.46 GiB is above the fixed costs only
-    cmd = [sys.executable, "-m", "edge_hired.cli.main", "run", "--model", str(tiny_next_dir),
-           "--image", str(square), "--memory-cap", "0.46", "--json", "--max-new-tokens", "2"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "edge_hired.cli.main",
+        "run",
+        "--model",
+        str(tiny_next_dir),
+        "--image",
+        str(square),
+        "--memory-cap",
+        "0.46",
+        "--json",
+        "--max-new-tokens",
+        "2",
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     data = json.loads(done.stdout)
@@ -140,7 +206,15 @@ def test_memory_cap_that_admits_part_of_the_tokens(tiny_next_dir, tmp_path) -> N
 
 
 def test_memory_cap_below_the_fixed_costs_exits_2(capsys, tiny_next_dir, image_path) -> None:
-    code, out, err = run_cli(capsys, "run", "--model", str(tiny_next_dir), "--image", str(image_path),
-                             "--memory-cap", "0.2")
+    code, out, err = run_cli(
+        capsys,
+        "run",
+        "--model",
+        str(tiny_next_dir),
+        "--image",
+        str(image_path),
+        "--memory-cap",
+        "0.2",
+    )
     assert code == 2 and out == ""
     assert err.count("\n") == 1 and "short" in err and "Traceback" not in err

@@ -49,7 +49,12 @@ def test_manifest_records_parity_geometry_and_hashes(next_bundle: Path) -> None:
     for figure in manifest.parity.values():
         assert 0 <= figure["max_abs_diff"] <= figure["tolerance"]
     vision = manifest.vision
-    assert (vision.tokens_per_partition, vision.layers_in_graph, vision.l_init, vision.l_final) == (576, 3, 0, 2)
+    assert (vision.tokens_per_partition, vision.layers_in_graph, vision.l_init, vision.l_final) == (
+        576,
+        3,
+        0,
+        2,
+    )
     assert vision.activation_bytes_per_partition > 0
     assert manifest.llm.quantization == "none" and manifest.llm.num_layers == 2
     for key in ("edge-hired", "torch", "transformers", "onnx", "bitsandbytes"):
@@ -58,7 +63,9 @@ def test_manifest_records_parity_geometry_and_hashes(next_bundle: Path) -> None:
     assert on_disk - {MANIFEST_NAME} == set(manifest.files)
     assert not [name for name in on_disk if name.endswith((".bin", ".pt", ".pkl", ".pth"))]
     assert manifest.llm.weight_bytes == sum(
-        r.bytes for n, r in manifest.files.items() if n.startswith("llm/") and n.endswith(".safetensors")
+        r.bytes
+        for n, r in manifest.files.items()
+        if n.startswith("llm/") and n.endswith(".safetensors")
     )
 
 
@@ -67,7 +74,12 @@ def test_onnx_graph_stops_at_the_feature_layer_with_dynamic_partitions(next_bund
     scopes = {p.value for n in model.graph.node for p in n.metadata_props if p.key == "namespace"}
     layers = {int(m) for s in scopes for m in re.findall(r"encoder\.layers\.(\d+)[:/]", s)}
     assert layers == {0, 1, 2}  # 4-layer tower, feature layer -2: layer 3 is not in the graph
-    assert [o.name for o in model.graph.output] == ["features", "cls_attn_init", "cls_attn_final", "keys_final"]
+    assert [o.name for o in model.graph.output] == [
+        "features",
+        "cls_attn_init",
+        "cls_attn_final",
+        "keys_final",
+    ]
     first_dim = model.graph.input[0].type.tensor_type.shape.dim[0]
     assert first_dim.dim_param and not first_dim.dim_value
 
@@ -89,11 +101,15 @@ def test_llava15_bundle_at_full_budget_matches_stock(llava_bundle, tiny_llava_di
 
 
 @pytest.mark.parametrize("strategy", ["hired", "prumerge+"])
-def test_bundle_at_20_percent_equals_the_in_process_pipeline(strategy, next_bundle, tiny_next_dir) -> None:
+def test_bundle_at_20_percent_equals_the_in_process_pipeline(
+    strategy, next_bundle, tiny_next_dir
+) -> None:
     image = textured_image(560, 800, seed=4)
     options = SelectionOptions(strategy=strategy, ratio=0.2)
     from_bundle = load_bundle_pipeline(next_bundle).run(image, PROMPT, options, GREEDY)
-    in_process = Pipeline.from_pretrained(str(tiny_next_dir), device="cpu").run(image, PROMPT, options, GREEDY)
+    in_process = Pipeline.from_pretrained(str(tiny_next_dir), device="cpu").run(
+        image, PROMPT, options, GREEDY
+    )
     assert from_bundle.kept == in_process.kept
     assert from_bundle.llm_input_tokens == in_process.llm_input_tokens
     assert from_bundle.token_ids == in_process.token_ids
@@ -101,14 +117,46 @@ def test_bundle_at_20_percent_equals_the_in_process_pipeline(strategy, next_bund
 
 def test_cli_export_then_run_bundle_json(capsys, tiny_next_dir, tmp_path) -> None:
     out = tmp_path / "cli-bundle"
-    assert main(["export", str(tiny_next_dir), "--out", str(out), "--quant", "none",
-                 "--dtype", "fp32", "--no-measure", "--json"]) == 0
+    assert (
+        main(
+            [
+                "export",
+                str(tiny_next_dir),
+                "--out",
+                str(out),
+                "--quant",
+                "none",
+                "--dtype",
+                "fp32",
+                "--no-measure",
+                "--json",
+            ]
+        )
+        == 0
+    )
     exported = json.loads(capsys.readouterr().out)
     assert exported["bundle"] == str(out) and exported["llm"]["quantization"] == "none"
     image = tmp_path / "img.png"
     textured_image(400, 800).save(image)
-    assert main(["run", "--bundle", str(out), "--image", str(image), "--budget", "0.2",
-                 "--json", "--max-new-tokens", "2", "--providers", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "--bundle",
+                str(out),
+                "--image",
+                str(image),
+                "--budget",
+                "0.2",
+                "--json",
+                "--max-new-tokens",
+                "2",
+                "--providers",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     result = json.loads(capsys.readouterr().out)
     assert result["visual_tokens_kept"] == int(0.2 * 3 * 576) and result["grid"] == [1, 2]
 
@@ -135,8 +183,12 @@ def broken_copy(bundle: Path, tmp_path: Path, how: str) -> Path:
 
 @pytest.mark.parametrize(
     "how, named",
-    [("tampered", "projector.safetensors"), ("missing", "vision_encoder.onnx"),
-     ("schema", "schema_version"), ("not-a-bundle", "manifest.json")],
+    [
+        ("tampered", "projector.safetensors"),
+        ("missing", "vision_encoder.onnx"),
+        ("schema", "schema_version"),
+        ("not-a-bundle", "manifest.json"),
+    ],
 )
 def test_bad_bundles_are_refused_with_exit_2(how, named, next_bundle, tmp_path, capsys) -> None:
     image = tmp_path / "img.png"
@@ -153,15 +205,32 @@ def test_no_verify_skips_only_the_hash_check(next_bundle, tmp_path, capsys) -> N
     image = tmp_path / "img.png"
     textured_image(64, 64).save(image)
     # The flipped byte sits in the safetensors payload: loading still works without the check.
-    code = main(["run", "--bundle", str(broken), "--image", str(image), "--json",
-                 "--max-new-tokens", "1", "--no-verify"])
+    code = main(
+        [
+            "run",
+            "--bundle",
+            str(broken),
+            "--image",
+            str(image),
+            "--json",
+            "--max-new-tokens",
+            "1",
+            "--no-verify",
+        ]
+    )
     assert code == 0, capsys.readouterr().err
 
 
-def test_parity_failure_names_the_output_and_leaves_nothing(tiny_next_dir, tmp_path, monkeypatch) -> None:
+def test_parity_failure_names_the_output_and_leaves_nothing(
+    tiny_next_dir, tmp_path, monkeypatch
+) -> None:
     strict = tmp_path / "recipes"
     shutil.copytree(recipes_dir(), strict)
-    text = (strict / "llava_next.toml").read_text().replace("cls_attn_final = 1e-5", "cls_attn_final = 0.0")
+    text = (
+        (strict / "llava_next.toml")
+        .read_text()
+        .replace("cls_attn_final = 1e-5", "cls_attn_final = 0.0")
+    )
     (strict / "llava_next.toml").write_text(text)
     monkeypatch.setenv(RECIPES_ENV, str(strict))
     out = tmp_path / "bundles" / "strict"
@@ -171,13 +240,21 @@ def test_parity_failure_names_the_output_and_leaves_nothing(tiny_next_dir, tmp_p
     assert list((tmp_path / "bundles").iterdir()) == []
 
 
-def test_quantized_4bit_bundle_generates_and_is_smaller(tiny_next_dir, next_bundle, tmp_path) -> None:
+def test_quantized_4bit_bundle_generates_and_is_smaller(
+    tiny_next_dir, next_bundle, tmp_path
+) -> None:
     out = tmp_path / "tiny-4bit"
-    manifest = export_bundle(str(tiny_next_dir), out,
-                             ExportOptions(quantization="4bit", dtype="fp16", measure_memory=False))
+    manifest = export_bundle(
+        str(tiny_next_dir),
+        out,
+        ExportOptions(quantization="4bit", dtype="fp16", measure_memory=False),
+    )
     assert manifest.llm.quantization == "4bit"
     assert manifest.llm.weight_bytes < read_manifest(next_bundle).llm.weight_bytes
     result = load_bundle_pipeline(out).run(
-        textured_image(300, 600), PROMPT, SelectionOptions(ratio=0.2), SamplingOptions(max_new_tokens=3)
+        textured_image(300, 600),
+        PROMPT,
+        SelectionOptions(ratio=0.2),
+        SamplingOptions(max_new_tokens=3),
     )
     assert 1 <= len(result.token_ids) <= 3 and torch.isfinite(torch.tensor(result.ttft_s))

@@ -23,13 +23,20 @@ pytestmark = pytest.mark.integration
 PROMPT = "What is in the picture?"
 GREEDY = SamplingOptions(max_new_tokens=6)
 # (height, width) giving each llava-v1.6 grid: 2x2, 1x2, 2x1, 1x3, 3x1.
-GRID_SIZES = {(2, 2): (600, 640), (1, 2): (300, 600), (2, 1): (800, 400),
-              (1, 3): (300, 1000), (3, 1): (1000, 300)}
+GRID_SIZES = {
+    (2, 2): (600, 640),
+    (1, 2): (300, 600),
+    (2, 1): (800, 400),
+    (1, 3): (300, 1000),
+    (3, 1): (1000, 300),
+}
 
 
 def stock_inputs(model_dir: Path, image, prompt: str = PROMPT):
     processor = AutoProcessor.from_pretrained(model_dir)
-    conversation = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
+    conversation = [
+        {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}
+    ]
     text = processor.apply_chat_template(conversation, add_generation_prompt=True)
     return processor(images=image, text=text, return_tensors="pt")
 
@@ -51,8 +58,10 @@ def next_stock(tiny_next_dir: Path):
 
 
 @pytest.mark.parametrize("grid", list(GRID_SIZES))
-@pytest.mark.parametrize("options", [SelectionOptions(strategy="full"),
-                                     SelectionOptions(strategy="hired", tokens=100_000)])
+@pytest.mark.parametrize(
+    "options",
+    [SelectionOptions(strategy="full"), SelectionOptions(strategy="hired", tokens=100_000)],
+)
 def test_full_budget_generates_exactly_the_stock_tokens(
     grid, options, next_pipeline, next_stock, tiny_next_dir
 ) -> None:
@@ -70,7 +79,9 @@ def test_full_budget_prefill_logits_match_stock(next_pipeline, next_stock, tiny_
     pipe = next_pipeline
     pixels, geometry = pipe.preprocess(image)
     vision = pipe.parts.encoder(pixels)
-    embeds = pipe.input_embeddings(PROMPT, vision, pipe.select(geometry, vision, SelectionOptions("full")))
+    embeds = pipe.input_embeddings(
+        PROMPT, vision, pipe.select(geometry, vision, SelectionOptions("full"))
+    )
     with torch.inference_mode():
         ours = next_stock(inputs_embeds=embeds).logits
         stock = next_stock(**stock_inputs(tiny_next_dir, image)).logits
@@ -89,7 +100,9 @@ def test_llava15_full_budget_matches_stock(tiny_llava_dir: Path) -> None:
 
 def eager_cls_rows(model_dir: Path, pixels: torch.Tensor, layers: tuple[int, int]):
     """Test-only reference: full attention maps from an eager run, CLS row, patch columns."""
-    model = LlavaNextForConditionalGeneration.from_pretrained(model_dir, attn_implementation="eager")
+    model = LlavaNextForConditionalGeneration.from_pretrained(
+        model_dir, attn_implementation="eager"
+    )
     with torch.inference_mode():
         out = model.model.vision_tower(pixels, output_attentions=True, output_hidden_states=True)
     rows = [out.attentions[layer][:, :, 0, 1:] for layer in layers]
@@ -130,10 +143,14 @@ def test_hired_at_20_percent_keeps_what_the_core_selects_on_reference_rows(
     assert seen[0] == result.llm_input_tokens
 
 
-@pytest.mark.parametrize("strategy", ["hired", "hired-ref", "spatial", "random", "prumerge", "prumerge+"])
+@pytest.mark.parametrize(
+    "strategy", ["hired", "hired-ref", "spatial", "random", "prumerge", "prumerge+"]
+)
 def test_every_strategy_runs_end_to_end(strategy: str, next_pipeline) -> None:
     result = next_pipeline.run(
-        textured_image(400, 700), PROMPT, SelectionOptions(strategy=strategy, ratio=0.3),
+        textured_image(400, 700),
+        PROMPT,
+        SelectionOptions(strategy=strategy, ratio=0.3),
         SamplingOptions(max_new_tokens=2),
     )
     assert result.strategy == strategy
@@ -143,15 +160,34 @@ def test_every_strategy_runs_end_to_end(strategy: str, next_pipeline) -> None:
 
 
 def test_result_reports_every_field(next_pipeline) -> None:
-    result = next_pipeline.run(textured_image(672, 672), PROMPT, SelectionOptions(ratio=0.2), GREEDY)
+    result = next_pipeline.run(
+        textured_image(672, 672), PROMPT, SelectionOptions(ratio=0.2), GREEDY
+    )
     data = result.to_dict()
-    for key in ("text", "token_ids", "strategy", "budget_tokens", "visual_tokens_total",
-                "visual_tokens_kept", "grid", "kept", "llm_input_tokens", "ttft_s",
-                "decode_tokens_per_s", "peak_rss_mib"):
+    for key in (
+        "text",
+        "token_ids",
+        "strategy",
+        "budget_tokens",
+        "visual_tokens_total",
+        "visual_tokens_kept",
+        "grid",
+        "kept",
+        "llm_input_tokens",
+        "ttft_s",
+        "decode_tokens_per_s",
+        "peak_rss_mib",
+    ):
         assert key in data
     assert data["grid"] == [2, 2] and len(data["kept"]) == 5
     assert data["visual_tokens_total"] == 5 * 576 and data["budget_tokens"] == 576
     assert all(k == sorted(set(k)) for k in data["kept"])
     assert data["peak_rss_mib"] > 50
-    assert np.isclose(sum(data["timings_s"][k] for k in ("preprocess", "encode", "select",
-                      "prefill_to_first_token")), data["ttft_s"], atol=1e-3)
+    assert np.isclose(
+        sum(
+            data["timings_s"][k]
+            for k in ("preprocess", "encode", "select", "prefill_to_first_token")
+        ),
+        data["ttft_s"],
+        atol=1e-3,
+    )

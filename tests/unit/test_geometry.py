@@ -24,9 +24,26 @@ from edge_hired.hired.geometry import (
 
 # (height, width): square, wide, tall, tiny, huge, strips, and one per llava-v1.6 grid.
 SIZES = [
-    (672, 672), (336, 336), (1, 1), (3, 4000), (4000, 3), (560, 800), (800, 560),
-    (480, 640), (640, 480), (300, 1000), (1000, 300), (1080, 1920), (1920, 1080),
-    (4000, 4000), (337, 673), (999, 333), (123, 457), (2048, 700), (50, 60), (7, 9),
+    (672, 672),
+    (336, 336),
+    (1, 1),
+    (3, 4000),
+    (4000, 3),
+    (560, 800),
+    (800, 560),
+    (480, 640),
+    (640, 480),
+    (300, 1000),
+    (1000, 300),
+    (1080, 1920),
+    (1920, 1080),
+    (4000, 4000),
+    (337, 673),
+    (999, 333),
+    (123, 457),
+    (2048, 700),
+    (50, 60),
+    (7, 9),
 ]
 
 
@@ -62,7 +79,9 @@ def test_token_count_matches_processor_arithmetic(size: tuple[int, int]) -> None
     """valid tokens + newline rows == image tokens the stock processor inserts (CLS dropped)."""
     geometry = anyres_geometry(size)
     processor = SimpleNamespace(
-        image_processor=SimpleNamespace(image_grid_pinpoints=[list(p) for p in LLAVA_V16_PINPOINTS]),
+        image_processor=SimpleNamespace(
+            image_grid_pinpoints=[list(p) for p in LLAVA_V16_PINPOINTS]
+        ),
         patch_size=14,
         num_additional_image_tokens=1,
         vision_feature_select_strategy="default",
@@ -77,8 +96,14 @@ def test_token_count_matches_processor_arithmetic(size: tuple[int, int]) -> None
 
 @pytest.mark.parametrize(
     "size, grid",
-    [((672, 672), (2, 2)), ((336, 672), (1, 2)), ((672, 336), (2, 1)),
-     ((336, 1008), (1, 3)), ((1008, 336), (3, 1)), ((336, 336), (1, 2))],
+    [
+        ((672, 672), (2, 2)),
+        ((336, 672), (1, 2)),
+        ((672, 336), (2, 1)),
+        ((336, 1008), (1, 3)),
+        ((1008, 336), (3, 1)),
+        ((336, 336), (1, 2)),
+    ],
 )
 def test_every_pinpoint_grid(size: tuple[int, int], grid: tuple[int, int]) -> None:
     assert anyres_geometry(size).grid == grid
@@ -118,9 +143,12 @@ def test_full_to_sub_mapping_follows_the_real_image_processor(size: tuple[int, i
     geometry = anyres_geometry(size)
     mapping = geometry.full_to_sub_image().reshape(24, 24)
     processor = LlavaNextImageProcessorPil(
-        size={"shortest_edge": 336}, crop_size={"height": 336, "width": 336},
+        size={"shortest_edge": 336},
+        crop_size={"height": 336, "width": 336},
         image_grid_pinpoints=[list(p) for p in LLAVA_V16_PINPOINTS],
-        do_normalize=False, do_rescale=False, resample=Image.NEAREST,
+        do_normalize=False,
+        do_rescale=False,
+        resample=Image.NEAREST,
     )
     for r, c in [(0, 0), (5, 19), (11, 11), (12, 12), (23, 23), (17, 3)]:
         canvas = np.zeros((height, width, 3), dtype=np.uint8)
