@@ -2,7 +2,7 @@
 
     .venv/bin/python scripts/plan_table.py            # print the Markdown table
     .venv/bin/python scripts/plan_table.py --write    # also write docs/profiles-table.md
-    .venv/bin/python scripts/plan_table.py --calibrate  # re-measure budget.RUNTIME_HOST_BYTES
+    .venv/bin/python scripts/plan_table.py --calibrate  # re-measure costs.RUNTIME_HOST_BYTES
 
 No weights are downloaded or allocated: the model is a LlavaNextConfig (CLIP ViT-L/14-336 and a
 Vicuna-7B-shaped Llama) whose parameters are counted on the meta device. The `cpu` row depends on
@@ -83,9 +83,9 @@ weights). One request: the largest image layout (2x2 grid, 5 partitions, 2880 vi
 Weights: bitsandbytes 4-bit NF4 (0.5 B/param + fp32 absmax per 64) or 8-bit (1 B/param + a scale
 per row) for the LLM's Linear layers; embeddings, norms, lm_head, vision tower and projector in
 the compute dtype. "peak" is the predicted peak plus the margin (5% and the allocator spread,
-see `edge_hired/budget.py`); "short" is how much memory is missing. Figures marked "estimate" in
-the profiles (OS share, CUDA context, runtime) move these numbers; the `cpu` row is the machine
-the table was generated on. Reproduce one row with
+see `edge_hired/budget/arithmetic.py`); "short" is how much memory is missing. Figures marked
+"estimate" in the profiles (OS share, CUDA context, runtime) move these numbers; the `cpu` row
+is the machine the table was generated on. Reproduce one row with
 `edge-hired plan --model DIR --profile NAME --quantization 4bit`.
 
 """

@@ -22,12 +22,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
-from edge_hired.bench.options import FULL, BenchOptions, Slot
+from edge_hired.bench.options import FULL, BenchOptions, ProfilePlan, Slot
 from edge_hired.device.contention import (
     cuda_peak_mib,
     read_cpu_pressure,
@@ -39,7 +39,7 @@ from edge_hired.device.contention import (
 from edge_hired.device.memory import current_rss_mib
 from edge_hired.device.telemetry import Sampler, TelemetryRecorder
 from edge_hired.runtime.generation import SamplingOptions
-from edge_hired.runtime.pipeline import Pipeline
+from edge_hired.runtime.pipeline import Pipeline, SelectionOptions
 
 #: Record keys from the pipeline's `timings_s`.
 TIMINGS = {
@@ -77,6 +77,11 @@ class RequestContext:
     sampling: SamplingOptions
     memory: MemorySource
     recorder: TelemetryRecorder | None = None
+    profile: ProfilePlan = field(default_factory=ProfilePlan)  # planned token cap per image
+
+    def selection(self, slot: Slot) -> SelectionOptions:
+        """The slot's selection options, held to its image's planned cap."""
+        return slot.setting.selection(self.options.seed, self.profile.cap_for(slot.image))
 
 
 def measure_request(ctx: RequestContext, slot: Slot, order: int) -> dict[str, Any]:
@@ -91,7 +96,7 @@ def measure_request(ctx: RequestContext, slot: Slot, order: int) -> dict[str, An
     result = ctx.pipeline.run(
         slot.image,
         ctx.options.prompt,
-        slot.setting.selection(ctx.options.seed),
+        ctx.selection(slot),
         ctx.sampling,
         on_phase=_phase_forwarder(ctx.recorder, prefix),
     )
@@ -107,6 +112,7 @@ def measure_request(ctx: RequestContext, slot: Slot, order: int) -> dict[str, An
         "strategy": slot.setting.strategy,
         "budget_label": slot.setting.budget_label,
         "budget": slot.setting.ratio,
+        "profile_cap_tokens": ctx.profile.caps.get(slot.image),
         "visual_tokens_total": result.visual_tokens_total,
         "visual_tokens_kept": result.visual_tokens_kept,
         "kept_share": result.visual_tokens_kept / max(result.visual_tokens_total, 1),
@@ -142,9 +148,7 @@ def _phase_forwarder(recorder: TelemetryRecorder | None, prefix: str) -> Callabl
 
 def warm_up(ctx: RequestContext, slot: Slot) -> None:
     """Run one request and record nothing."""
-    ctx.pipeline.run(
-        slot.image, ctx.options.prompt, slot.setting.selection(ctx.options.seed), ctx.sampling
-    )
+    ctx.pipeline.run(slot.image, ctx.options.prompt, ctx.selection(slot), ctx.sampling)
 
 
 class FixedLength:

@@ -3,25 +3,33 @@
 `BenchOptions` is the whole request; `parse_budgets` / `parse_strategies` read the CLI's lists;
 `settings_for` expands budgets x strategies into `Setting`s ("full" runs once, with strategy
 full; adaptive strategies such as PruMerge run once, they choose their own count) and
-`schedule` orders them round-robin. The device profile named in the options is loaded here
-too, with the token cap the budget planner gives it when the planner is importable.
+`schedule` orders them round-robin. The device profile named in the options is planned here
+too (`plan_profile`): per image, the visual-token cap the memory planner gives the pipeline on
+that profile (`edge_hired.budget.plan_for_pipeline`), applied to every setting as
+`SelectionOptions.cap`, so each setting keeps min(its budget, the cap).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from edge_hired.budget import Plan, PlanSource, gib, plan_for_pipeline
 from edge_hired.errors import InvalidArgumentError, expected
 from edge_hired.hired import STRATEGIES
 from edge_hired.runtime.images import load_image
 from edge_hired.runtime.pipeline import Pipeline, SelectionOptions
 
+if TYPE_CHECKING:
+    from edge_hired.profiles import DeviceProfile
+
 FULL = "full"
 ADAPTIVE = ("prumerge", "prumerge+")
+#: What "full" runs as under a profile's cap below the image's tokens (full ignores caps).
+CAPPED_FULL = "hired"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 
 
@@ -42,8 +50,11 @@ class Setting:
     def label(self) -> str:
         return FULL if self.strategy == FULL else f"{self.strategy}@{self.budget_label}"
 
-    def selection(self, seed: int = 0) -> SelectionOptions:
-        return SelectionOptions(strategy=self.strategy, ratio=self.ratio, seed=seed)
+    def selection(self, seed: int = 0, cap: int | None = None) -> SelectionOptions:
+        """Its selection options; under a `cap`, full runs as CAPPED_FULL at the cap."""
+        if self.strategy == FULL and cap is not None:
+            return SelectionOptions(strategy=CAPPED_FULL, cap=cap, seed=seed)
+        return SelectionOptions(strategy=self.strategy, ratio=self.ratio, cap=cap, seed=seed)
 
 
 @dataclass(frozen=True)
@@ -58,7 +69,8 @@ class BenchOptions:
     warmup: int = 1  # warm-up rounds, each runs every setting once, not recorded
     max_new_tokens: int = 16
     fixed_length: bool = True  # generate exactly max_new_tokens (min_new_tokens) for fair rates
-    profile: str | None = None
+    profile: str | None = None  # device profile: its planned token cap is applied per image
+    source: PlanSource | None = None  # the pipeline's bundle or model: what the plan reads
     telemetry_backend: str = "auto"
     telemetry_interval_s: float = 0.05
     plots: bool = True
@@ -172,10 +184,34 @@ def schedule(settings: Sequence[Setting], images: Sequence[Path], rounds: int) -
     return [Slot(r, image, s) for r in range(rounds) for image in images for s in settings]
 
 
-# Profiles (edge_hired.profiles loads them; the planner, edge_hired.budget, is optional here)
+# Profiles: the memory planner's visual-token cap per image
 
 
-def load_device_profile(name: str | None) -> Any:
+@dataclass(frozen=True)
+class ProfilePlan:
+    """A device profile's planned visual-token cap per image, and what the bench did with it."""
+
+    name: str | None = None
+    caps: Mapping[Path, int] = field(default_factory=dict)  # image -> the plan's budget_tokens
+    available: Mapping[Path, int] = field(default_factory=dict)  # image -> valid visual tokens
+    note: str = ""
+
+    def cap_for(self, image: Path) -> int | None:
+        """The cap applied to `image`'s requests; None when none was planned or none binds."""
+        cap = self.caps.get(image)
+        return cap if cap is not None and cap < self.available[image] else None
+
+    def facts(self) -> dict[str, Any]:
+        """What results record: the name, the tightest cap, every image's cap, the note."""
+        return {
+            "profile": self.name,
+            "profile_cap_tokens": min(self.caps.values(), default=None),
+            "profile_caps": {str(path): cap for path, cap in self.caps.items()},
+            "profile_note": self.note,
+        }
+
+
+def load_device_profile(name: str | None) -> DeviceProfile | None:
     """The named device profile, validated (ProfileError lists the known ones); None if unnamed."""
     if name is None:
         return None
@@ -184,18 +220,59 @@ def load_device_profile(name: str | None) -> Any:
     return load_profile(name)
 
 
-def profile_facts(profile: Any, pipeline: Pipeline) -> dict[str, Any]:
-    """The profile's name and, when the planner is importable, its planned token cap."""
+def plan_profile(
+    profile: DeviceProfile | None,
+    pipeline: Pipeline,
+    options: BenchOptions,
+    images: Sequence[Path],
+) -> ProfilePlan:
+    """Plan each image's request on `profile` (PlanError when not one visual token fits).
+
+    Needs `options.source`, where the pipeline was loaded from; without it only the name is
+    recorded and nothing is capped.
+    """
     if profile is None:
-        return {"profile": None, "profile_cap_tokens": None, "profile_note": ""}
-    try:
-        from edge_hired.budget import plan_for_pipeline
-    except ImportError as e:
-        note = f"name recorded only: no budget planner to call ({e})"
-        return {"profile": profile.name, "profile_cap_tokens": None, "profile_note": note}
-    plan = plan_for_pipeline(profile, pipeline)
-    return {
-        "profile": profile.name,
-        "profile_cap_tokens": plan.cap_tokens,
-        "profile_note": str(plan),
-    }
+        return ProfilePlan()
+    if options.source is None:
+        note = "name recorded only: no bundle or model source to plan from (BenchOptions.source)"
+        return ProfilePlan(profile.name, note=note)
+    plans: dict[Path, Plan] = {}
+    for path in dict.fromkeys(images):
+        image = load_image(path)
+        plans[path] = plan_for_pipeline(
+            pipeline,
+            options.source,
+            profile.name,
+            (image.height, image.width),
+            options.prompt,
+            options.max_new_tokens,
+        )
+    caps = {path: plan.budget_tokens for path, plan in plans.items()}
+    available = {path: plan.visual_tokens_available for path, plan in plans.items()}
+    return ProfilePlan(profile.name, caps, available, _cap_note(profile.name, plans, options))
+
+
+def _cap_note(name: str, plans: Mapping[Path, Plan], options: BenchOptions) -> str:
+    """What was applied: the cap per image, its memory cap, and the strategies it cannot bind."""
+    per_image = "; ".join(
+        f"{path.name}: {plan.budget_tokens} of {plan.visual_tokens_available} "
+        f"(memory cap {gib(plan.cap.bytes)} GiB: {plan.cap.reason})"
+        for path, plan in plans.items()
+    )
+    adaptive = ", ".join(s for s in options.strategies if s in ADAPTIVE)
+    unbound = f"; {adaptive} keep an adaptive count the cap does not bind" if adaptive else ""
+    return (
+        f"{name}: planned visual-token cap applied to every setting as SelectionOptions.cap "
+        f"(kept = min(budget, cap)); {per_image}. Where the cap is below an image's tokens, "
+        f"full runs as {CAPPED_FULL} at the cap{unbound}."
+    )
+
+
+def profile_facts(
+    profile: DeviceProfile | None,
+    pipeline: Pipeline,
+    options: BenchOptions = BenchOptions(),
+    images: Sequence[Path] = (),
+) -> dict[str, Any]:
+    """The profile facts results record: `plan_profile(...).facts()`."""
+    return plan_profile(profile, pipeline, options, images).facts()

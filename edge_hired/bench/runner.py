@@ -1,8 +1,9 @@
 """`run_bench`: the library call behind `edge-hired bench`.
 
-It checks the options, expands them into settings and a round-robin schedule, runs the warm-up
-rounds unrecorded and the measured ones under the telemetry recorder (with the LLM held to a
-fixed output length), then summarises the runs and writes results.csv/json and the plots.
+It checks the options, expands them into settings and a round-robin schedule, plans the device
+profile's visual-token cap per image (applied to every request), runs the warm-up rounds
+unrecorded and the measured ones under the telemetry recorder (with the LLM held to a fixed
+output length), then summarises the runs and writes results.csv/json and the plots.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from edge_hired.bench.options import (
     check_options,
     image_paths,
     load_device_profile,
-    profile_facts,
+    plan_profile,
     schedule,
     settings_for,
 )
@@ -52,12 +53,13 @@ def run_bench(pipeline: Pipeline, options: BenchOptions, out_dir: str | Path) ->
     """Measure every setting round-robin, write results.csv/json and the plots into `out_dir`."""
     check_options(options)
     settings, images = settings_for(options), image_paths(options.images)
+    plan = plan_profile(load_device_profile(options.profile), pipeline, options, images)
     out = _make_dir(Path(out_dir).expanduser())
     recorder, reason = _telemetry(options)
     memory = choose_memory_source(pipeline.parts.device, recorder.sampler)
     sampling = SamplingOptions(max_new_tokens=options.max_new_tokens, seed=options.seed)
-    ctx = RequestContext(pipeline, options, sampling, memory)
-    profile = profile_facts(load_device_profile(options.profile), pipeline)
+    ctx = RequestContext(pipeline, options, sampling, memory, profile=plan)
+    profile = plan.facts()
     slots = schedule(settings, images, options.warmup + options.repeats)
     with FixedLength(pipeline.parts.llm, options.max_new_tokens if options.fixed_length else None):
         runs, report = _run_slots(ctx, recorder, slots)

@@ -1,6 +1,8 @@
 """The memory planner: a device profile and a model's facts in, the largest visual-token budget out.
 
-Pure arithmetic (no torch at import time). The predicted peak of one request is
+Arithmetic, with no torch at import time; only `run_plan` reads files and devices (the
+profile, a manifest or config, the memory free now), inside its functions. The predicted peak
+of one request is
 
     runtime + CUDA context + LLM weights + encoder weights + image preprocessing
     + encoder activations (all partitions) + dequantisation buffer
@@ -19,6 +21,9 @@ Modules, each with one job:
 - `costs`: the memory model, measured figures and one cost line per component.
 - `arithmetic`: peak, margin, the largest fit, and `plan_budget`.
 - `estimates`: roofline TTFT and decode rate.
+- `run_plan`: the facts of one request on this machine (`RunFacts`, from a config, a manifest or
+  a loaded pipeline) and its plan, the cap held to the memory free now (`plan_for_run`,
+  `plan_for_pipeline`).
 """
 
 from edge_hired.budget.arithmetic import (
@@ -63,6 +68,16 @@ from edge_hired.budget.inputs import (
     PlanRequest,
     parameter_bytes,
 )
+from edge_hired.budget.run_plan import (
+    TEMPLATE_TOKENS,
+    PlanSource,
+    RunFacts,
+    bundle_run_facts,
+    pipeline_run_facts,
+    plan_for_pipeline,
+    plan_for_run,
+    run_facts,
+)
 from edge_hired.budget.shapes import LlmShape, VisionShape, image_geometry, max_geometry
 from edge_hired.budget.units import (
     DTYPE_ALIASES,
@@ -96,6 +111,7 @@ __all__ = [
     "PREPROCESS_BYTES_PER_PIXEL",
     "QUANTIZATIONS",
     "RUNTIME_HOST_BYTES",
+    "TEMPLATE_TOKENS",
     "CostLine",
     "Estimates",
     "LlmShape",
@@ -104,7 +120,10 @@ __all__ = [
     "PlanError",
     "PlanInputs",
     "PlanRequest",
+    "PlanSource",
+    "RunFacts",
     "VisionShape",
+    "bundle_run_facts",
     "dtype_bytes",
     "encoder_live_bytes_per_partition",
     "estimate_speed",
@@ -116,10 +135,14 @@ __all__ = [
     "max_geometry",
     "normal_dtype",
     "parameter_bytes",
+    "pipeline_run_facts",
     "plan_budget",
+    "plan_for_pipeline",
+    "plan_for_run",
     "predict_lines",
     "predicted_peak_bytes",
     "prefill_live_bytes_per_token",
     "required_bytes",
+    "run_facts",
     "spread_bytes",
 ]

@@ -61,7 +61,12 @@ def add_bench_parser(subparsers: argparse._SubParsersAction) -> None:
     source.add_argument("--model", metavar="DIR_OR_HUB_ID", help="LLaVA-NeXT/LLaVA-1.5 checkpoint")
     source.add_argument("--bundle", metavar="DIR", help="a bundle written by `edge-hired export`")
     parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="results directory")
-    parser.add_argument("--profile", metavar="NAME", help="device profile, recorded in results")
+    parser.add_argument(
+        "--profile",
+        metavar="NAME",
+        help="device profile: cap every setting, per image, at the visual tokens the memory "
+        "planner fits in its memory (recorded in results)",
+    )
     parser.add_argument(
         "--budgets",
         type=_budgets,
@@ -127,7 +132,9 @@ def _add_device_args(parser: argparse.ArgumentParser) -> None:
 def options_from_args(args: argparse.Namespace):
     """BenchOptions from the parsed flags (argparse runs `type` on string defaults too)."""
     from edge_hired.bench import BenchOptions
+    from edge_hired.budget import PlanSource
 
+    kind, source = ("bundle", args.bundle) if args.bundle else ("model", args.model)
     return BenchOptions(
         budgets=args.budgets,
         strategies=args.strategies,
@@ -137,6 +144,7 @@ def options_from_args(args: argparse.Namespace):
         warmup=args.warmup,
         max_new_tokens=args.max_new_tokens,
         profile=args.profile,
+        source=PlanSource(kind, source),
         telemetry_backend=args.telemetry_backend,
         telemetry_interval_s=args.telemetry_interval,
         plots=not args.no_plots,

@@ -1,7 +1,9 @@
 """`edge-hired plan`, `profiles`, `profile detect`, and the `--profile` / `--memory-cap` of `run`.
 
-Argument parsing and printing only: the arithmetic is `edge_hired.budget.plan_budget`, the
-profiles come from `edge_hired.profiles`, the memory figures from `edge_hired.device`.
+Argument parsing and printing only: the arithmetic is `edge_hired.budget.plan_budget`, a `run`
+request's facts and plan are `edge_hired.budget.run_plan` (`run_facts`, `bundle_run_facts`,
+`plan_for_run`, re-exported here), the profiles come from `edge_hired.profiles`, the memory
+figures from `edge_hired.device`.
 """
 
 from __future__ import annotations
@@ -10,7 +12,6 @@ import argparse
 import json
 import math
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,18 +22,16 @@ from edge_hired.budget import (
     Plan,
     PlanInputs,
     PlanRequest,
+    RunFacts,
+    bundle_run_facts,
     gib,
-    image_geometry,
     plan_budget,
+    plan_for_run,
+    run_facts,
 )
 from edge_hired.cli.args import positive_int
 from edge_hired.errors import InvalidArgumentError
 from edge_hired.profiles import DeviceProfile, ProfileError, load_all, load_profile
-
-#: Tokens the chat template and special tokens may add around the prompt (Vicuna's system
-#: prompt is ~40); the prompt itself is bounded by its UTF-8 bytes, since byte-level and
-#: byte-fallback tokenizers never make more tokens than bytes.
-TEMPLATE_TOKENS = 64
 
 
 def gib_arg(text: str) -> float:
@@ -229,57 +228,6 @@ def detect_from_args(args: argparse.Namespace) -> int:
 # --- run --profile ----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class RunFacts:
-    """What `run` knows before loading weights: the model's facts and the request's shape."""
-
-    inputs: PlanInputs
-    device: str  # "cpu" or "cuda": where the request runs
-    image_hw: tuple[int, int]
-    partitions: int
-    visual_tokens: int  # valid visual tokens of this image
-    newline_rows: int  # image_newline tokens `--newline rows` may add at most
-    prompt_tokens: int
-
-
-def run_facts(
-    model: str,
-    image_hw: tuple[int, int],
-    prompt: str,
-    device: str = "auto",
-    dtype: str | None = None,
-    prompt_tokens: int | None = None,
-) -> RunFacts:
-    """Facts for planning `run --model` from the checkpoint's config (no weights are read).
-
-    The LLM runs unquantised in the run's dtype (fp32 on the CPU, fp16 on CUDA unless --dtype).
-    """
-    from edge_hired.device.torch_device import choose_torch_device
-    from edge_hired.runtime.loading import read_config
-
-    choice = choose_torch_device(device, dtype)
-    inputs = PlanInputs.from_config(read_config(model), "none", str(choice.dtype))
-    return _request_facts(inputs, choice.device.type, image_hw, prompt, prompt_tokens)
-
-
-def bundle_run_facts(
-    bundle: str,
-    image_hw: tuple[int, int],
-    prompt: str,
-    device: str = "auto",
-    prompt_tokens: int | None = None,
-) -> RunFacts:
-    """Facts for planning `run --bundle` from its manifest (KV cache in its compute dtype)."""
-    from edge_hired.bundle.manifest import read_manifest
-    from edge_hired.device.torch_device import choose_torch_device
-
-    manifest = read_manifest(Path(bundle).expanduser())
-    short = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}[manifest.llm.compute_dtype]
-    choice = choose_torch_device(device, short)
-    inputs = PlanInputs.from_manifest(manifest)
-    return _request_facts(inputs, choice.device.type, image_hw, prompt, prompt_tokens)
-
-
 def run_facts_from_args(args: argparse.Namespace, image_hw: tuple[int, int]) -> RunFacts:
     """RunFacts for `run`'s parsed arguments: --bundle, --model, or the demo model."""
     if getattr(args, "bundle", None):
@@ -288,21 +236,6 @@ def run_facts_from_args(args: argparse.Namespace, image_hw: tuple[int, int]) -> 
 
     model = args.model or default_model()
     return run_facts(model, image_hw, args.prompt, args.device, args.dtype)
-
-
-def _request_facts(
-    inputs: PlanInputs, device: str, image_hw: tuple[int, int], prompt: str,
-    prompt_tokens: int | None,
-) -> RunFacts:
-    """The request's shape: partitions and valid tokens of this image, prompt length bound.
-
-    Without `prompt_tokens` the prompt is bounded by its UTF-8 bytes plus TEMPLATE_TOKENS.
-    """
-    geometry = image_geometry(inputs.vision, tuple(image_hw))
-    tokens = prompt_tokens if prompt_tokens is not None else len(prompt.encode()) + TEMPLATE_TOKENS
-    rows = len(geometry.rows_kept) if geometry.num_sub_images else 0
-    return RunFacts(inputs, device, tuple(image_hw), geometry.num_partitions,
-                    int(geometry.valid_counts().sum()), rows, tokens)
 
 
 def wants_plan(args: argparse.Namespace) -> bool:
@@ -323,50 +256,6 @@ def planned_token_cap(args: argparse.Namespace, facts: RunFacts) -> int | None:
     if not getattr(args, "json", False):
         print(run_summary(plan), file=sys.stderr)
     return plan.budget_tokens
-
-
-def plan_for_run(
-    facts: RunFacts,
-    profile_name: str | None,
-    memory_cap_gib: float | None,
-    max_new_tokens: int,
-    newline: str = "none",
-) -> Plan:
-    """The plan of one `run` request, its cap held to the memory free on the run's device."""
-    from edge_hired.device.memory_info import memory_cap
-
-    profile = load_profile(profile_name or _default_profile(facts.device))
-    request = PlanRequest(
-        prompt_tokens=facts.prompt_tokens, max_new_tokens=max_new_tokens,
-        extra_tokens=facts.newline_rows if newline == "rows" else 0,
-        partitions=facts.partitions, visual_tokens=facts.visual_tokens,
-        image_hw=facts.image_hw, allocator=facts.device,
-    )
-    cap = memory_cap(profile, memory_cap_gib, live_kind=_live_kind(facts.device))
-    return plan_budget(facts.inputs, profile, request, cap)
-
-
-def _default_profile(device: str) -> str:
-    """Without --profile: the detected Jetson, else the CPU (a discrete GPU needs --profile)."""
-    from edge_hired.device.jetson import detect_jetson
-
-    detected = detect_jetson().profile
-    if detected:
-        return detected
-    if device == "cpu":
-        return "cpu"
-    raise ProfileError(
-        "--memory-cap on a CUDA GPU: expected --profile NAME too (see `edge-hired profiles`)"
-    )
-
-
-def _live_kind(device: str) -> str:
-    """Which memory the run draws from: host RAM on the CPU and on a Jetson, else the GPU's."""
-    if device == "cpu":
-        return "cpu"
-    from edge_hired.device.jetson import detect_jetson
-
-    return "unified" if detect_jetson().is_jetson else "discrete"
 
 
 def run_summary(plan: Plan) -> str:

@@ -1,0 +1,202 @@
+"""Plan one request on the machine at hand: the facts `run` and `bench` know, then `plan_budget`.
+
+`run_facts` (a checkpoint's config) and `bundle_run_facts` (a bundle's manifest) gather what is
+known before any weights load: the model's `PlanInputs`, the device the request runs on, and the
+request's shape (partitions and valid visual tokens of this image, a bound on the prompt's
+tokens). `plan_for_run` plans those facts on a profile, its cap held to the memory free on that
+device. `plan_for_pipeline` does the same for an already loaded `Pipeline`, given where it was
+loaded from (`PlanSource`): a loaded pipeline does not keep its manifest or config.
+
+No torch at import time: the device and config readers are imported inside the functions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from edge_hired.budget.arithmetic import Plan, plan_budget
+from edge_hired.budget.inputs import PlanInputs, PlanRequest
+from edge_hired.budget.shapes import image_geometry
+from edge_hired.errors import InvalidArgumentError, expected
+from edge_hired.profiles import ProfileError, load_profile
+
+if TYPE_CHECKING:
+    from edge_hired.runtime.pipeline import Pipeline
+
+#: Tokens the chat template and special tokens may add around the prompt (Vicuna's system
+#: prompt is ~40); the prompt itself is bounded by its UTF-8 bytes, since byte-level and
+#: byte-fallback tokenizers never make more tokens than bytes.
+TEMPLATE_TOKENS = 64
+#: Where a pipeline's plan reads its model facts: a bundle's manifest or a checkpoint's config.
+SOURCE_KINDS = ("bundle", "model")
+_SHORT_DTYPES = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}
+
+
+@dataclass(frozen=True)
+class RunFacts:
+    """What `run` knows before loading weights: the model's facts and the request's shape."""
+
+    inputs: PlanInputs
+    device: str  # "cpu" or "cuda": where the request runs
+    image_hw: tuple[int, int]
+    partitions: int
+    visual_tokens: int  # valid visual tokens of this image
+    newline_rows: int  # image_newline tokens `--newline rows` may add at most
+    prompt_tokens: int
+
+
+@dataclass(frozen=True)
+class PlanSource:
+    """Where a pipeline was loaded from: a bundle directory, or a checkpoint (directory, hub id)."""
+
+    kind: str  # "bundle" or "model"
+    path: str
+
+    def __post_init__(self) -> None:
+        if self.kind not in SOURCE_KINDS:
+            choices = " or ".join(SOURCE_KINDS)
+            raise InvalidArgumentError(expected("plan source", choices, self.kind))
+        if not isinstance(self.path, str) or not self.path.strip():
+            raise InvalidArgumentError(expected(f"{self.kind} path", "non-empty text", self.path))
+
+
+def run_facts(
+    model: str,
+    image_hw: tuple[int, int],
+    prompt: str,
+    device: str = "auto",
+    dtype: str | None = None,
+    prompt_tokens: int | None = None,
+) -> RunFacts:
+    """Facts for planning `run --model` from the checkpoint's config (no weights are read).
+
+    The LLM runs unquantised in the run's dtype (fp32 on the CPU, fp16 on CUDA unless --dtype).
+    """
+    from edge_hired.device.torch_device import choose_torch_device
+    from edge_hired.runtime.loading import read_config
+
+    choice = choose_torch_device(device, dtype)
+    inputs = PlanInputs.from_config(read_config(model), "none", str(choice.dtype))
+    return _request_facts(inputs, choice.device.type, image_hw, prompt, prompt_tokens)
+
+
+def bundle_run_facts(
+    bundle: str | Path,
+    image_hw: tuple[int, int],
+    prompt: str,
+    device: str = "auto",
+    prompt_tokens: int | None = None,
+) -> RunFacts:
+    """Facts for planning `run --bundle` from its manifest (KV cache in its compute dtype)."""
+    from edge_hired.bundle.manifest import read_manifest
+    from edge_hired.device.torch_device import choose_torch_device
+
+    manifest = read_manifest(Path(bundle).expanduser())
+    choice = choose_torch_device(device, _SHORT_DTYPES[manifest.llm.compute_dtype])
+    inputs = PlanInputs.from_manifest(manifest)
+    return _request_facts(inputs, choice.device.type, image_hw, prompt, prompt_tokens)
+
+
+def _request_facts(
+    inputs: PlanInputs,
+    device: str,
+    image_hw: tuple[int, int],
+    prompt: str,
+    prompt_tokens: int | None,
+) -> RunFacts:
+    """The request's shape: partitions and valid tokens of this image, prompt length bound.
+
+    Without `prompt_tokens` the prompt is bounded by its UTF-8 bytes plus TEMPLATE_TOKENS.
+    """
+    geometry = image_geometry(inputs.vision, tuple(image_hw))
+    tokens = prompt_tokens if prompt_tokens is not None else len(prompt.encode()) + TEMPLATE_TOKENS
+    rows = len(geometry.rows_kept) if geometry.num_sub_images else 0
+    return RunFacts(
+        inputs,
+        device,
+        tuple(image_hw),
+        geometry.num_partitions,
+        int(geometry.valid_counts().sum()),
+        rows,
+        tokens,
+    )
+
+
+def plan_for_run(
+    facts: RunFacts,
+    profile_name: str | None,
+    memory_cap_gib: float | None,
+    max_new_tokens: int,
+    newline: str = "none",
+) -> Plan:
+    """The plan of one `run` request, its cap held to the memory free on the run's device."""
+    from edge_hired.device.memory_info import memory_cap
+
+    profile = load_profile(profile_name or _default_profile(facts.device))
+    request = PlanRequest(
+        prompt_tokens=facts.prompt_tokens,
+        max_new_tokens=max_new_tokens,
+        extra_tokens=facts.newline_rows if newline == "rows" else 0,
+        partitions=facts.partitions,
+        visual_tokens=facts.visual_tokens,
+        image_hw=facts.image_hw,
+        allocator=facts.device,
+    )
+    cap = memory_cap(profile, memory_cap_gib, live_kind=_live_kind(facts.device))
+    return plan_budget(facts.inputs, profile, request, cap)
+
+
+def pipeline_run_facts(
+    pipeline: Pipeline, source: PlanSource, image_hw: tuple[int, int], prompt: str
+) -> RunFacts:
+    """RunFacts of a loaded pipeline: its source's manifest or config, its device and dtype."""
+    device = pipeline.parts.device.type
+    if source.kind == "bundle":
+        return bundle_run_facts(source.path, image_hw, prompt, device)
+    dtype = next(pipeline.parts.llm.parameters()).dtype
+    short = _SHORT_DTYPES.get(str(dtype).removeprefix("torch."))
+    return run_facts(source.path, image_hw, prompt, device, short)
+
+
+def plan_for_pipeline(
+    pipeline: Pipeline,
+    source: PlanSource,
+    profile_name: str | None,
+    image_hw: tuple[int, int],
+    prompt: str,
+    max_new_tokens: int,
+    newline: str = "none",
+    memory_cap_gib: float | None = None,
+) -> Plan:
+    """The plan of one request on a loaded pipeline, as `plan_for_run` makes it for `run`.
+
+    `source` is where `pipeline` was loaded from (its facts are read there, no weights); the cap
+    is held to the memory free on the pipeline's device plus what this process already holds.
+    """
+    facts = pipeline_run_facts(pipeline, source, image_hw, prompt)
+    return plan_for_run(facts, profile_name, memory_cap_gib, max_new_tokens, newline)
+
+
+def _default_profile(device: str) -> str:
+    """Without --profile: the detected Jetson, else the CPU (a discrete GPU needs --profile)."""
+    from edge_hired.device.jetson import detect_jetson
+
+    detected = detect_jetson().profile
+    if detected:
+        return detected
+    if device == "cpu":
+        return "cpu"
+    raise ProfileError(
+        "--memory-cap on a CUDA GPU: expected --profile NAME too (see `edge-hired profiles`)"
+    )
+
+
+def _live_kind(device: str) -> str:
+    """Which memory the run draws from: host RAM on the CPU and on a Jetson, else the GPU's."""
+    if device == "cpu":
+        return "cpu"
+    from edge_hired.device.jetson import detect_jetson
+
+    return "unified" if detect_jetson().is_jetson else "discrete"
