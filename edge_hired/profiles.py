@@ -100,6 +100,7 @@ def _number(minimum: float, strict: bool) -> Check:
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
         ok = ok and math.isfinite(value) and (value > minimum if strict else value >= minimum)
         return None if ok else f"a number {'>' if strict else '>='} {minimum:g}"
+
     return check
 
 
@@ -116,8 +117,10 @@ def _flag(value: Any) -> str | None:
 
 
 def _providers(value: Any) -> str | None:
-    ok = isinstance(value, list) and value and all(
-        isinstance(v, str) and v.endswith("ExecutionProvider") for v in value
+    ok = (
+        isinstance(value, list)
+        and value
+        and all(isinstance(v, str) and v.endswith("ExecutionProvider") for v in value)
     )
     return None if ok else 'a list of ONNX Runtime providers, e.g. ["CPUExecutionProvider"]'
 
@@ -242,6 +245,7 @@ def _check_keys(
     values: dict[str, Any], keys: dict[str, tuple[Check, bool]], section: str, path: Path
 ) -> None:
     """Unknown, missing and invalid keys of one section, each named as 'section.key'."""
+
     def dotted(key: str) -> str:
         return f"{section}.{key}" if section else key
 
@@ -266,11 +270,16 @@ def _memory(values: dict[str, Any], path: Path) -> MemorySpec:
             f"{path}: missing key 'memory.total_gib' (or set memory.source = \"meminfo\")"
         )
     if source == "meminfo" and "total_gib" in values:
-        raise ProfileError(f"{path}: memory.total_gib: expected no total with source \"meminfo\"")
+        raise ProfileError(f'{path}: memory.total_gib: expected no total with source "meminfo"')
     spec = MemorySpec(
-        source=source, total_gib=values.get("total_gib"), unified=values["unified"],
-        os_gib=values["os_gib"], desktop=values["desktop"], desktop_gib=values["desktop_gib"],
-        cuda_context_gib=values["cuda_context_gib"], runtime_gib=values.get("runtime_gib"),
+        source=source,
+        total_gib=values.get("total_gib"),
+        unified=values["unified"],
+        os_gib=values["os_gib"],
+        desktop=values["desktop"],
+        desktop_gib=values["desktop_gib"],
+        cuda_context_gib=values["cuda_context_gib"],
+        runtime_gib=values.get("runtime_gib"),
     )
     usable = spec.usable_gib()
     if usable is not None and usable <= 0:

@@ -40,15 +40,34 @@ def vicuna_7b_config():
     """llava-hf/llava-v1.6-vicuna-7b-hf's shape as a LlavaNextConfig (no weights)."""
     from transformers import LlavaNextConfig
 
-    vision = dict(model_type="clip_vision_model", hidden_size=1024, num_hidden_layers=24,
-                  num_attention_heads=16, intermediate_size=4096, image_size=336, patch_size=14,
-                  projection_dim=768)
-    text = dict(model_type="llama", hidden_size=4096, num_hidden_layers=32,
-                num_attention_heads=32, num_key_value_heads=32, intermediate_size=11008,
-                vocab_size=32064, max_position_embeddings=4096)
-    return LlavaNextConfig(vision_config=vision, text_config=text, image_grid_pinpoints=PINPOINTS,
-                           vision_feature_layer=-2, vision_feature_select_strategy="default",
-                           image_token_id=32000)
+    vision = dict(
+        model_type="clip_vision_model",
+        hidden_size=1024,
+        num_hidden_layers=24,
+        num_attention_heads=16,
+        intermediate_size=4096,
+        image_size=336,
+        patch_size=14,
+        projection_dim=768,
+    )
+    text = dict(
+        model_type="llama",
+        hidden_size=4096,
+        num_hidden_layers=32,
+        num_attention_heads=32,
+        num_key_value_heads=32,
+        intermediate_size=11008,
+        vocab_size=32064,
+        max_position_embeddings=4096,
+    )
+    return LlavaNextConfig(
+        vision_config=vision,
+        text_config=text,
+        image_grid_pinpoints=PINPOINTS,
+        vision_feature_layer=-2,
+        vision_feature_select_strategy="default",
+        image_token_id=32000,
+    )
 
 
 def cell(profile: DeviceProfile, inputs: PlanInputs) -> str:
@@ -64,8 +83,11 @@ def cell(profile: DeviceProfile, inputs: PlanInputs) -> str:
 def table() -> str:
     """The Markdown table, one row per profile."""
     config = vicuna_7b_config()
-    rows = ["| device | memory cap (GiB) | 4-bit: visual tokens of 2880, peak | "
-            "8-bit: visual tokens of 2880, peak |", "|---|---|---|---|"]
+    rows = [
+        "| device | memory cap (GiB) | 4-bit: visual tokens of 2880, peak | "
+        "8-bit: visual tokens of 2880, peak |",
+        "|---|---|---|---|",
+    ]
     for profile in load_all():
         dtype, kv = profile.runtime.compute_dtype, profile.runtime.kv_cache_dtype
         cells = [cell(profile, PlanInputs.from_config(config, q, dtype, kv)) for q in QUANTIZATIONS]
@@ -99,13 +121,21 @@ def calibrate(repeats: int = 3) -> None:
     model = str(default_checkpoint("tiny-llava-next"))
     peaks = [_measure_tiny(model) for _ in range(repeats)]
     inputs = PlanInputs.from_config(read_config(model), "none", "float32")
-    request = PlanRequest(prompt_tokens=11, max_new_tokens=1, partitions=3, visual_tokens=1,
-                          image_hw=(336, 336), allocator="cpu")
+    request = PlanRequest(
+        prompt_tokens=11,
+        max_new_tokens=1,
+        partitions=3,
+        visual_tokens=1,
+        image_hw=(336, 336),
+        allocator="cpu",
+    )
     lines = predict_lines(inputs, load_profile("cpu"), request, 1)
     rest = sum(line.bytes for line in lines if line.name != "runtime") / MIB
     peak = statistics.median(peaks)
-    print(f"peak RSS {peaks} MiB, median {peak:.1f}; modelled rest {rest:.1f} MiB; "
-          f"runtime = {peak - rest:.1f} MiB")
+    print(
+        f"peak RSS {peaks} MiB, median {peak:.1f}; modelled rest {rest:.1f} MiB; "
+        f"runtime = {peak - rest:.1f} MiB"
+    )
 
 
 _MEASURE = """
@@ -122,8 +152,12 @@ print(json.dumps(result.peak_rss_mib))
 
 
 def _measure_tiny(model: str) -> float:
-    out = subprocess.run([sys.executable, "-c", _MEASURE.format(model=model)], check=True,
-                         capture_output=True, text=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", _MEASURE.format(model=model)],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
     return float(json.loads(out.strip().splitlines()[-1]))
 
 

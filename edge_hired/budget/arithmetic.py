@@ -125,7 +125,8 @@ def largest_fit(
     spread = [spread_bytes(inputs, profile, request, n) for n in (0, 1)]
     step, spread_step = peak[1] - peak[0], spread[1] - spread[0]
     by_share = (cap_bytes - spread[0] - peak[0] * (1 + MARGIN_FRACTION)) / (
-        step * (1 + MARGIN_FRACTION) + spread_step)
+        step * (1 + MARGIN_FRACTION) + spread_step
+    )
     by_floor = (cap_bytes - MARGIN_MIN_BYTES - spread[0] - peak[0]) / (step + spread_step)
     count = max(0, math.floor(min(by_share, by_floor)))
     while count > 0 and required_bytes(inputs, profile, request, count) > cap_bytes:
@@ -154,16 +155,25 @@ def plan_budget(
     device = device_facts(profile, request.allocator)
     kv, act = per_token_bytes(inputs, device)
     spread = spread_bytes(inputs, profile, request, budget)
-    margin = CostLine("margin", margin_bytes(peak, spread),
-                      f"{MARGIN_FRACTION:.0%} of the peak (at least 64 MiB) + allocator spread "
-                      f"{spread / MIB:.0f} MiB")
+    margin = CostLine(
+        "margin",
+        margin_bytes(peak, spread),
+        f"{MARGIN_FRACTION:.0%} of the peak (at least 64 MiB) + allocator spread "
+        f"{spread / MIB:.0f} MiB",
+    )
     return Plan(
-        profile=profile.name, source=inputs.source, cap=cap, budget_tokens=budget,
-        visual_tokens_available=available, lines=(*lines, margin),
-        peak_bytes=peak, required_bytes=peak + margin.bytes,
+        profile=profile.name,
+        source=inputs.source,
+        cap=cap,
+        budget_tokens=budget,
+        visual_tokens_available=available,
+        lines=(*lines, margin),
+        peak_bytes=peak,
+        required_bytes=peak + margin.bytes,
         bytes_per_visual_token=int(kv + act),
         reasons=_reasons(inputs, device, request, cap, budget, available, fit),
-        estimates=estimate_speed(inputs, device, request, budget), request=request,
+        estimates=estimate_speed(inputs, device, request, budget),
+        request=request,
     )
 
 
@@ -190,26 +200,36 @@ def _deficit_message(
 
 
 def _reasons(
-    inputs: PlanInputs, device: DeviceFacts, request: PlanRequest, cap: MemoryCap,
-    budget: int, available: int, fit: int,
+    inputs: PlanInputs,
+    device: DeviceFacts,
+    request: PlanRequest,
+    cap: MemoryCap,
+    budget: int,
+    available: int,
+    fit: int,
 ) -> tuple[str, ...]:
     llm = inputs.llm
-    kv = (f"KV cache: 2 x {llm.num_layers} layers x {llm.num_kv_heads} KV heads x "
-          f"{llm.head_dim} head dim x {dtype_bytes(inputs.kv_dtype)} B ({inputs.kv_dtype}) = "
-          f"{inputs.kv_bytes_per_token / KIB:.1f} KiB per token")
+    kv = (
+        f"KV cache: 2 x {llm.num_layers} layers x {llm.num_kv_heads} KV heads x "
+        f"{llm.head_dim} head dim x {dtype_bytes(inputs.kv_dtype)} B ({inputs.kv_dtype}) = "
+        f"{inputs.kv_bytes_per_token / KIB:.1f} KiB per token"
+    )
     reasons = [f"cap: {gib(cap.bytes)} GiB, {cap.reason}", kv, *inputs.notes]
     if not inputs.measured_encoder_bytes_per_partition:
         reasons.append("encoder activations: modelled (no measured figure recorded)")
     (enc, enc_worst), (pre, pre_worst) = device.encoder_factors, device.prefill_factors
-    reasons.append(f"activations: live set x {enc:g} (encoder) and x {pre:g} (prefill) for the "
-                   f"{device.allocator} allocator; the margin covers up to x {enc_worst:g} and "
-                   f"x {pre_worst:g}")
+    reasons.append(
+        f"activations: live set x {enc:g} (encoder) and x {pre:g} (prefill) for the "
+        f"{device.allocator} allocator; the margin covers up to x {enc_worst:g} and "
+        f"x {pre_worst:g}"
+    )
     if request.image_hw is None or request.partitions is None:
         h, w = request.image_hw or DEFAULT_IMAGE_HW
         reasons.append(f"image: assumed {w}x{h} px in the model's largest layout")
     if fit >= available:
-        reasons.append(f"budget: all {available} visual tokens fit "
-                       f"(room for {fit - available} more)")
+        reasons.append(
+            f"budget: all {available} visual tokens fit (room for {fit - available} more)"
+        )
     else:
         reasons.append(f"budget: {budget} of {available} visual tokens fit under the cap")
     return tuple(reasons)

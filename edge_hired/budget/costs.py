@@ -84,11 +84,16 @@ def device_facts(profile: DeviceProfile, allocator: str | None) -> DeviceFacts:
     runtime = RUNTIME_HOST_BYTES if measured else memory.runtime_gib * GIB
     note = "measured on the CPU build" if measured else "from the profile"
     return DeviceFacts(
-        profile.name, memory.unified, int(runtime) if memory.unified else 0,
+        profile.name,
+        memory.unified,
+        int(runtime) if memory.unified else 0,
         f"Python, torch, transformers: {note}",
-        int(memory.cuda_context_gib * GIB), ALLOCATOR_FACTORS[kind]["encoder"],
-        ALLOCATOR_FACTORS[kind]["prefill"], kind,
-        profile.performance.bandwidth_gb_s, profile.performance.fp16_tflops,
+        int(memory.cuda_context_gib * GIB),
+        ALLOCATOR_FACTORS[kind]["encoder"],
+        ALLOCATOR_FACTORS[kind]["prefill"],
+        kind,
+        profile.performance.bandwidth_gb_s,
+        profile.performance.fp16_tflops,
     )
 
 
@@ -130,14 +135,20 @@ def fixed_lines(inputs: PlanInputs, device: DeviceFacts, request: PlanRequest) -
     lines = [
         CostLine("runtime", device.runtime_bytes, device.runtime_note),
         CostLine("CUDA context", device.cuda_context_bytes, "from the profile"),
-        CostLine("LLM weights", inputs.llm_weight_bytes,
-                 f"{inputs.quantization}, {inputs.compute_dtype}"),
+        CostLine(
+            "LLM weights", inputs.llm_weight_bytes, f"{inputs.quantization}, {inputs.compute_dtype}"
+        ),
         CostLine("encoder weights", inputs.encoder_weight_bytes, "vision tower + projector"),
     ]
     if device.host_counts:
         lines.append(CostLine("ONNX Runtime", inputs.onnx_runtime_bytes, "bundle encoder runtime"))
-        lines.append(CostLine("image", image_bytes(hw, partitions, inputs.vision.crop_size),
-                              f"{hw[1]}x{hw[0]} px, {partitions} partitions"))
+        lines.append(
+            CostLine(
+                "image",
+                image_bytes(hw, partitions, inputs.vision.crop_size),
+                f"{hw[1]}x{hw[0]} px, {partitions} partitions",
+            )
+        )
     lines.append(_encoder_line(inputs, device, partitions))
     if inputs.largest_quantized_linear:
         buffer = inputs.largest_quantized_linear * dtype_bytes(inputs.compute_dtype)
@@ -148,12 +159,18 @@ def fixed_lines(inputs: PlanInputs, device: DeviceFacts, request: PlanRequest) -
 def _encoder_line(inputs: PlanInputs, device: DeviceFacts, partitions: int) -> CostLine:
     measured = inputs.measured_encoder_bytes_per_partition
     if measured:
-        return CostLine("encoder activations", measured * partitions,
-                        f"measured at export, {partitions} partitions")
+        return CostLine(
+            "encoder activations",
+            measured * partitions,
+            f"measured at export, {partitions} partitions",
+        )
     live = encoder_live_bytes_per_partition(inputs) * partitions
     factor = device.encoder_factors[0]
-    return CostLine("encoder activations", int(live * factor),
-                    f"modelled, {partitions} partitions x{factor:g} allocator")
+    return CostLine(
+        "encoder activations",
+        int(live * factor),
+        f"modelled, {partitions} partitions x{factor:g} allocator",
+    )
 
 
 def per_token_bytes(inputs: PlanInputs, device: DeviceFacts) -> tuple[float, float]:
@@ -171,9 +188,15 @@ def token_lines(
     cached = visual + text + request.max_new_tokens
     per_kib = inputs.kv_bytes_per_token / KIB
     return [
-        CostLine("KV cache", int(kv * cached),
-                 f"{visual} visual + {text} prompt + {request.max_new_tokens} new tokens"
-                 f" x {per_kib:.1f} KiB ({inputs.kv_dtype})"),
-        CostLine("prefill activations", int(act * (visual + text)),
-                 f"modelled, {visual + text} tokens x{device.prefill_factors[0]:g} allocator"),
+        CostLine(
+            "KV cache",
+            int(kv * cached),
+            f"{visual} visual + {text} prompt + {request.max_new_tokens} new tokens"
+            f" x {per_kib:.1f} KiB ({inputs.kv_dtype})",
+        ),
+        CostLine(
+            "prefill activations",
+            int(act * (visual + text)),
+            f"modelled, {visual + text} tokens x{device.prefill_factors[0]:g} allocator",
+        ),
     ]

@@ -41,8 +41,10 @@ def estimate_speed(
     ttft = max(compute, weights / bandwidth)
     context = tokens + request.max_new_tokens / 2
     per_token = inputs.llm_weight_bytes + inputs.kv_bytes_per_token * context
-    note = (f"estimates, not measurements: {COMPUTE_EFFICIENCY:.0%} of {device.fp16_tflops:g} "
-            f"fp16 TFLOPS, {BANDWIDTH_EFFICIENCY:.0%} of {device.bandwidth_gb_s:g} GB/s")
+    note = (
+        f"estimates, not measurements: {COMPUTE_EFFICIENCY:.0%} of {device.fp16_tflops:g} "
+        f"fp16 TFLOPS, {BANDWIDTH_EFFICIENCY:.0%} of {device.bandwidth_gb_s:g} GB/s"
+    )
     return Estimates(ttft, bandwidth / per_token, note)
 
 

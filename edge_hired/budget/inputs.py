@@ -98,26 +98,42 @@ class PlanRequest:
 def _inputs_from_manifest(manifest: Manifest, kv_dtype: str | None) -> PlanInputs:
     """PlanInputs from a bundle manifest (weights in bytes as exported)."""
     llm_spec, vision_spec = manifest.llm, manifest.vision
-    llm = LlmShape(llm_spec.num_layers, llm_spec.hidden_size, llm_spec.intermediate_size,
-                   llm_spec.hidden_size // llm_spec.head_dim, llm_spec.num_kv_heads,
-                   llm_spec.head_dim, llm_spec.vocab_size)
+    llm = LlmShape(
+        llm_spec.num_layers,
+        llm_spec.hidden_size,
+        llm_spec.intermediate_size,
+        llm_spec.hidden_size // llm_spec.head_dim,
+        llm_spec.num_kv_heads,
+        llm_spec.head_dim,
+        llm_spec.vocab_size,
+    )
     vision = VisionShape(
-        vision_spec.layers_in_graph, vision_spec.hidden_size, 4 * vision_spec.hidden_size,
-        vision_spec.num_heads, vision_spec.crop_size, vision_spec.patch_size, vision_spec.family,
+        vision_spec.layers_in_graph,
+        vision_spec.hidden_size,
+        4 * vision_spec.hidden_size,
+        vision_spec.num_heads,
+        vision_spec.crop_size,
+        vision_spec.patch_size,
+        vision_spec.family,
         tuple((int(h), int(w)) for h, w in vision_spec.pinpoints),
     )
     quantized = llm_spec.quantization != "none"
     compute = normal_dtype(llm_spec.compute_dtype)
     return PlanInputs(
-        source=f"bundle {manifest.source.get('model_id', '?')}", llm=llm, vision=vision,
-        quantization=llm_spec.quantization, compute_dtype=compute,
-        kv_dtype=normal_dtype(kv_dtype or compute), vision_dtype=normal_dtype(vision_spec.dtype),
+        source=f"bundle {manifest.source.get('model_id', '?')}",
+        llm=llm,
+        vision=vision,
+        quantization=llm_spec.quantization,
+        compute_dtype=compute,
+        kv_dtype=normal_dtype(kv_dtype or compute),
+        vision_dtype=normal_dtype(vision_spec.dtype),
         llm_weight_bytes=llm_spec.weight_bytes,
         encoder_weight_bytes=vision_spec.encoder_bytes + llm_spec.projector_bytes,
         llm_matmul_params=llm_matmul_params(llm),
         vision_matmul_params=vision_matmul_params(vision),
         largest_quantized_linear=llm.hidden_size * max(llm.intermediate_size, llm.hidden_size)
-        if quantized else 0,
+        if quantized
+        else 0,
         measured_encoder_bytes_per_partition=vision_spec.activation_bytes_per_partition or None,
         notes=("bundle: vision MLP assumed 4 x hidden (CLIP), attention heads hidden / head dim",),
         onnx_runtime_bytes=ONNX_RUNTIME_BYTES,
@@ -136,22 +152,38 @@ def _inputs_from_config(
     facts, text, tower = model_facts(config), config.text_config, config.vision_config
     heads = text.num_attention_heads
     llm = LlmShape(
-        text.num_hidden_layers, text.hidden_size, text.intermediate_size, heads,
+        text.num_hidden_layers,
+        text.hidden_size,
+        text.intermediate_size,
+        heads,
         getattr(text, "num_key_value_heads", None) or heads,
-        getattr(text, "head_dim", None) or text.hidden_size // heads, text.vocab_size,
+        getattr(text, "head_dim", None) or text.hidden_size // heads,
+        text.vocab_size,
     )
     vision = VisionShape(
-        facts.layers.layers_to_run, tower.hidden_size, tower.intermediate_size,
-        tower.num_attention_heads, facts.crop_size, facts.patch_size, facts.family, facts.pinpoints,
+        facts.layers.layers_to_run,
+        tower.hidden_size,
+        tower.intermediate_size,
+        tower.num_attention_heads,
+        facts.crop_size,
+        facts.patch_size,
+        facts.family,
+        facts.pinpoints,
     )
     weights = _count_weights(config, quantization, dtype_bytes(compute))
     return PlanInputs(
         source=f"config {facts.family} ({llm.num_layers}-layer LLM, {quantization}, {compute})",
-        llm=llm, vision=vision, quantization=quantization, compute_dtype=compute,
-        kv_dtype=normal_dtype(kv_dtype or compute), vision_dtype=compute,
-        llm_weight_bytes=weights["llm"], encoder_weight_bytes=weights["encoder"],
+        llm=llm,
+        vision=vision,
+        quantization=quantization,
+        compute_dtype=compute,
+        kv_dtype=normal_dtype(kv_dtype or compute),
+        vision_dtype=compute,
+        llm_weight_bytes=weights["llm"],
+        encoder_weight_bytes=weights["encoder"],
         llm_matmul_params=weights["llm_matmul"],
-        vision_matmul_params=weights["encoder_matmul"] * vision.layers_run
+        vision_matmul_params=weights["encoder_matmul"]
+        * vision.layers_run
         // tower.num_hidden_layers,
         largest_quantized_linear=weights["largest"],
     )
@@ -167,9 +199,11 @@ def _count_weights(config: Any, quantization: str, size: int) -> dict[str, int]:
     language = model.model.language_model
     llm_side = {id(m) for m in language.modules()} | {id(m) for m in model.lm_head.modules()}
     linear = torch.nn.Linear
-    quantized = set() if quantization == "none" else {
-        id(m) for m in language.modules() if isinstance(m, linear)
-    }
+    quantized = (
+        set()
+        if quantization == "none"
+        else {id(m) for m in language.modules() if isinstance(m, linear)}
+    )
     totals = dict.fromkeys(("llm", "encoder", "llm_matmul", "encoder_matmul", "largest"), 0)
     seen: set[int] = set()
     for module in model.modules():

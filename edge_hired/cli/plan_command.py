@@ -62,33 +62,49 @@ def count_arg(text: str) -> int:
 def add_profile_args(parser: argparse.ArgumentParser) -> None:
     """`--profile NAME` and `--memory-cap GIB` for `run`."""
     group = parser.add_argument_group("memory plan")
-    group.add_argument("--profile", metavar="NAME",
-                       help="device profile (see `edge-hired profiles`): keep at most the visual "
-                       "tokens that fit in its memory")
-    group.add_argument("--memory-cap", type=gib_arg, metavar="GIB",
-                       help="memory the request may use, in GiB (2^30 bytes); overrides the "
-                       "profile's figure (no --profile: the detected Jetson, else cpu)")
+    group.add_argument(
+        "--profile",
+        metavar="NAME",
+        help="device profile (see `edge-hired profiles`): keep at most the visual "
+        "tokens that fit in its memory",
+    )
+    group.add_argument(
+        "--memory-cap",
+        type=gib_arg,
+        metavar="GIB",
+        help="memory the request may use, in GiB (2^30 bytes); overrides the "
+        "profile's figure (no --profile: the detected Jetson, else cpu)",
+    )
 
 
 def add_plan_parser(subparsers: argparse._SubParsersAction) -> None:
     """`edge-hired plan`."""
     parser = subparsers.add_parser(
-        "plan", help="the largest visual-token budget that fits a device, and why",
+        "plan",
+        help="the largest visual-token budget that fits a device, and why",
         description="Predict the peak memory of one request on a device profile and print the "
         "breakdown, the largest visual-token budget under the cap, and roofline estimates of "
         "TTFT and decode speed (estimates, not measurements).",
     )
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--bundle", metavar="DIR", help="an exported bundle (its manifest)")
-    source.add_argument("--model", metavar="DIR_OR_HUB_ID",
-                        help="a checkpoint's config alone (no weights are read)")
+    source.add_argument(
+        "--model", metavar="DIR_OR_HUB_ID", help="a checkpoint's config alone (no weights are read)"
+    )
     parser.add_argument("--profile", required=True, metavar="NAME", help="device profile")
-    parser.add_argument("--memory-cap", type=gib_arg, metavar="GIB",
-                        help="override the profile's memory, in GiB")
-    parser.add_argument("--quantization", choices=QUANTIZATIONS,
-                        help="with --model: weights as (default: the profile's)")
-    parser.add_argument("--dtype", choices=tuple(DTYPE_BYTES),
-                        help="with --model: compute dtype (default: the profile's)")
+    parser.add_argument(
+        "--memory-cap", type=gib_arg, metavar="GIB", help="override the profile's memory, in GiB"
+    )
+    parser.add_argument(
+        "--quantization",
+        choices=QUANTIZATIONS,
+        help="with --model: weights as (default: the profile's)",
+    )
+    parser.add_argument(
+        "--dtype",
+        choices=tuple(DTYPE_BYTES),
+        help="with --model: compute dtype (default: the profile's)",
+    )
     parser.add_argument("--prompt-tokens", type=count_arg, default=64, metavar="N")
     parser.add_argument("--max-new-tokens", type=positive_int, default=64, metavar="N")
     parser.add_argument("--json", action="store_true", help="print the plan as one JSON object")
@@ -98,7 +114,8 @@ def add_plan_parser(subparsers: argparse._SubParsersAction) -> None:
 def add_profiles_parser(subparsers: argparse._SubParsersAction) -> None:
     """`edge-hired profiles`."""
     parser = subparsers.add_parser(
-        "profiles", help="list the device profiles",
+        "profiles",
+        help="list the device profiles",
         description="List every device profile with its usable memory and peak figures.",
     )
     parser.add_argument("--json", action="store_true")
@@ -108,10 +125,12 @@ def add_profiles_parser(subparsers: argparse._SubParsersAction) -> None:
 def add_profile_parser(subparsers: argparse._SubParsersAction) -> None:
     """`edge-hired profile detect`."""
     parser = subparsers.add_parser("profile", help="device profile tools (detect)")
-    actions = parser.add_subparsers(dest="profile_command", required=True, metavar="ACTION",
-                                    parser_class=type(parser))
+    actions = parser.add_subparsers(
+        dest="profile_command", required=True, metavar="ACTION", parser_class=type(parser)
+    )
     detect = actions.add_parser(
-        "detect", help="name the profile of this Jetson",
+        "detect",
+        help="name the profile of this Jetson",
         description="Read /proc/device-tree/model, /proc/device-tree/compatible and "
         "/etc/nv_tegra_release and print the matching profile name.",
     )
@@ -161,23 +180,25 @@ def format_plan(plan: Plan) -> str:
     share = 100 * plan.budget_tokens / max(plan.visual_tokens_available, 1)
     rows = [f"  {line.name:<20} {gib(line.bytes):>7}  {line.note}" for line in plan.lines]
     estimates = plan.estimates
-    return "\n".join([
-        f"plan: {plan.source} on {plan.profile}",
-        f"memory cap           {gib(plan.cap.bytes):>7} GiB  {plan.cap.reason}",
-        "",
-        f"  {'component':<20} {'GiB':>7}  note",
-        *rows,
-        f"  {'total':<20} {gib(plan.required_bytes):>7}  "
-        f"predicted peak {gib(plan.peak_bytes)} + margin",
-        "",
-        f"visual-token budget  {plan.budget_tokens} of {plan.visual_tokens_available} "
-        f"({share:.0f}%), {plan.bytes_per_visual_token / MIB:.2f} MiB per visual token",
-        f"estimated TTFT       {estimates.ttft_s:.2f} s",
-        f"estimated decode     {estimates.decode_tokens_per_s:.1f} tokens/s",
-        f"                     ({estimates.note})",
-        "why:",
-        *(f"  - {reason}" for reason in plan.reasons),
-    ])
+    return "\n".join(
+        [
+            f"plan: {plan.source} on {plan.profile}",
+            f"memory cap           {gib(plan.cap.bytes):>7} GiB  {plan.cap.reason}",
+            "",
+            f"  {'component':<20} {'GiB':>7}  note",
+            *rows,
+            f"  {'total':<20} {gib(plan.required_bytes):>7}  "
+            f"predicted peak {gib(plan.peak_bytes)} + margin",
+            "",
+            f"visual-token budget  {plan.budget_tokens} of {plan.visual_tokens_available} "
+            f"({share:.0f}%), {plan.bytes_per_visual_token / MIB:.2f} MiB per visual token",
+            f"estimated TTFT       {estimates.ttft_s:.2f} s",
+            f"estimated decode     {estimates.decode_tokens_per_s:.1f} tokens/s",
+            f"                     ({estimates.note})",
+            "why:",
+            *(f"  - {reason}" for reason in plan.reasons),
+        ]
+    )
 
 
 # --- profiles and detection -------------------------------------------------------------------
@@ -189,23 +210,32 @@ def profiles_from_args(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([_profile_row(p) for p in profiles]))
         return 0
-    print(f"{'name':<20} {'usable GiB':>10} {'unified':>7} {'GB/s':>6} {'TFLOPS':>7}  "
-          f"{'quant':<5}  description")
+    print(
+        f"{'name':<20} {'usable GiB':>10} {'unified':>7} {'GB/s':>6} {'TFLOPS':>7}  "
+        f"{'quant':<5}  description"
+    )
     for p in profiles:
         usable = p.memory.usable_gib()
         memory = "live" if usable is None else f"{usable:.2f}"
-        print(f"{p.name:<20} {memory:>10} {'yes' if p.memory.unified else 'no':>7} "
-              f"{p.performance.bandwidth_gb_s:>6g} {p.performance.fp16_tflops:>7g}  "
-              f"{p.runtime.quantization:<5}  {p.description}")
+        print(
+            f"{p.name:<20} {memory:>10} {'yes' if p.memory.unified else 'no':>7} "
+            f"{p.performance.bandwidth_gb_s:>6g} {p.performance.fp16_tflops:>7g}  "
+            f"{p.runtime.quantization:<5}  {p.description}"
+        )
     return 0
 
 
 def _profile_row(profile: DeviceProfile) -> dict[str, Any]:
-    return {"name": profile.name, "description": profile.description,
-            "usable_gib": profile.memory.usable_gib(), "unified": profile.memory.unified,
-            "bandwidth_gb_s": profile.performance.bandwidth_gb_s,
-            "fp16_tflops": profile.performance.fp16_tflops,
-            "quantization": profile.runtime.quantization, "path": str(profile.path)}
+    return {
+        "name": profile.name,
+        "description": profile.description,
+        "usable_gib": profile.memory.usable_gib(),
+        "unified": profile.memory.unified,
+        "bandwidth_gb_s": profile.performance.bandwidth_gb_s,
+        "fp16_tflops": profile.performance.fp16_tflops,
+        "quantization": profile.runtime.quantization,
+        "path": str(profile.path),
+    }
 
 
 def detect_from_args(args: argparse.Namespace) -> int:
@@ -215,12 +245,16 @@ def detect_from_args(args: argparse.Namespace) -> int:
     info = detect_jetson()
     if info.profile is not None:
         print(info.profile)
-        print(f"edge-hired: {info.model or 'Jetson'} (L4T {info.l4t or '?'}): {info.reason}",
-              file=sys.stderr)
+        print(
+            f"edge-hired: {info.model or 'Jetson'} (L4T {info.l4t or '?'}): {info.reason}",
+            file=sys.stderr,
+        )
         return 0
     if info.is_jetson:
-        raise ProfileError(f"detected {info.model or 'a Jetson'} (L4T {info.l4t or '?'}) but "
-                           f"{info.reason}; write one in profiles/ or pass --profile")
+        raise ProfileError(
+            f"detected {info.model or 'a Jetson'} (L4T {info.l4t or '?'}) but "
+            f"{info.reason}; write one in profiles/ or pass --profile"
+        )
     print(f"edge-hired: {info.reason}; pick a profile from `edge-hired profiles`", file=sys.stderr)
     return 1
 
@@ -251,8 +285,13 @@ def planned_token_cap(args: argparse.Namespace, facts: RunFacts) -> int | None:
     """
     if not wants_plan(args):
         return None
-    plan = plan_for_run(facts, args.profile, args.memory_cap, args.max_new_tokens,
-                        newline=getattr(args, "newline", "none"))
+    plan = plan_for_run(
+        facts,
+        args.profile,
+        args.memory_cap,
+        args.max_new_tokens,
+        newline=getattr(args, "newline", "none"),
+    )
     if not getattr(args, "json", False):
         print(run_summary(plan), file=sys.stderr)
     return plan.budget_tokens

@@ -6,6 +6,7 @@ import argparse
 import sys
 from dataclasses import replace
 
+from edge_hired.errors import BudgetError
 from edge_hired.runtime.generation import SamplingOptions
 from edge_hired.runtime.images import load_image
 from edge_hired.runtime.pipeline import Pipeline, SelectionOptions
@@ -15,24 +16,33 @@ DEMO_NOTE = (
     "edge-hired demo: a tiny LLaVA-NeXT with RANDOM weights, built from configs on this machine.\n"
     "Its answer is noise; every stage (anyres preprocessing, CLIP encoder with CLS rows, HiRED\n"
     "selection, projector, LLM generation) is the real code. For a real model:\n"
-    "  edge-hired run --model llava-hf/llava-v1.6-vicuna-7b-hf --image IMG --prompt TEXT --budget 0.2\n"
+    "  edge-hired run --model llava-hf/llava-v1.6-vicuna-7b-hf \\\n"
+    "      --image IMG --prompt TEXT --budget 0.2\n"
 )
 
 
 def selection_from_args(args: argparse.Namespace) -> SelectionOptions:
     """Selection options from the shared flags."""
     return SelectionOptions(
-        strategy=args.strategy, ratio=args.budget, tokens=args.tokens,
-        alpha=args.alpha, newline=args.newline, seed=args.seed,
+        strategy=args.strategy,
+        ratio=args.budget,
+        tokens=args.tokens,
+        alpha=args.alpha,
+        newline=args.newline,
+        seed=args.seed,
     )
 
 
 def sampling_from_args(args: argparse.Namespace) -> SamplingOptions:
     """Generation options from the shared flags."""
     return SamplingOptions(
-        max_new_tokens=args.max_new_tokens, do_sample=args.do_sample,
-        temperature=args.temperature, top_p=args.top_p, top_k=args.top_k,
-        repetition_penalty=args.repetition_penalty, seed=args.seed,
+        max_new_tokens=args.max_new_tokens,
+        do_sample=args.do_sample,
+        temperature=args.temperature,
+        top_p=args.top_p,
+        top_k=args.top_k,
+        repetition_penalty=args.repetition_penalty,
+        seed=args.seed,
     )
 
 
@@ -77,7 +87,14 @@ def planned_cap(args: argparse.Namespace, image_hw: tuple[int, int]) -> int | No
 
     if not wants_plan(args):
         return None
-    return planned_token_cap(args, run_facts_from_args(args, image_hw))
+    facts = run_facts_from_args(args, image_hw)
+    cap = planned_token_cap(args, facts)
+    if args.strategy == "full" and cap is not None and cap < facts.visual_tokens:
+        raise BudgetError(
+            f"--strategy full keeps all {facts.visual_tokens} visual tokens, but the memory plan "
+            f"fits {cap}: choose a dropping strategy (e.g. hired) or drop --profile/--memory-cap"
+        )
+    return cap
 
 
 def load_pipeline(args: argparse.Namespace) -> Pipeline:
@@ -86,7 +103,9 @@ def load_pipeline(args: argparse.Namespace) -> Pipeline:
         from edge_hired.runtime.bundle_runtime import BundleLoadOptions, load_bundle_pipeline
 
         providers = tuple(p for p in (args.providers or "").split(",") if p) or None
-        options = BundleLoadOptions(verify=not args.no_verify, providers=providers, device=args.device)
+        options = BundleLoadOptions(
+            verify=not args.no_verify, providers=providers, device=args.device
+        )
         _note(args, f"loading bundle {args.bundle}")
         return load_bundle_pipeline(args.bundle, options)
     model = args.model or default_model()
@@ -111,8 +130,12 @@ def run_from_args(args: argparse.Namespace) -> int:
 
     with recorder_for_run(args.telemetry, args.telemetry_backend, args.telemetry_interval) as rec:
         result = pipeline.run(
-            image, args.prompt, replace(selection_from_args(args), cap=cap), sampling_from_args(args),
-            on_text=None if args.json else stream, on_phase=rec.on_phase if rec else None,
+            image,
+            args.prompt,
+            replace(selection_from_args(args), cap=cap),
+            sampling_from_args(args),
+            on_text=None if args.json else stream,
+            on_phase=rec.on_phase if rec else None,
         )
         end_stream(args.json)
     print_result(result, args.json, streamed=not args.json)
@@ -125,8 +148,11 @@ def demo_from_args(args: argparse.Namespace) -> int:
         print(DEMO_NOTE, file=sys.stderr)
     pipeline = Pipeline.from_pretrained(default_model(), device="cpu")
     result = pipeline.run(
-        default_image(), "Describe the image.", SelectionOptions(ratio=args.budget),
-        SamplingOptions(max_new_tokens=24), on_text=None if args.json else stream,
+        default_image(),
+        "Describe the image.",
+        SelectionOptions(ratio=args.budget),
+        SamplingOptions(max_new_tokens=24),
+        on_text=None if args.json else stream,
     )
     end_stream(args.json)
     print_result(result, args.json, streamed=not args.json)

@@ -118,9 +118,11 @@ def live_cap(kind: str, meminfo: Path = MEMINFO) -> MemoryCap:
     """Free memory of the device now plus this process's own share of it."""
     memory = device_memory(kind, meminfo)
     held = process_bytes(kind)
-    return MemoryCap(memory.free_bytes + held,
-                     f"free now: {memory.source} {gib(memory.free_bytes)} GiB"
-                     f" + {gib(held)} GiB held by this process")
+    return MemoryCap(
+        memory.free_bytes + held,
+        f"free now: {memory.source} {gib(memory.free_bytes)} GiB"
+        f" + {gib(held)} GiB held by this process",
+    )
 
 
 def _stated_cap(profile: DeviceProfile, override_gib: float | None, meminfo: Path) -> MemoryCap:

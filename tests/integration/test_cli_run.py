@@ -218,3 +218,25 @@ def test_memory_cap_below_the_fixed_costs_exits_2(capsys, tiny_next_dir, image_p
     )
     assert code == 2 and out == ""
     assert err.count("\n") == 1 and "short" in err and "Traceback" not in err
+
+
+def test_full_strategy_that_does_not_fit_the_memory_plan_is_refused(
+    capsys, tiny_next_dir, tmp_path
+) -> None:
+    square = tmp_path / "square.png"
+    textured_image(672, 672).save(square)
+    code, out, err = run_cli(
+        capsys,
+        "run",
+        "--model",
+        str(tiny_next_dir),
+        "--image",
+        str(square),
+        "--memory-cap",
+        "0.46",
+        "--strategy",
+        "full",
+        "--json",
+    )
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and "--strategy full keeps all 2880" in err

@@ -33,10 +33,19 @@ NEW_TOKENS = 8
 #: ~94M parameters, 360 MiB in fp32) behind a 6-layer, 256-wide CLIP with the real 336/14
 #: geometry. Deep and narrow so weights and KV cache dominate and a prefill over ~2900 tokens
 #: takes seconds on two cores.
-MID_VISION = {"hidden_size": 256, "intermediate_size": 1024, "num_hidden_layers": 6,
-              "num_attention_heads": 4}
-MID_TEXT = {"hidden_size": 512, "intermediate_size": 1408, "num_hidden_layers": 32,
-            "num_attention_heads": 8, "num_key_value_heads": 4}
+MID_VISION = {
+    "hidden_size": 256,
+    "intermediate_size": 1024,
+    "num_hidden_layers": 6,
+    "num_attention_heads": 4,
+}
+MID_TEXT = {
+    "hidden_size": 512,
+    "intermediate_size": 1408,
+    "num_hidden_layers": 32,
+    "num_attention_heads": 8,
+    "num_key_value_heads": 4,
+}
 
 MEASURE = """
 import json, sys
@@ -70,7 +79,10 @@ def measure(model: Path, cap_gib: float, kind: str = "model") -> dict:
     argv = [str(model), repr(cap_gib), str(NEW_TOKENS), PROMPT, kind]
     done = subprocess.run(
         [sys.executable, "-c", MEASURE, *argv],
-        capture_output=True, text=True, cwd=ROOT, timeout=600,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=600,
     )
     assert done.returncode == 0, done.stderr[-2000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -130,9 +142,14 @@ def test_mid_model_prediction_and_a_cap_that_admits_half(mid_dir: Path) -> None:
 def half_cap_gib(model: Path) -> float:
     """A cap whose plan keeps about half of the 2880 tokens: the required bytes at 1440."""
     facts = run_facts(str(model), (672, 672), PROMPT, device="cpu")
-    request = PlanRequest(prompt_tokens=facts.prompt_tokens, max_new_tokens=NEW_TOKENS,
-                          partitions=facts.partitions, visual_tokens=facts.visual_tokens,
-                          image_hw=facts.image_hw, allocator="cpu")
+    request = PlanRequest(
+        prompt_tokens=facts.prompt_tokens,
+        max_new_tokens=NEW_TOKENS,
+        partitions=facts.partitions,
+        visual_tokens=facts.visual_tokens,
+        image_hw=facts.image_hw,
+        allocator="cpu",
+    )
     cap = required_bytes(facts.inputs, load_profile("cpu"), request, 1440) / GIB
     assert plan_for_run(facts, "cpu", cap, NEW_TOKENS).budget_tokens == 1440
     return cap

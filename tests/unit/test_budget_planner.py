@@ -40,20 +40,42 @@ PINPOINTS = [[336, 672], [672, 336], [672, 672], [1008, 336], [336, 1008]]
 
 def vicuna_7b() -> LlavaNextConfig:
     """llava-v1.6-vicuna-7b's shape, configuration only."""
-    vision = dict(model_type="clip_vision_model", hidden_size=1024, num_hidden_layers=24,
-                  num_attention_heads=16, intermediate_size=4096, image_size=336, patch_size=14,
-                  projection_dim=768)
-    text = dict(model_type="llama", hidden_size=4096, num_hidden_layers=32, num_attention_heads=32,
-                num_key_value_heads=32, intermediate_size=11008, vocab_size=32064,
-                max_position_embeddings=4096)
-    return LlavaNextConfig(vision_config=vision, text_config=text, image_grid_pinpoints=PINPOINTS,
-                           vision_feature_layer=-2, image_token_id=32000)
+    vision = dict(
+        model_type="clip_vision_model",
+        hidden_size=1024,
+        num_hidden_layers=24,
+        num_attention_heads=16,
+        intermediate_size=4096,
+        image_size=336,
+        patch_size=14,
+        projection_dim=768,
+    )
+    text = dict(
+        model_type="llama",
+        hidden_size=4096,
+        num_hidden_layers=32,
+        num_attention_heads=32,
+        num_key_value_heads=32,
+        intermediate_size=11008,
+        vocab_size=32064,
+        max_position_embeddings=4096,
+    )
+    return LlavaNextConfig(
+        vision_config=vision,
+        text_config=text,
+        image_grid_pinpoints=PINPOINTS,
+        vision_feature_layer=-2,
+        image_token_id=32000,
+    )
 
 
 @pytest.fixture(scope="module")
 def configs() -> dict[str, LlavaNextConfig]:
-    return {"tiny": make_config("tiny-llava-next"), "mid": make_config("mid-llava-next"),
-            "7b": vicuna_7b()}
+    return {
+        "tiny": make_config("tiny-llava-next"),
+        "mid": make_config("mid-llava-next"),
+        "7b": vicuna_7b(),
+    }
 
 
 # --- KV bytes per token == a real DynamicCache after prefill ----------------------------------
@@ -75,8 +97,9 @@ def test_kv_bytes_per_token_match_a_real_cache(configs, preset: str, dtype: str)
     predicted = PlanInputs.from_config(config, "none", dtype).kv_bytes_per_token
     text = config.text_config.to_dict() | {"intermediate_size": 16, "vocab_size": 64}
     with torch.device("meta"):  # uninitialised weights: the cache's size does not depend on them
-        model = AutoModelForCausalLM.from_config(type(config.text_config)(**text),
-                                                 dtype=getattr(torch, dtype))
+        model = AutoModelForCausalLM.from_config(
+            type(config.text_config)(**text), dtype=getattr(torch, dtype)
+        )
     model = model.to_empty(device="cpu").eval()
     tokens = 37
     with torch.inference_mode():
@@ -95,7 +118,8 @@ def test_weights_of_the_tiny_model_equal_a_real_instance(configs) -> None:
     config = configs["tiny"]
     model = AutoModelForImageTextToText.from_config(config, dtype=torch.float32)
     llm = {id(p) for p in model.model.language_model.parameters()} | {
-        id(p) for p in model.lm_head.parameters()}
+        id(p) for p in model.lm_head.parameters()
+    }
     real = {"llm": 0, "encoder": 0}
     for p in model.parameters():
         real["llm" if id(p) in llm else "encoder"] += p.numel() * p.element_size()
@@ -132,8 +156,9 @@ def test_unknown_quantization_and_dtype_are_refused(configs) -> None:
 
 
 def test_largest_layouts() -> None:
-    next_shape = VisionShape(23, 1024, 4096, 16, 336, 14, "llava_next",
-                             tuple(tuple(p) for p in PINPOINTS))
+    next_shape = VisionShape(
+        23, 1024, 4096, 16, 336, 14, "llava_next", tuple(tuple(p) for p in PINPOINTS)
+    )
     assert max_geometry(next_shape) == (5, 2880)
     assert max_geometry(VisionShape(23, 1024, 4096, 16, 336, 14, "llava")) == (1, 576)
 
@@ -142,11 +167,17 @@ def test_largest_layouts() -> None:
 
 PINS = tuple(tuple(p) for p in PINPOINTS)
 SYNTH = PlanInputs(
-    source="synthetic", llm=LlmShape(16, 1024, 2816, 8, 4, 128, 32000),
+    source="synthetic",
+    llm=LlmShape(16, 1024, 2816, 8, 4, 128, 32000),
     vision=VisionShape(23, 1024, 4096, 16, 336, 14, "llava_next", PINS),
-    quantization="none", compute_dtype="float16", kv_dtype="float16",
-    llm_weight_bytes=2 * GIB, encoder_weight_bytes=600 * MIB,
-    llm_matmul_params=10**9, vision_matmul_params=3 * 10**8, vision_dtype="float16",
+    quantization="none",
+    compute_dtype="float16",
+    kv_dtype="float16",
+    llm_weight_bytes=2 * GIB,
+    encoder_weight_bytes=600 * MIB,
+    llm_matmul_params=10**9,
+    vision_matmul_params=3 * 10**8,
+    vision_dtype="float16",
 )
 REQUEST = PlanRequest(prompt_tokens=40, max_new_tokens=32)
 
@@ -163,8 +194,17 @@ def test_a_generous_cap_keeps_every_token() -> None:
     assert plan.required_bytes == required(profile, REQUEST, 2880) <= 40 * GIB
     assert any(r.startswith("budget: all 2880 visual tokens fit") for r in plan.reasons)
     names = [line.name for line in plan.lines]
-    assert names == ["runtime", "CUDA context", "LLM weights", "encoder weights", "image",
-                     "encoder activations", "KV cache", "prefill activations", "margin"]
+    assert names == [
+        "runtime",
+        "CUDA context",
+        "LLM weights",
+        "encoder weights",
+        "image",
+        "encoder activations",
+        "KV cache",
+        "prefill activations",
+        "margin",
+    ]
 
 
 def test_the_margin_is_a_share_of_the_peak_plus_the_allocator_spread() -> None:
@@ -174,10 +214,13 @@ def test_the_margin_is_a_share_of_the_peak_plus_the_allocator_spread() -> None:
 
     profile, request = load_profile("cpu"), PlanRequest(prompt_tokens=40, max_new_tokens=32)
     peak = predicted_peak_bytes(SYNTH, profile, request, 2000)
-    spread = int(5 * encoder_live_bytes_per_partition(SYNTH) * (1.5 - 1.4)
-                 + prefill_live_bytes_per_token(SYNTH) * 2040 * (3.1 - 2.0))
+    spread = int(
+        5 * encoder_live_bytes_per_partition(SYNTH) * (1.5 - 1.4)
+        + prefill_live_bytes_per_token(SYNTH) * 2040 * (3.1 - 2.0)
+    )
     assert required_bytes(SYNTH, profile, request, 2000) == pytest.approx(
-        peak + max(64 * MIB, 0.05 * peak) + spread, abs=2)
+        peak + max(64 * MIB, 0.05 * peak) + spread, abs=2
+    )
 
 
 def test_a_tight_cap_keeps_the_largest_count_that_fits() -> None:
@@ -204,8 +247,10 @@ def test_kv_dtype_of_the_profile_changes_the_cost_per_token() -> None:
     profile = load_profile("t4-16gb")
     half = plan_budget(SYNTH, profile, REQUEST, MemoryCap(40 * GIB, "t"))
     full = plan_budget(SYNTH.with_kv_dtype("float32"), profile, REQUEST, MemoryCap(40 * GIB, "t"))
-    kv = {plan.lines[[line.name for line in plan.lines].index("KV cache")].bytes
-          for plan in (half, full)}
+    kv = {
+        plan.lines[[line.name for line in plan.lines].index("KV cache")].bytes
+        for plan in (half, full)
+    }
     assert max(kv) == 2 * min(kv)
 
 
@@ -218,13 +263,18 @@ def test_a_cap_below_the_weights_names_the_deficit() -> None:
     assert caught.value.deficit_bytes == need - 2 * GIB
     assert str(caught.value).startswith(
         f"orin-nano-8gb: memory cap 2.00 GiB (--memory-cap 2 GiB) is {(need - 2 * GIB) / GIB:.2f}"
-        " GiB short of the fixed costs plus one visual token and margin")
+        " GiB short of the fixed costs plus one visual token and margin"
+    )
     assert "largest: LLM weights 2.00, encoder weights 0.59" in str(caught.value)
 
 
 def test_discrete_gpus_do_not_count_host_memory() -> None:
-    names = [line.name for line in plan_budget(SYNTH, load_profile("t4-16gb"), REQUEST,
-                                               MemoryCap(40 * GIB, "t")).lines]
+    names = [
+        line.name
+        for line in plan_budget(
+            SYNTH, load_profile("t4-16gb"), REQUEST, MemoryCap(40 * GIB, "t")
+        ).lines
+    ]
     assert "runtime" not in names and "image" not in names and "CUDA context" in names
 
 
@@ -239,24 +289,56 @@ def test_estimates_follow_the_roofline() -> None:
 
 def test_request_counts_are_checked() -> None:
     with pytest.raises(InvalidArgumentError, match="prompt_tokens: expected an integer >= 0"):
-        plan_budget(SYNTH, load_profile("cpu"), PlanRequest(prompt_tokens=-1),
-                    MemoryCap(40 * GIB, "t"))
+        plan_budget(
+            SYNTH, load_profile("cpu"), PlanRequest(prompt_tokens=-1), MemoryCap(40 * GIB, "t")
+        )
 
 
 # --- from a bundle manifest -------------------------------------------------------------------
 
 
 def manifest(measured: int) -> Manifest:
-    vision = dict(family="llava_next", crop_size=336, patch_size=14, tokens_per_partition=576,
-                  num_heads=16, hidden_size=1024, vision_feature_layer=-2, layers_in_graph=23,
-                  l_init=0, l_final=22, pinpoints=PINPOINTS, image_token_id=32000,
-                  encoder_bytes=600 * MIB, activation_bytes_per_partition=measured, dtype="float16")
-    llm = dict(architecture="LlamaForCausalLM", num_layers=32, num_kv_heads=32, head_dim=128,
-               hidden_size=4096, intermediate_size=11008, vocab_size=32064,
-               max_position_embeddings=4096, compute_dtype="float16", quantization="4bit",
-               weight_bytes=3900 * MIB, projector_bytes=40 * MIB)
-    return Manifest.from_dict({"schema_version": 1, "source": {"model_id": "llava-7b"},
-                               "versions": {}, "vision": vision, "llm": llm, "parity": {}})
+    vision = dict(
+        family="llava_next",
+        crop_size=336,
+        patch_size=14,
+        tokens_per_partition=576,
+        num_heads=16,
+        hidden_size=1024,
+        vision_feature_layer=-2,
+        layers_in_graph=23,
+        l_init=0,
+        l_final=22,
+        pinpoints=PINPOINTS,
+        image_token_id=32000,
+        encoder_bytes=600 * MIB,
+        activation_bytes_per_partition=measured,
+        dtype="float16",
+    )
+    llm = dict(
+        architecture="LlamaForCausalLM",
+        num_layers=32,
+        num_kv_heads=32,
+        head_dim=128,
+        hidden_size=4096,
+        intermediate_size=11008,
+        vocab_size=32064,
+        max_position_embeddings=4096,
+        compute_dtype="float16",
+        quantization="4bit",
+        weight_bytes=3900 * MIB,
+        projector_bytes=40 * MIB,
+    )
+    return Manifest.from_dict(
+        {
+            "schema_version": 1,
+            "source": {"model_id": "llava-7b"},
+            "versions": {},
+            "vision": vision,
+            "llm": llm,
+            "parity": {},
+        }
+    )
 
 
 def test_manifest_facts_are_used_as_recorded() -> None:
@@ -285,9 +367,12 @@ def test_every_profile_plans_the_config_only_7b(configs) -> None:
     outcomes = {}
     for profile in load_all():
         for quantization in ("4bit", "8bit"):
-            inputs = PlanInputs.from_config(configs["7b"], quantization,
-                                            profile.runtime.compute_dtype,
-                                            profile.runtime.kv_cache_dtype)
+            inputs = PlanInputs.from_config(
+                configs["7b"],
+                quantization,
+                profile.runtime.compute_dtype,
+                profile.runtime.kv_cache_dtype,
+            )
             try:
                 plan = plan_budget(inputs, profile, PlanRequest(), memory_cap(profile))
                 outcomes[profile.name, quantization] = plan.budget_tokens
@@ -321,8 +406,18 @@ def config_dir(tmp_path_factory, configs) -> Path:
 
 
 def test_plan_command_json(config_dir, capsys) -> None:
-    argv = ["plan", "--model", str(config_dir), "--profile", "orin-nx-16gb", "--json",
-            "--prompt-tokens", "100", "--max-new-tokens", "20"]
+    argv = [
+        "plan",
+        "--model",
+        str(config_dir),
+        "--profile",
+        "orin-nx-16gb",
+        "--json",
+        "--prompt-tokens",
+        "100",
+        "--max-new-tokens",
+        "20",
+    ]
     assert run_cli(argv) == 0
     plan = json.loads(capsys.readouterr().out)
     assert plan["budget_tokens"] == 2880 and plan["budget_share"] == 1.0
@@ -340,8 +435,9 @@ def test_plan_command_cap_below_the_weights_exits_2(config_dir, capsys) -> None:
     argv = ["plan", "--model", str(config_dir), "--profile", "t4-16gb", "--memory-cap", "3"]
     assert run_cli(argv) == 2
     out = capsys.readouterr().out.strip()
-    assert out.startswith("edge-hired: error: t4-16gb: memory cap 3.00 GiB "
-                          "(--memory-cap 3 GiB) is ")
+    assert out.startswith(
+        "edge-hired: error: t4-16gb: memory cap 3.00 GiB (--memory-cap 3 GiB) is "
+    )
     assert "GiB short of the fixed costs" in out and len(out.splitlines()) == 1
 
 
@@ -365,8 +461,15 @@ def run_args(argv: list[str]):
 def synth_facts():
     from edge_hired.cli.plan_command import RunFacts
 
-    return RunFacts(SYNTH, "cpu", (672, 672), partitions=5, visual_tokens=2880, newline_rows=48,
-                    prompt_tokens=40)
+    return RunFacts(
+        SYNTH,
+        "cpu",
+        (672, 672),
+        partitions=5,
+        visual_tokens=2880,
+        newline_rows=48,
+        prompt_tokens=40,
+    )
 
 
 def test_run_without_profile_flags_plans_nothing() -> None:
@@ -379,8 +482,14 @@ def test_run_memory_cap_gives_the_planned_token_cap(capsys) -> None:
     from edge_hired.cli.plan_command import planned_token_cap
 
     profile = load_profile("cpu")
-    request = PlanRequest(prompt_tokens=40, max_new_tokens=32, partitions=5, visual_tokens=2880,
-                          image_hw=(672, 672), allocator="cpu")
+    request = PlanRequest(
+        prompt_tokens=40,
+        max_new_tokens=32,
+        partitions=5,
+        visual_tokens=2880,
+        image_hw=(672, 672),
+        allocator="cpu",
+    )
     cap_gib = (required_bytes(SYNTH, profile, request, 700) + 1000) / GIB
     assert planned_token_cap(run_args(["--memory-cap", repr(cap_gib)]), synth_facts()) == 700
     err = capsys.readouterr().err

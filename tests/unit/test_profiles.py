@@ -35,8 +35,17 @@ from edge_hired.profiles import (
 )
 
 REQUIRED = {
-    "orin-nano-4gb", "orin-nano-8gb", "orin-nx-8gb", "orin-nx-16gb", "agx-orin-32gb",
-    "agx-orin-64gb", "xavier-nx-8gb", "agx-thor-128gb", "t4-16gb", "p40-24gb", "rtx-4060-8gb",
+    "orin-nano-4gb",
+    "orin-nano-8gb",
+    "orin-nx-8gb",
+    "orin-nx-16gb",
+    "agx-orin-32gb",
+    "agx-orin-64gb",
+    "xavier-nx-8gb",
+    "agx-thor-128gb",
+    "t4-16gb",
+    "p40-24gb",
+    "rtx-4060-8gb",
     "cpu",
 }
 
@@ -128,8 +137,11 @@ def test_profiles_are_frozen() -> None:
 
 
 def test_unknown_profile_lists_the_known_ones() -> None:
-    with pytest.raises(ProfileError, match=r"profile 'orin-nano-9gb': no such profile \(known: "
-                                           r"agx-orin-32gb, .*cpu"):
+    with pytest.raises(
+        ProfileError,
+        match=r"profile 'orin-nano-9gb': no such profile \(known: "
+        r"agx-orin-32gb, .*cpu",
+    ):
         load_profile("orin-nano-9gb")
 
 
@@ -153,34 +165,59 @@ def test_a_path_to_a_toml_file_is_accepted(tmp_path) -> None:
 # --- bad files: one line naming file and key --------------------------------------------------
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    (GOOD.replace("os_gib = 1.0", "os_gib = 1.0\ntotl_gib = 8"),
-     "{path}: unknown key 'memory.totl_gib' (known: source, total_gib, unified, os_gib, "
-     "desktop, desktop_gib, cuda_context_gib, runtime_gib)"),
-    (GOOD.replace("total_gib = 8.0", "total_gib = -8.0"),
-     "{path}: memory.total_gib: expected a number > 0, got -8.0"),
-    (GOOD.replace("total_gib = 8.0   # test\n", ""),
-     "{path}: missing key 'memory.total_gib' (or set memory.source = \"meminfo\")"),
-    (GOOD.replace("total_gib = 8.0", "total_gib = \"8\""),
-     "{path}: memory.total_gib: expected a number > 0, got '8'"),
-    (GOOD.replace("bandwidth_gb_s = 68   # test\n", ""),
-     "{path}: missing key 'performance.bandwidth_gb_s'"),
-    (GOOD.replace("unified = true", "unified = 1"),
-     "{path}: memory.unified: expected true or false, got 1"),
-    (GOOD.replace('quantization = "4bit"', 'quantization = "3bit"'),
-     "{path}: runtime.quantization: expected one of none, 8bit, 4bit, got '3bit'"),
-    (GOOD.replace("os_gib = 1.0", "os_gib = 9.0"),
-     "{path}: memory: expected room left after the OS and desktop, got total_gib 8 - "
-     "os_gib 9 - desktop = -1.00 GiB"),
-    (GOOD + "\n[gpu]\nsm = 8\n",
-     "{path}: unknown section [gpu] (known: memory, performance, runtime)"),
-    ('name = "other"\n' + GOOD, "{path}: name: expected the file's name 'board', got 'other'"),
-    (GOOD.replace("total_gib = 8.0", 'source = "meminfo"\ntotal_gib = 8.0'),
-     "{path}: memory.total_gib: expected no total with source \"meminfo\""),
-    (re.sub(r"providers = \[.*\]", "providers = []", GOOD),
-     '{path}: runtime.providers: expected a list of ONNX Runtime providers, e.g. '
-     '["CPUExecutionProvider"], got []'),
-])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            GOOD.replace("os_gib = 1.0", "os_gib = 1.0\ntotl_gib = 8"),
+            "{path}: unknown key 'memory.totl_gib' (known: source, total_gib, unified, os_gib, "
+            "desktop, desktop_gib, cuda_context_gib, runtime_gib)",
+        ),
+        (
+            GOOD.replace("total_gib = 8.0", "total_gib = -8.0"),
+            "{path}: memory.total_gib: expected a number > 0, got -8.0",
+        ),
+        (
+            GOOD.replace("total_gib = 8.0   # test\n", ""),
+            "{path}: missing key 'memory.total_gib' (or set memory.source = \"meminfo\")",
+        ),
+        (
+            GOOD.replace("total_gib = 8.0", 'total_gib = "8"'),
+            "{path}: memory.total_gib: expected a number > 0, got '8'",
+        ),
+        (
+            GOOD.replace("bandwidth_gb_s = 68   # test\n", ""),
+            "{path}: missing key 'performance.bandwidth_gb_s'",
+        ),
+        (
+            GOOD.replace("unified = true", "unified = 1"),
+            "{path}: memory.unified: expected true or false, got 1",
+        ),
+        (
+            GOOD.replace('quantization = "4bit"', 'quantization = "3bit"'),
+            "{path}: runtime.quantization: expected one of none, 8bit, 4bit, got '3bit'",
+        ),
+        (
+            GOOD.replace("os_gib = 1.0", "os_gib = 9.0"),
+            "{path}: memory: expected room left after the OS and desktop, got total_gib 8 - "
+            "os_gib 9 - desktop = -1.00 GiB",
+        ),
+        (
+            GOOD + "\n[gpu]\nsm = 8\n",
+            "{path}: unknown section [gpu] (known: memory, performance, runtime)",
+        ),
+        ('name = "other"\n' + GOOD, "{path}: name: expected the file's name 'board', got 'other'"),
+        (
+            GOOD.replace("total_gib = 8.0", 'source = "meminfo"\ntotal_gib = 8.0'),
+            '{path}: memory.total_gib: expected no total with source "meminfo"',
+        ),
+        (
+            re.sub(r"providers = \[.*\]", "providers = []", GOOD),
+            "{path}: runtime.providers: expected a list of ONNX Runtime providers, e.g. "
+            '["CPUExecutionProvider"], got []',
+        ),
+    ],
+)
 def test_bad_profile_names_file_and_key(tmp_path, text: str, message: str) -> None:
     path = write(tmp_path, "board", text)
     with pytest.raises(ProfileError) as caught:
@@ -204,8 +241,10 @@ def test_cli_exits_2_with_one_line_for_a_bad_profile(tmp_path, monkeypatch, caps
     monkeypatch.setenv(PROFILES_ENV, str(tmp_path))
     assert run_cli(["profiles"]) == 2
     out = capsys.readouterr().out.strip()
-    assert out == f"edge-hired: error: {tmp_path / 'board.toml'}: memory.total_gib: " \
-                  "expected a number > 0, got -1"
+    assert (
+        out == f"edge-hired: error: {tmp_path / 'board.toml'}: memory.total_gib: "
+        "expected a number > 0, got -1"
+    )
 
 
 def test_cli_lists_every_profile(capsys) -> None:
@@ -260,15 +299,26 @@ def test_cap_from_profile_override_and_meminfo(tmp_path) -> None:
 # --- Jetson detection on captured files -------------------------------------------------------
 
 NUL = "\0"
-RELEASE_36_4_3 = ("# R36 (release), REVISION: 4.3, GCID: 38968081, BOARD: generic, EABI: aarch64, "
-                  "DATE: Wed Jan  8 01:51:37 UTC 2025\n")
+RELEASE_36_4_3 = (
+    "# R36 (release), REVISION: 4.3, GCID: 38968081, BOARD: generic, EABI: aarch64, "
+    "DATE: Wed Jan  8 01:51:37 UTC 2025\n"
+)
 
 
-def board(tmp_path: Path, model: str | None, compatible: str | None, release: str | None,
-          memtotal_kib: int = 7620000) -> dict[str, Path]:
+def board(
+    tmp_path: Path,
+    model: str | None,
+    compatible: str | None,
+    release: str | None,
+    memtotal_kib: int = 7620000,
+) -> dict[str, Path]:
     """Captured device files of one board in tmp_path."""
-    files = {"model_path": (model and model + NUL), "compatible_path": compatible,
-             "release_path": release, "meminfo_path": f"MemTotal: {memtotal_kib} kB\n"}
+    files = {
+        "model_path": (model and model + NUL),
+        "compatible_path": compatible,
+        "release_path": release,
+        "meminfo_path": f"MemTotal: {memtotal_kib} kB\n",
+    }
     paths = {}
     for key, text in files.items():
         paths[key] = tmp_path / key
@@ -279,29 +329,40 @@ def board(tmp_path: Path, model: str | None, compatible: str | None, release: st
 
 def test_orin_nano_devkit_by_part_number(tmp_path) -> None:
     compatible = NUL.join(["nvidia,p3768-0000+p3767-0005", "nvidia,p3767-0005", "nvidia,tegra234"])
-    info = detect_jetson(**board(tmp_path, "NVIDIA Jetson Orin Nano Developer Kit", compatible,
-                                 RELEASE_36_4_3))
+    info = detect_jetson(
+        **board(tmp_path, "NVIDIA Jetson Orin Nano Developer Kit", compatible, RELEASE_36_4_3)
+    )
     assert (info.profile, info.part, info.l4t) == ("orin-nano-8gb", "p3767-0005", "36.4.3")
     assert info.model == "NVIDIA Jetson Orin Nano Developer Kit"
 
 
-@pytest.mark.parametrize(("model", "memtotal_gib", "profile"), [
-    ("NVIDIA Jetson AGX Orin Developer Kit", 61.4, "agx-orin-64gb"),
-    ("NVIDIA Jetson AGX Orin Developer Kit", 30.6, "agx-orin-32gb"),
-    ("NVIDIA Jetson Orin NX Engineering Reference Developer Kit", 15.3, "orin-nx-16gb"),
-    ("NVIDIA Jetson Orin Nano Engineering Reference Developer Kit", 3.4, "orin-nano-4gb"),
-    ("NVIDIA Jetson Xavier NX Developer Kit", 7.6, "xavier-nx-8gb"),
-    ("NVIDIA Jetson AGX Thor Developer Kit", 122, "agx-thor-128gb"),
-])
+@pytest.mark.parametrize(
+    ("model", "memtotal_gib", "profile"),
+    [
+        ("NVIDIA Jetson AGX Orin Developer Kit", 61.4, "agx-orin-64gb"),
+        ("NVIDIA Jetson AGX Orin Developer Kit", 30.6, "agx-orin-32gb"),
+        ("NVIDIA Jetson Orin NX Engineering Reference Developer Kit", 15.3, "orin-nx-16gb"),
+        ("NVIDIA Jetson Orin Nano Engineering Reference Developer Kit", 3.4, "orin-nano-4gb"),
+        ("NVIDIA Jetson Xavier NX Developer Kit", 7.6, "xavier-nx-8gb"),
+        ("NVIDIA Jetson AGX Thor Developer Kit", 122, "agx-thor-128gb"),
+    ],
+)
 def test_model_name_and_memtotal_without_part_number(tmp_path, model, memtotal_gib, profile):
-    info = detect_jetson(**board(tmp_path, model, None, RELEASE_36_4_3,
-                                 int(memtotal_gib * 1024 * 1024)))
+    info = detect_jetson(
+        **board(tmp_path, model, None, RELEASE_36_4_3, int(memtotal_gib * 1024 * 1024))
+    )
     assert info.profile == profile and info.part is None
 
 
 def test_a_jetson_without_a_profile_is_named(tmp_path) -> None:
-    info = detect_jetson(**board(tmp_path, "NVIDIA Jetson Xavier NX (16GB)",
-                                 "nvidia,p3509-0000+p3668-0003\0nvidia,tegra194", None))
+    info = detect_jetson(
+        **board(
+            tmp_path,
+            "NVIDIA Jetson Xavier NX (16GB)",
+            "nvidia,p3509-0000+p3668-0003\0nvidia,tegra194",
+            None,
+        )
+    )
     assert info.is_jetson and info.profile is None and info.part == "p3668-0003"
 
 
@@ -312,8 +373,10 @@ def test_not_a_jetson(tmp_path) -> None:
 
 def test_l4t_release_parsing() -> None:
     assert parse_l4t_release(RELEASE_36_4_3) == "36.4.3"
-    assert parse_l4t_release("# R32 (release), REVISION: 7.1, GCID: 29818004, BOARD: t186ref") \
+    assert (
+        parse_l4t_release("# R32 (release), REVISION: 7.1, GCID: 29818004, BOARD: t186ref")
         == "32.7.1"
+    )
     assert parse_l4t_release("garbage") is None
 
 
