@@ -28,46 +28,12 @@ from edge_hired.budget import (
     predict_lines,
 )
 from edge_hired.device.memory_info import memory_cap
+from edge_hired.models.reference_configs import llava_v16_vicuna_7b_config
 from edge_hired.profiles import DeviceProfile, load_all, load_profile
 
 TABLE_PATH = Path(__file__).resolve().parent.parent / "docs" / "profiles-table.md"
-PINPOINTS = [[336, 672], [672, 336], [672, 672], [1008, 336], [336, 1008]]
 QUANTIZATIONS = ("4bit", "8bit")
 REQUEST = PlanRequest(prompt_tokens=64, max_new_tokens=64)
-
-
-def vicuna_7b_config():
-    """llava-hf/llava-v1.6-vicuna-7b-hf's shape as a LlavaNextConfig (no weights)."""
-    from transformers import LlavaNextConfig
-
-    vision = dict(
-        model_type="clip_vision_model",
-        hidden_size=1024,
-        num_hidden_layers=24,
-        num_attention_heads=16,
-        intermediate_size=4096,
-        image_size=336,
-        patch_size=14,
-        projection_dim=768,
-    )
-    text = dict(
-        model_type="llama",
-        hidden_size=4096,
-        num_hidden_layers=32,
-        num_attention_heads=32,
-        num_key_value_heads=32,
-        intermediate_size=11008,
-        vocab_size=32064,
-        max_position_embeddings=4096,
-    )
-    return LlavaNextConfig(
-        vision_config=vision,
-        text_config=text,
-        image_grid_pinpoints=PINPOINTS,
-        vision_feature_layer=-2,
-        vision_feature_select_strategy="default",
-        image_token_id=32000,
-    )
 
 
 def cell(profile: DeviceProfile, inputs: PlanInputs) -> str:
@@ -82,7 +48,7 @@ def cell(profile: DeviceProfile, inputs: PlanInputs) -> str:
 
 def table() -> str:
     """The Markdown table, one row per profile."""
-    config = vicuna_7b_config()
+    config = llava_v16_vicuna_7b_config()
     rows = [
         "| device | memory cap (GiB) | 4-bit: visual tokens of 2880, peak | "
         "8-bit: visual tokens of 2880, peak |",

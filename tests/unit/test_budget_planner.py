@@ -30,6 +30,7 @@ from edge_hired.budget import (
 )
 from edge_hired.bundle.manifest import Manifest
 from edge_hired.errors import InvalidArgumentError
+from edge_hired.models.reference_configs import llava_v16_vicuna_7b_config
 from edge_hired.models.tiny import make_config
 from edge_hired.profiles import load_all, load_profile
 from tests.unit.test_profiles import run_cli
@@ -38,43 +39,12 @@ ROOT = Path(__file__).resolve().parents[2]
 PINPOINTS = [[336, 672], [672, 336], [672, 672], [1008, 336], [336, 1008]]
 
 
-def vicuna_7b() -> LlavaNextConfig:
-    """llava-v1.6-vicuna-7b's shape, configuration only."""
-    vision = dict(
-        model_type="clip_vision_model",
-        hidden_size=1024,
-        num_hidden_layers=24,
-        num_attention_heads=16,
-        intermediate_size=4096,
-        image_size=336,
-        patch_size=14,
-        projection_dim=768,
-    )
-    text = dict(
-        model_type="llama",
-        hidden_size=4096,
-        num_hidden_layers=32,
-        num_attention_heads=32,
-        num_key_value_heads=32,
-        intermediate_size=11008,
-        vocab_size=32064,
-        max_position_embeddings=4096,
-    )
-    return LlavaNextConfig(
-        vision_config=vision,
-        text_config=text,
-        image_grid_pinpoints=PINPOINTS,
-        vision_feature_layer=-2,
-        image_token_id=32000,
-    )
-
-
 @pytest.fixture(scope="module")
 def configs() -> dict[str, LlavaNextConfig]:
     return {
         "tiny": make_config("tiny-llava-next"),
         "mid": make_config("mid-llava-next"),
-        "7b": vicuna_7b(),
+        "7b": llava_v16_vicuna_7b_config(),
     }
 
 
