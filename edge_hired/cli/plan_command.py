@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -29,32 +28,9 @@ from edge_hired.budget import (
     plan_for_run,
     run_facts,
 )
-from edge_hired.cli.args import positive_int
+from edge_hired.cli.args import count_arg, gib_arg, positive_int
 from edge_hired.errors import InvalidArgumentError
 from edge_hired.profiles import DeviceProfile, ProfileError, load_all, load_profile
-
-
-def gib_arg(text: str) -> float:
-    """argparse type: a positive, finite number of GiB."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of GiB > 0, got {text!r}") from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a number of GiB > 0, got {text!r}")
-    return value
-
-
-def count_arg(text: str) -> int:
-    """argparse type: an integer >= 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
-    return value
-
 
 # --- parsers ----------------------------------------------------------------------------------
 
