@@ -240,16 +240,15 @@ def test_parity_failure_names_the_output_and_leaves_nothing(
     assert list((tmp_path / "bundles").iterdir()) == []
 
 
-def test_quantized_4bit_bundle_generates_and_is_smaller(
-    tiny_next_dir, next_bundle, tmp_path
+@pytest.mark.parametrize("quantization", ["4bit", "8bit"])
+def test_quantized_bundle_generates_and_is_smaller(
+    quantization, tiny_next_dir, next_bundle, tmp_path
 ) -> None:
-    out = tmp_path / "tiny-4bit"
-    manifest = export_bundle(
-        str(tiny_next_dir),
-        out,
-        ExportOptions(quantization="4bit", dtype="fp16", measure_memory=False),
-    )
-    assert manifest.llm.quantization == "4bit"
+    out = tmp_path / f"tiny-{quantization}"
+    options = ExportOptions(quantization=quantization, dtype="fp16", measure_memory=False)
+    manifest = export_bundle(str(tiny_next_dir), out, options)
+    assert manifest.llm.quantization == quantization
+    assert manifest.llm.compute_dtype == "float16"
     assert manifest.llm.weight_bytes < read_manifest(next_bundle).llm.weight_bytes
     result = load_bundle_pipeline(out).run(
         textured_image(300, 600),
@@ -258,3 +257,4 @@ def test_quantized_4bit_bundle_generates_and_is_smaller(
         SamplingOptions(max_new_tokens=3),
     )
     assert 1 <= len(result.token_ids) <= 3 and torch.isfinite(torch.tensor(result.ttft_s))
+    assert result.visual_tokens_kept == int(0.2 * 3 * 576)
