@@ -12,10 +12,11 @@ import warnings
 from collections.abc import Callable, Sequence
 
 from edge_hired import __version__
-from edge_hired.cli.args import positive_int, ratio_arg, unit_interval
+from edge_hired.cli.args import ratio_arg
 from edge_hired.cli.bench_command import add_bench_parser
 from edge_hired.cli.eval_command import add_eval_parser
 from edge_hired.cli.export_command import add_export_parser
+from edge_hired.cli.flags import add_generation_args, add_selection_args, add_source_args
 from edge_hired.cli.plan_command import (
     add_plan_parser,
     add_profile_args,
@@ -24,57 +25,8 @@ from edge_hired.cli.plan_command import (
 )
 from edge_hired.cli.show_command import add_show_parser
 from edge_hired.errors import EdgeHiredError
-from edge_hired.hired import STRATEGIES
 
 EXIT_USER_ERROR = 2
-STRATEGY_HELP = (
-    "hired (default), full (no dropping), hired-ref (the paper's published arithmetic), "
-    "spatial, random, prumerge, prumerge+ (adaptive count)"
-)
-
-
-def add_selection_args(parser: argparse.ArgumentParser) -> None:
-    """Budget and strategy flags shared by run-like commands."""
-    group = parser.add_argument_group("token selection")
-    budget = group.add_mutually_exclusive_group()
-    budget.add_argument(
-        "--budget",
-        type=ratio_arg,
-        metavar="RATIO",
-        help="keep this share of the image's (1 + sub-images) x N tokens, e.g. 0.2",
-    )
-    budget.add_argument(
-        "--tokens", type=positive_int, metavar="N", help="keep at most N visual tokens"
-    )
-    group.add_argument(
-        "--strategy", default="hired", choices=STRATEGIES, metavar="NAME", help=STRATEGY_HELP
-    )
-    group.add_argument(
-        "--alpha",
-        type=unit_interval,
-        default=0.5,
-        help="share of the budget given to the full image (default 0.5)",
-    )
-    group.add_argument(
-        "--newline",
-        choices=("none", "rows"),
-        default="none",
-        help="image_newline tokens after kept stitched rows (default none, as the paper)",
-    )
-    group.add_argument(
-        "--seed", type=int, default=0, help="seed of the random strategy and sampling"
-    )
-
-
-def add_generation_args(parser: argparse.ArgumentParser) -> None:
-    """Sampling flags, named as transformers names them."""
-    group = parser.add_argument_group("generation (greedy unless --do-sample)")
-    group.add_argument("--max-new-tokens", type=positive_int, default=64)
-    group.add_argument("--do-sample", action="store_true")
-    group.add_argument("--temperature", type=float)
-    group.add_argument("--top-p", type=float)
-    group.add_argument("--top-k", type=int)
-    group.add_argument("--repetition-penalty", type=float)
 
 
 def add_run_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -86,25 +38,10 @@ def add_run_parser(subparsers: argparse._SubParsersAction) -> None:
         "and stream the LLM's answer. Without --model or --bundle it runs the embedded "
         "random-weight demo model.",
     )
-    source = parser.add_mutually_exclusive_group()
-    source.add_argument(
-        "--model",
-        metavar="DIR_OR_HUB_ID",
-        help="LLaVA-NeXT or LLaVA-1.5 checkpoint (default: the embedded tiny demo model)",
+    add_source_args(
+        parser, bundle_help="a bundle written by `edge-hired export` (runs from it alone)"
     )
-    source.add_argument(
-        "--bundle",
-        metavar="DIR",
-        help="a bundle written by `edge-hired export` (runs from it alone)",
-    )
-    parser.add_argument("--image", metavar="PATH", help="image file (default: the bundled sample)")
     parser.add_argument("--prompt", default="Describe the image.", help="the question")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    parser.add_argument(
-        "--dtype",
-        choices=("fp32", "fp16", "bf16"),
-        help="compute dtype (default fp16 on CUDA, fp32 on CPU)",
-    )
     parser.add_argument(
         "--json",
         action="store_true",
@@ -123,17 +60,6 @@ def add_run_parser(subparsers: argparse._SubParsersAction) -> None:
         help="auto: jtop on a Jetson, else NVML, else psutil",
     )
     telemetry.add_argument("--telemetry-interval", type=float, default=0.1, metavar="SECONDS")
-    bundle = parser.add_argument_group("bundles")
-    bundle.add_argument(
-        "--providers",
-        metavar="LIST",
-        help="ONNX Runtime providers in order, e.g. cuda,cpu (default: TensorRT > CUDA > CPU)",
-    )
-    bundle.add_argument(
-        "--no-verify",
-        action="store_true",
-        help="skip the sha256 check of the bundle's files at load",
-    )
     add_selection_args(parser)
     add_profile_args(parser)
     add_generation_args(parser)

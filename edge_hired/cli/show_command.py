@@ -11,6 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from edge_hired.cli.flags import add_selection_args, add_source_args
 from edge_hired.errors import InvalidArgumentError, expected
 
 __all__ = ["add_show_parser", "show_from_args"]
@@ -18,8 +19,6 @@ __all__ = ["add_show_parser", "show_from_args"]
 
 def add_show_parser(subparsers: argparse._SubParsersAction) -> None:
     """`edge-hired show --out FILE.png [--model DIR | --bundle DIR] [--image PATH] ...`."""
-    from edge_hired.cli.main import add_selection_args  # main imports this module first
-
     parser = subparsers.add_parser(
         "show",
         help="draw the tokens HiRED keeps and drops on the image, as a PNG",
@@ -29,14 +28,7 @@ def add_show_parser(subparsers: argparse._SubParsersAction) -> None:
         "layer-0 attention heat map of the full image with the sub-image regions its content "
         "scores were counted in; each partition's budget. No text is generated.",
     )
-    source = parser.add_mutually_exclusive_group()
-    source.add_argument(
-        "--model",
-        metavar="DIR_OR_HUB_ID",
-        help="LLaVA-NeXT or LLaVA-1.5 checkpoint (default: the embedded tiny demo model)",
-    )
-    source.add_argument("--bundle", metavar="DIR", help="a bundle written by `edge-hired export`")
-    parser.add_argument("--image", metavar="PATH", help="image file (default: the bundled sample)")
+    add_source_args(parser, bundle_help="a bundle written by `edge-hired export`")
     parser.add_argument(
         "--out",
         required=True,
@@ -51,23 +43,10 @@ def add_show_parser(subparsers: argparse._SubParsersAction) -> None:
         metavar="PX",
         help="pixels per token cell in the picture, 6..64 (default 16)",
     )
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    parser.add_argument(
-        "--dtype",
-        choices=("fp32", "fp16", "bf16"),
-        help="compute dtype (default fp16 on CUDA, fp32 on CPU)",
-    )
     parser.add_argument(
         "--json",
         action="store_true",
         help="print one JSON object: the PNG's path, kept tokens per partition, budgets",
-    )
-    bundle = parser.add_argument_group("bundles")
-    bundle.add_argument("--providers", metavar="LIST", help="ONNX Runtime providers in order")
-    bundle.add_argument(
-        "--no-verify",
-        action="store_true",
-        help="skip the sha256 check of the bundle's files at load",
     )
     add_selection_args(parser)
     parser.set_defaults(handler=show_from_args)
