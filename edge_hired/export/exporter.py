@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
+from importlib import metadata
 from pathlib import Path
 
 import torch
@@ -208,22 +209,17 @@ def _vision_spec(
 
 
 def _versions() -> dict[str, str]:
-    """Versions of everything that shaped the bundle."""
-    import onnx
+    """Versions of everything that shaped the bundle (read from metadata: nothing imported)."""
+    names = ("torch", "transformers", "onnx", "bitsandbytes")
+    return {"edge-hired": edge_hired.__version__, **{name: _version_of(name) for name in names}}
 
-    versions = {
-        "edge-hired": edge_hired.__version__,
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "onnx": onnx.__version__,
-    }
+
+def _version_of(distribution: str) -> str:
+    """An installed distribution's version, or 'not installed'."""
     try:
-        import bitsandbytes
-
-        versions["bitsandbytes"] = bitsandbytes.__version__
-    except ImportError:
-        versions["bitsandbytes"] = "not installed"
-    return versions
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return "not installed"
 
 
 def _revision(config) -> str:
