@@ -4,6 +4,7 @@ the backend choice and its reason, read errors mid-run, energy, phases and the J
 from __future__ import annotations
 
 import json
+import mmap
 import re
 import threading
 import time
@@ -210,11 +211,14 @@ def test_psutil_sampler_sees_this_process_grow_by_200_mb():
     assert errors == {}
     assert before["process_rss_mib"] > 0
     assert 0 < before["ram_used_mib"] <= before["ram_total_mib"]
-    block = b"\x01" * (200 * 2**20)  # written, so resident
+    # Fresh anonymous pages, touched one by one: resident whatever the heap already holds.
+    block = mmap.mmap(-1, 200 * 2**20)
+    for offset in range(0, len(block), mmap.PAGESIZE):
+        block[offset] = 1
     after, _ = sampler.read()
     assert after["process_rss_mib"] - before["process_rss_mib"] > 150
     assert 0.0 <= after["cpu_pct"] <= 100.0
-    del block
+    block.close()
 
 
 # ---------------------------------------------------------------- backend choice
