@@ -15,7 +15,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from importlib import metadata
 from pathlib import Path
 
@@ -265,8 +265,3 @@ def _publish(staging: Path, out_dir: Path, overwrite: bool) -> None:
         shutil.rmtree(old, ignore_errors=True)
         return
     staging.rename(out_dir)
-
-
-def manifest_summary(manifest: Manifest) -> dict:
-    """The manifest as a plain dict (for --json)."""
-    return asdict(manifest)

@@ -3,7 +3,8 @@
 `select_tokens` is the one public entry point. It is pure numpy (no torch, no onnxruntime, no
 file I/O) so the same decision runs on a Jetson, in ONNX export checks and in unit tests: it
 takes head-wise CLS attention rows and the image geometry and returns a `Selection` whose
-`order` the runtime uses to gather the encoder's features. See /work/shared/HIRED.md.
+`order` the runtime uses to gather the encoder's features. The rules are those of the
+project's algorithm page (shared/HIRED.md); README.md summarises them.
 
 Attention rows are cast to float32 and summed over heads in float32 (HIRED.md: "Compute in
 fp32"); PruMerge's similarities and merge weights use float64.
