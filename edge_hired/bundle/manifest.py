@@ -1,17 +1,22 @@
 """The bundle manifest: every fact the device-side runtime and the memory planner need.
 
 Written beside the exported files so that nothing is inferred from file names. It is plain JSON
-(never pickle), versioned by `SCHEMA_VERSION`; a reader refuses versions it does not know.
+(never pickle), versioned by `SCHEMA_VERSION`; a reader refuses versions it does not know, and
+checks every field against the schema below (pydantic; unknown or mistyped fields are refused).
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import MISSING, asdict, dataclass, field, fields
+from dataclasses import asdict, field
 from pathlib import Path
 from typing import Any
 
+from pydantic import StrictFloat, StrictInt, StrictStr
+from pydantic.dataclasses import dataclass
+
 from edge_hired.errors import EdgeHiredError, expected
+from edge_hired.schema import SCHEMA, validate
 
 SCHEMA_VERSION = 1
 MANIFEST_NAME = "manifest.json"
@@ -21,103 +26,78 @@ class BundleError(EdgeHiredError):
     """A directory that is not a usable bundle: missing, tampered, or of an unknown schema."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=SCHEMA)
 class FileRecord:
     """Size and sha256 of one bundle file."""
 
-    bytes: int
-    sha256: str
+    bytes: StrictInt
+    sha256: StrictStr
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=SCHEMA)
 class VisionSpec:
     """The exported vision encoder and the image geometry it serves."""
 
-    family: str  # "llava_next" or "llava"
-    crop_size: int  # pixels per partition side (336)
-    patch_size: int  # ViT patch (14)
-    tokens_per_partition: int  # N (576)
-    num_heads: int
-    hidden_size: int
-    vision_feature_layer: int  # LLaVA's hidden-state index (-2)
-    layers_in_graph: int  # encoder layers in the ONNX graph (23 of 24)
-    l_init: int
-    l_final: int
-    pinpoints: list[list[int]]
-    image_token_id: int
-    encoder_bytes: int  # ONNX weights
-    activation_bytes_per_partition: int  # measured peak above weights, per partition, at export
-    dtype: str  # "float32" or "float16"
+    family: StrictStr  # "llava_next" or "llava"
+    crop_size: StrictInt  # pixels per partition side (336)
+    patch_size: StrictInt  # ViT patch (14)
+    tokens_per_partition: StrictInt  # N (576)
+    num_heads: StrictInt
+    hidden_size: StrictInt
+    vision_feature_layer: StrictInt  # LLaVA's hidden-state index (-2)
+    layers_in_graph: StrictInt  # encoder layers in the ONNX graph (23 of 24)
+    l_init: StrictInt
+    l_final: StrictInt
+    pinpoints: list[list[StrictInt]]
+    image_token_id: StrictInt
+    encoder_bytes: StrictInt  # ONNX weights
+    # measured peak above the weights, per partition, at export
+    activation_bytes_per_partition: StrictInt
+    dtype: StrictStr  # "float32" or "float16"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=SCHEMA)
 class LlmSpec:
     """The language model's geometry and storage, for loading and for memory planning."""
 
-    architecture: str
-    num_layers: int
-    num_kv_heads: int
-    head_dim: int
-    hidden_size: int
-    intermediate_size: int
-    vocab_size: int
-    max_position_embeddings: int
-    compute_dtype: str  # "float32", "float16" or "bfloat16"
-    quantization: str  # "none", "8bit" or "4bit"
-    weight_bytes: int  # bytes of the saved weights
-    projector_bytes: int
+    architecture: StrictStr
+    num_layers: StrictInt
+    num_kv_heads: StrictInt
+    head_dim: StrictInt
+    hidden_size: StrictInt
+    intermediate_size: StrictInt
+    vocab_size: StrictInt
+    max_position_embeddings: StrictInt
+    compute_dtype: StrictStr  # "float32", "float16" or "bfloat16"
+    quantization: StrictStr  # "none", "8bit" or "4bit"
+    weight_bytes: StrictInt  # bytes of the saved weights
+    projector_bytes: StrictInt
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=SCHEMA)
 class Manifest:
     """Everything a bundle declares about itself."""
 
-    schema_version: int
+    schema_version: StrictInt
     source: dict[str, Any]  # model_id, revision
-    versions: dict[str, str]  # edge-hired, torch, transformers, onnx, bitsandbytes
+    versions: dict[str, StrictStr]  # edge-hired, torch, transformers, onnx, bitsandbytes
     vision: VisionSpec
     llm: LlmSpec
-    parity: dict[str, dict[str, float]]  # output -> {max_abs_diff, tolerance}
+    parity: dict[str, dict[str, StrictFloat]]  # output -> {max_abs_diff, tolerance}
     files: dict[str, FileRecord] = field(default_factory=dict)
-    export_seconds: float = 0.0
+    export_seconds: StrictFloat = 0.0
 
     def to_json(self) -> str:
         """Pretty JSON, keys in declaration order."""
         return json.dumps(asdict(self), indent=2) + "\n"
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], origin: str = "manifest") -> Manifest:
+    def from_dict(cls, data: Any, origin: str = "manifest") -> Manifest:
         """Parse and check a manifest dictionary; unknown schema versions are refused."""
-        version = data.get("schema_version")
+        version = data.get("schema_version") if isinstance(data, dict) else None
         if version != SCHEMA_VERSION:
             raise BundleError(expected(f"{origin}: schema_version", SCHEMA_VERSION, version))
-        try:
-            return cls(
-                **{
-                    **_plain(cls, data, origin),
-                    "vision": VisionSpec(**_plain(VisionSpec, data["vision"], origin + ".vision")),
-                    "llm": LlmSpec(**_plain(LlmSpec, data["llm"], origin + ".llm")),
-                    "files": {k: FileRecord(**v) for k, v in data.get("files", {}).items()},
-                }
-            )
-        except (KeyError, TypeError) as error:
-            raise BundleError(f"{origin}: malformed manifest ({error})") from error
-
-
-def _plain(kind: type, data: Any, origin: str) -> dict[str, Any]:
-    """The fields of `kind` from data, refusing missing or unknown keys by name."""
-    if not isinstance(data, dict):
-        raise BundleError(expected(origin, "a JSON object", type(data).__name__))
-    names = {f.name for f in fields(kind)}
-    required = {
-        f.name for f in fields(kind) if f.default is MISSING and f.default_factory is MISSING
-    }
-    unknown, missing = set(data) - names, required - set(data)
-    if unknown:
-        raise BundleError(f"{origin}: unknown field(s) {sorted(unknown)}")
-    if missing:
-        raise BundleError(f"{origin}: missing field(s) {sorted(missing)}")
-    return dict(data)
+        return validate(cls, data, origin, BundleError)
 
 
 def read_manifest(bundle_dir: Path) -> Manifest:

@@ -3,7 +3,8 @@
 A row reads `{"image": "images/a.png", "question": "...", "answers": ["..."], "id": "q1"}`:
 `image` is relative to the JSONL file (or absolute), `answers` holds every accepted answer (10
 for VQAv2-style sets), `id` is optional (default: the line number) and must be unique. Other
-keys are kept out of the way (ignored). Every error names the file and line.
+keys are kept out of the way (ignored). Rows are checked by a pydantic schema (`_Row`); every
+error names the file, line and key: "set.jsonl:3: answers: expected ..., got ...".
 """
 
 from __future__ import annotations
@@ -13,9 +14,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+import pydantic.dataclasses
+from pydantic import AfterValidator, ConfigDict, Field, StrictInt, StrictStr
 
 from edge_hired.errors import InvalidArgumentError, expected
+from edge_hired.schema import expect, non_blank, validate
 
 __all__ = [
     "DEFAULT_PROMPT_SUFFIX",
@@ -53,41 +58,24 @@ def _where(path: Path, line: int) -> str:
     return f"{path}:{line}"
 
 
-def _text_field(row: dict[str, Any], key: str, where: str) -> str:
-    """A required non-empty string field."""
-    value = row.get(key)
-    if not isinstance(value, str) or not value.strip():
-        raise EvalDataError(expected(f"{where}: '{key}'", "a non-empty string", value))
-    return value
+NonEmpty = Annotated[str, Field(strict=True), AfterValidator(non_blank)]
+Answers = Annotated[tuple[StrictStr, ...], Field(min_length=1)]
+RowId = Annotated[str, Field(strict=True, min_length=1)] | StrictInt
 
 
-def _answers_field(row: dict[str, Any], where: str) -> tuple[str, ...]:
-    """A non-empty list of strings."""
-    value = row.get("answers")
-    if not isinstance(value, list) or not value or not all(isinstance(a, str) for a in value):
-        raise EvalDataError(expected(f"{where}: 'answers'", "a non-empty list of strings", value))
-    return tuple(value)
+# Frozen like every schema, but other keys are ignored: sets carry their own metadata per row.
+@pydantic.dataclasses.dataclass(frozen=True, config=ConfigDict(extra="ignore"))
+class _Row:
+    """One JSONL line as written (`id` is filled in with the line number by `parse_row`)."""
+
+    id: Annotated[RowId, expect("a non-empty string or an integer")]
+    image: Annotated[NonEmpty, expect("a non-empty string")]
+    question: Annotated[NonEmpty, expect("a non-empty string")]
+    answers: Annotated[Answers, expect("a non-empty list of strings")]
 
 
-def _id_field(row: dict[str, Any], line: int, where: str) -> str:
-    """The row's id as text; the line number when absent."""
-    value = row.get("id", line)
-    if isinstance(value, bool) or not isinstance(value, (str, int)) or str(value) == "":
-        raise EvalDataError(expected(f"{where}: 'id'", "a non-empty string or an integer", value))
-    return str(value)
-
-
-def _image_field(row: dict[str, Any], base: Path, where: str, check: bool) -> Path:
-    """The image path, resolved against the JSONL file's folder; it must exist if `check`."""
-    image = base / _text_field(row, "image", where)
-    if check and not image.is_file():
-        raise EvalDataError(expected(f"{where}: image", "an existing file", str(image)))
-    return image
-
-
-def parse_row(text: str, path: Path, line: int, check_images: bool = True) -> EvalSample:
-    """One JSONL line as a sample, or EvalDataError naming `path:line`."""
-    where = _where(path, line)
+def _json_object(text: str, where: str) -> dict[str, Any]:
+    """The line parsed as a JSON object, or EvalDataError."""
     try:
         row = json.loads(text)
     except json.JSONDecodeError as error:
@@ -95,12 +83,17 @@ def parse_row(text: str, path: Path, line: int, check_images: bool = True) -> Ev
         raise EvalDataError(invalid) from error
     if not isinstance(row, dict):
         raise EvalDataError(expected(where, "a JSON object", type(row).__name__))
-    return EvalSample(
-        id=_id_field(row, line, where),
-        image=_image_field(row, path.parent, where, check_images),
-        question=_text_field(row, "question", where),
-        answers=_answers_field(row, where),
-    )
+    return row
+
+
+def parse_row(text: str, path: Path, line: int, check_images: bool = True) -> EvalSample:
+    """One JSONL line as a sample, or EvalDataError naming `path:line`."""
+    where = _where(path, line)
+    row = validate(_Row, {"id": line, **_json_object(text, where)}, where, EvalDataError)
+    image = path.parent / row.image
+    if check_images and not image.is_file():
+        raise EvalDataError(expected(f"{where}: image", "an existing file", str(image)))
+    return EvalSample(id=str(row.id), image=image, question=row.question, answers=row.answers)
 
 
 def _lines(path: Path) -> Iterator[tuple[int, str]]:
@@ -127,7 +120,7 @@ def load_jsonl(path: str | Path, check_images: bool = True) -> list[EvalSample]:
         if sample.id in first_line:
             raise EvalDataError(
                 expected(
-                    f"{_where(path, number)}: 'id'",
+                    f"{_where(path, number)}: id",
                     f"unique (line {first_line[sample.id]} has it)",
                     sample.id,
                 )

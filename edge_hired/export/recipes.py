@@ -1,16 +1,21 @@
 """Per-family export recipes, as data in the repository's top-level `export/recipes/` folder.
 
 A recipe names the modules to export, the ONNX opset, the probe used for the parity check and
-the tolerance declared for every ONNX output. Adding a family is adding a TOML file.
+the tolerance declared for every ONNX output. Adding a family is adding a TOML file; every key
+is checked (pydantic), and a bad one is a `RecipeError` naming the file and the key.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, StrictStr
+from pydantic.dataclasses import dataclass
 
 from edge_hired.errors import EdgeHiredError, expected
+from edge_hired.schema import SCHEMA, validate
 
 try:
     import tomllib
@@ -24,18 +29,22 @@ class RecipeError(EdgeHiredError):
     """A missing or malformed export recipe."""
 
 
-@dataclass(frozen=True)
+Count = Annotated[int, Field(strict=True, ge=1)]
+Tolerance = Annotated[float, Field(strict=True, ge=0, allow_inf_nan=False)]
+
+
+@dataclass(frozen=True, config=SCHEMA)
 class Recipe:
     """How one model family is exported."""
 
-    family: str
-    model_class: str
-    vision_tower: str
-    projector: str
-    image_newline: str
-    default_opset: int
-    probe_partitions: int
-    tolerance: dict[str, dict[str, float]]
+    family: StrictStr
+    model_class: StrictStr  # a transformers class name
+    vision_tower: StrictStr  # attribute paths from the loaded model
+    projector: StrictStr
+    image_newline: StrictStr  # "" when the family has none
+    default_opset: Count
+    probe_partitions: Count
+    tolerance: dict[str, dict[str, Tolerance]]  # export dtype -> ONNX output -> max |diff|
 
     def tolerance_for(self, dtype_name: str) -> dict[str, float]:
         """Per-output tolerances for an export dtype ("float32" or "float16")."""
@@ -62,6 +71,6 @@ def load_recipe(family: str) -> Recipe:
         raise RecipeError(expected(f"export recipe for model type {family!r}", known, str(path)))
     try:
         data = tomllib.loads(path.read_text())
-        return Recipe(**data)
-    except (tomllib.TOMLDecodeError, TypeError) as error:
+    except tomllib.TOMLDecodeError as error:
         raise RecipeError(f"{path}: malformed recipe ({error})") from error
+    return validate(Recipe, data, str(path), RecipeError)

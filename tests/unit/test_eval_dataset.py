@@ -47,12 +47,16 @@ def test_reads_rows_with_paths_relative_to_the_file(tmp_path: Path) -> None:
     [
         ('{"image": "a.png", "question": ', "invalid JSON"),
         ("[1, 2]", "expected a JSON object, got 'list'"),
-        ({"question": "q", "answers": ["a"]}, "'image': expected a non-empty string, got None"),
-        (dict(GOOD, question="  "), "'question': expected a non-empty string"),
-        (dict(GOOD, answers="red"), "'answers': expected a non-empty list of strings, got 'red'"),
-        (dict(GOOD, answers=[]), "'answers': expected a non-empty list of strings, got []"),
-        (dict(GOOD, answers=["red", 2]), "'answers': expected a non-empty list of strings"),
-        (dict(GOOD, id=True), "'id': expected a non-empty string or an integer"),
+        ({"question": "q", "answers": ["a"]}, "missing key 'image'"),
+        (dict(GOOD, image=None), "image: expected a non-empty string, got None"),
+        (dict(GOOD, question="  "), "question: expected a non-empty string, got '  '"),
+        (dict(GOOD, answers="red"), "answers: expected a non-empty list of strings, got 'red'"),
+        (dict(GOOD, answers=[]), "answers: expected a non-empty list of strings, got []"),
+        (dict(GOOD, answers=["red", 2]), "answers: expected a non-empty list of strings"),
+        (dict(GOOD, id=True), "id: expected a non-empty string or an integer, got True"),
+        (dict(GOOD, id=None), "id: expected a non-empty string or an integer, got None"),
+        (dict(GOOD, id=""), "id: expected a non-empty string or an integer, got ''"),
+        (dict(GOOD, question=5), "question: expected a non-empty string, got 5"),
         (dict(GOOD, image="missing.png"), "image: expected an existing file"),
     ],
 )
@@ -61,13 +65,13 @@ def test_errors_name_the_file_and_line(tmp_path: Path, bad_line: str | dict, mes
     with pytest.raises(EvalDataError) as caught:
         load_jsonl(path)
     assert str(caught.value).startswith(f"{path}:3: ")
-    assert message in str(caught.value)
+    assert message in str(caught.value) and "\n" not in str(caught.value)
     assert isinstance(caught.value, EdgeHiredError)  # the CLI prints it on one line, exit 2
 
 
 def test_duplicate_ids_name_both_lines(tmp_path: Path) -> None:
     path = write(tmp_path, dict(GOOD, id="x"), dict(GOOD, id="y"), dict(GOOD, id="x"))
-    with pytest.raises(EvalDataError, match=r"set\.jsonl:3: 'id': expected unique \(line 1"):
+    with pytest.raises(EvalDataError, match=r"set\.jsonl:3: id: expected unique \(line 1"):
         load_jsonl(path)
 
 

@@ -1,7 +1,8 @@
 """Device profiles (the files in profiles/ and their validation), free memory and Jetson detection.
 
 Bad files must fail with one line that names the file and the key; Jetson detection and
-MemAvailable are tested on captured device files, as jtop does.
+MemAvailable are tested on hand-made fixtures written from the documented format of the device
+files (/proc/meminfo, /proc/device-tree, /etc/nv_tegra_release), as jtop reads them.
 """
 
 from __future__ import annotations
@@ -13,17 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from edge_hired.budget import GIB
 from edge_hired.cli.main import EXIT_USER_ERROR, OneLineParser
 from edge_hired.cli.plan_command import add_plan_parser, add_profile_parser, add_profiles_parser
 from edge_hired.device.jetson import detect_jetson, parse_l4t_release
-from edge_hired.device.memory_info import (
-    MemoryInfoError,
-    host_memory,
-    mem_available_bytes,
-    memory_cap,
-)
+from edge_hired.device.memory_info import MemoryInfoError, host_memory, mem_available_bytes
 from edge_hired.errors import EdgeHiredError
+from edge_hired.facts.memory_cap import memory_cap
 from edge_hired.profiles import (
     PROFILES_ENV,
     ProfileError,
@@ -33,6 +29,7 @@ from edge_hired.profiles import (
     profiles_dir,
     read_profile,
 )
+from edge_hired.units import GIB
 
 REQUIRED = {
     "orin-nano-4gb",
@@ -204,17 +201,48 @@ def test_a_path_to_a_toml_file_is_accepted(tmp_path) -> None:
         ),
         (
             GOOD + "\n[gpu]\nsm = 8\n",
-            "{path}: unknown section [gpu] (known: memory, performance, runtime)",
+            "{path}: unknown key 'gpu' (known: name, description, memory, performance, runtime)",
         ),
         ('name = "other"\n' + GOOD, "{path}: name: expected the file's name 'board', got 'other'"),
         (
             GOOD.replace("total_gib = 8.0", 'source = "meminfo"\ntotal_gib = 8.0'),
-            '{path}: memory.total_gib: expected no total with source "meminfo"',
+            '{path}: memory.total_gib: expected no total with source "meminfo", got 8.0',
         ),
         (
             re.sub(r"providers = \[.*\]", "providers = []", GOOD),
             "{path}: runtime.providers: expected a list of ONNX Runtime providers, e.g. "
             '["CPUExecutionProvider"], got []',
+        ),
+        # Types are strict: TOML's true, "yes", inf or a bare provider name are refused, not cast.
+        (
+            GOOD.replace("unified = true", 'unified = "yes"'),
+            "{path}: memory.unified: expected true or false, got 'yes'",
+        ),
+        (
+            GOOD.replace("os_gib = 1.0", "os_gib = true"),
+            "{path}: memory.os_gib: expected a number >= 0, got True",
+        ),
+        (
+            GOOD.replace("fp16_tflops = 10", "fp16_tflops = inf"),
+            "{path}: performance.fp16_tflops: expected a number > 0, got inf",
+        ),
+        (
+            GOOD.replace('"CUDAExecutionProvider", ', '"CUDA", '),
+            "{path}: runtime.providers: expected a list of ONNX Runtime providers, e.g. "
+            "[\"CPUExecutionProvider\"], got ['CUDA', 'CPUExecutionProvider']",
+        ),
+        (
+            GOOD.replace('description = "a test board"', 'description = "  "'),
+            "{path}: description: expected non-empty text, got '  '",
+        ),
+        (
+            GOOD.replace('device = "cuda"', 'device = "cuda"\nthreads = 4'),
+            "{path}: unknown key 'runtime.threads' (known: device, providers, quantization, "
+            "compute_dtype, kv_cache_dtype)",
+        ),
+        (
+            GOOD.replace("fp16_tflops = 10      # test\n", ""),
+            "{path}: missing key 'performance.fp16_tflops'",
         ),
     ],
 )
@@ -223,6 +251,26 @@ def test_bad_profile_names_file_and_key(tmp_path, text: str, message: str) -> No
     with pytest.raises(ProfileError) as caught:
         read_profile(path)
     assert str(caught.value) == message.format(path=path)
+
+
+def test_a_file_cannot_set_the_profile_path(tmp_path) -> None:
+    """`path` is the loader's (where the file was read), never a key a file may set."""
+    path = write(tmp_path, "board", 'path = "/elsewhere.toml"\n' + GOOD)
+    with pytest.raises(ProfileError, match=r"board\.toml: path: expected an instance of Path"):
+        read_profile(path)
+
+
+def test_a_profile_is_frozen_and_a_changed_copy_is_checked_again() -> None:
+    profile = load_profile("orin-nx-8gb")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        profile.name = "other"  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        profile.runtime.quantization = "3bit"  # type: ignore[misc]
+    bigger = dataclasses.replace(profile.memory, total_gib=16.0)
+    gained = bigger.usable_gib() - profile.memory.usable_gib()
+    assert gained == pytest.approx(16.0 - profile.memory.total_gib)  # only the total changed
+    with pytest.raises(ValueError, match="room left after the OS"):
+        dataclasses.replace(profile.memory, total_gib=0.5)
 
 
 def test_bad_toml_names_the_file_and_the_place(tmp_path) -> None:
@@ -256,6 +304,7 @@ def test_cli_lists_every_profile(capsys) -> None:
 
 # --- free memory ------------------------------------------------------------------------------
 
+#: Hand-made, in /proc/meminfo's format, with an Orin Nano 8GB's MemTotal (not a capture).
 ORIN_MEMINFO = """\
 MemTotal:        7620000 kB
 MemFree:          412000 kB
@@ -296,7 +345,7 @@ def test_cap_from_profile_override_and_meminfo(tmp_path) -> None:
     assert memory_cap(nano, live_kind="unified", meminfo=path) == memory_cap(nano)
 
 
-# --- Jetson detection on captured files -------------------------------------------------------
+# --- Jetson detection on hand-made device files -----------------------------------------------
 
 NUL = "\0"
 RELEASE_36_4_3 = (
@@ -312,7 +361,7 @@ def board(
     release: str | None,
     memtotal_kib: int = 7620000,
 ) -> dict[str, Path]:
-    """Captured device files of one board in tmp_path."""
+    """Hand-made device files of one board in tmp_path, in the format the real ones have."""
     files = {
         "model_path": (model and model + NUL),
         "compatible_path": compatible,
