@@ -22,10 +22,11 @@ from typing import Any
 import torch
 
 from edge_hired.bench.measure import MemorySource
-from edge_hired.bench.options import FULL, Setting
-from edge_hired.device.telemetry import Phase, Sample, TelemetryReport, write_telemetry
+from edge_hired.bench.options import Setting
+from edge_hired.device.telemetry.report import Phase, Sample, TelemetryReport, write_telemetry
 from edge_hired.errors import EdgeHiredError
 from edge_hired.runtime.pipeline import Pipeline
+from edge_hired.sweep import FULL
 
 FORMAT = "edge-hired-bench/1"
 
@@ -55,14 +56,6 @@ MEDIAN_KEYS = _words(
     process_cores
 """
 )
-#: Record keys from the pipeline's `timings_s`.
-TIMINGS = {
-    "preprocess_s": "preprocess",
-    "encode_s": "encode",
-    "select_s": "select",
-    "prefill_s": "prefill_to_first_token",
-    "decode_s": "decode",
-}
 PLOTS = {
     "latency": "latency_vs_budget.png",
     "memory": "memory_vs_budget.png",
@@ -249,7 +242,7 @@ def plot_rows(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def write_plots(report: BenchReport, out_dir: Path, cap_mib: float | None = None) -> None:
     """TTFT and tokens/s against budget, memory against budget, and the timeline."""
-    from edge_hired.device.plots import plot_memory_vs_budget, plot_timeline, plot_vs_budget
+    from edge_hired.bench.plots import plot_memory_vs_budget, plot_timeline, plot_vs_budget
 
     rows = plot_rows(report.rows)
     report.files["latency_plot"] = plot_vs_budget(

@@ -8,11 +8,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from edge_hired.evaluation.records import PREDICTIONS_FILE, SUMMARY_JSON, SUMMARY_MD, Key
+from edge_hired.evaluation.records import PREDICTIONS_FILE, Key
+from edge_hired.sweep import FULL
 
-__all__ = ["FULL", "EvalReport", "SettingSummary", "summarise"]
-
-FULL = "full"
+__all__ = ["EvalReport", "SettingSummary", "summarise"]
 
 
 @dataclass(frozen=True)
@@ -39,18 +38,6 @@ class EvalReport:
     out_dir: Path
     ran: int  # answers computed by this call
     reused: int  # answers found in predictions.jsonl from an earlier, interrupted call
-
-    @property
-    def predictions_path(self) -> Path:
-        return self.out_dir / PREDICTIONS_FILE
-
-    @property
-    def summary_json_path(self) -> Path:
-        return self.out_dir / SUMMARY_JSON
-
-    @property
-    def summary_md_path(self) -> Path:
-        return self.out_dir / SUMMARY_MD
 
     def row(self, budget: str, strategy: str) -> SettingSummary:
         """The summary of one setting, by budget label and strategy."""

@@ -11,7 +11,6 @@ import csv
 import json
 import math
 import os
-import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -19,26 +18,17 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from edge_hired.bench import (
-    COLUMNS,
-    MEDIAN_KEYS,
-    BenchOptions,
-    CpuPressure,
-    load_device_profile,
-    parse_budgets,
-    plot_rows,
-    profile_facts,
-    read_cpu_pressure,
-    run_bench,
-    settings_for,
-    stall_pct,
-)
+from edge_hired.bench.options import BenchOptions, load_device_profile, profile_facts, settings_for
+from edge_hired.bench.report import plot_rows
+from edge_hired.bench.runner import run_bench
 from edge_hired.cli.main import main
 from edge_hired.data import sample_image_path
+from edge_hired.device.contention import CpuPressure, read_cpu_pressure, stall_pct
 from edge_hired.errors import InvalidArgumentError
 from edge_hired.export.exporter import ExportOptions, export_bundle
 from edge_hired.runtime.pipeline import Pipeline
-from tests.integration.conftest import textured_image
+from edge_hired.sweep import parse_budgets
+from tests.helpers import textured_image
 
 pytestmark = pytest.mark.integration
 
@@ -123,18 +113,47 @@ def test_files_exist_and_pngs_open(out_dir: Path) -> None:
             assert image.format == "PNG" and image.size == (1200, 800)
 
 
+#: The results.csv header users' scripts read, written out here by hand (not taken from the code).
+CSV_HEADER = (
+    "setting,strategy,budget_label,budget,runs,images,"
+    "visual_tokens_total,visual_tokens_kept,kept_share,llm_input_tokens,new_tokens,"
+    "ttft_s,ttft_s_min,ttft_s_max,prefill_s,preprocess_s,encode_s,select_s,decode_s,"
+    "decode_tokens_per_s,e2e_s,"
+    "peak_memory_mib,memory_source,peak_rss_mib,rss_before_mib,cuda_peak_mib,telemetry_peak_mib,"
+    "energy_j,cpu_some_avg10_max,cpu_stall_pct_median,cpu_stall_pct_max,process_cores,"
+    "profile,profile_cap_tokens,device"
+)
+
+
 def test_csv_has_every_column_and_one_row_per_setting(out_dir: Path) -> None:
-    with (out_dir / "results.csv").open(newline="") as f:
-        reader = csv.DictReader(f)
-        rows = list(reader)
-    assert tuple(reader.fieldnames) == COLUMNS
-    assert [r["setting"] for r in rows] == SETTINGS
+    text = (out_dir / "results.csv").read_text()
+    assert text.splitlines()[0] == CSV_HEADER
+    rows = list(csv.DictReader(text.splitlines()))
+    assert [(r["setting"], r["strategy"], r["budget_label"]) for r in rows] == [
+        ("full", "full", "full"),
+        ("hired@0.2", "hired", "0.2"),
+        ("spatial@0.2", "spatial", "0.2"),
+    ]
+    assert [float(r["budget"]) for r in rows] == [1.0, 0.2, 0.2]
+    # 336x336 on pinpoint 336x672: 576 + 24 of 48 stitched columns x 24 rows, 3 partitions;
+    # the 800x560 sample on 672x672: 576 + 34 of 48 stitched rows (7 cut each side) x 48, 5.
+    images = results(out_dir)["options"]["images"]
+    partitions, valid = (3, 576 + 24 * 24) if images else (5, 576 + 34 * 48)
+    for row in rows:
+        assert (row["runs"], row["images"], float(row["new_tokens"])) == ("2", "1", 2.0)
+        assert (row["memory_source"], row["device"]) == ("peak_rss_mib", "cpu")
+        assert row["cuda_peak_mib"] == row["energy_j"] == ""  # None is an empty cell
+        assert float(row["ttft_s_min"]) <= float(row["ttft_s"]) <= float(row["ttft_s_max"])
+        assert float(row["visual_tokens_total"]) == valid
+    assert float(rows[0]["visual_tokens_kept"]) == valid
+    for row in rows[1:]:
+        assert float(row["visual_tokens_kept"]) == math.floor(0.2 * partitions * 576)
     data = results(out_dir)
-    assert data["columns"] == list(COLUMNS) and [r["setting"] for r in data["rows"]] == SETTINGS
-    for csv_row, json_row in zip(rows, data["rows"], strict=True):
-        for key in COLUMNS:
-            value = json_row[key]
-            assert csv_row[key] == ("" if value is None else str(value)), key
+    assert data["columns"] == CSV_HEADER.split(",")
+    for csv_row, json_row in zip(rows, data["rows"], strict=True):  # the same numbers, unrounded
+        for key, value in json_row.items():
+            if isinstance(value, float):
+                assert float(csv_row[key]) == value, key
 
 
 def test_values_are_sane(out_dir: Path, pipeline: Pipeline) -> None:
@@ -160,16 +179,43 @@ def test_values_are_sane(out_dir: Path, pipeline: Pipeline) -> None:
     assert rows["full"]["llm_input_tokens"] > rows["hired@0.2"]["llm_input_tokens"]
 
 
+#: Per-run figures whose row figure is their median (of two runs here: their mean).
+PER_RUN = [
+    "visual_tokens_total",
+    "visual_tokens_kept",
+    "kept_share",
+    "llm_input_tokens",
+    "new_tokens",
+    "ttft_s",
+    "prefill_s",
+    "preprocess_s",
+    "encode_s",
+    "select_s",
+    "decode_s",
+    "decode_tokens_per_s",
+    "e2e_s",
+    "peak_memory_mib",
+    "peak_rss_mib",
+    "rss_before_mib",
+    "cuda_peak_mib",
+    "telemetry_peak_mib",
+    "energy_j",
+    "process_cores",
+]
+
+
 def test_rows_are_the_medians_of_the_recorded_runs(out_dir: Path) -> None:
     data = results(out_dir)
     for row in data["rows"]:
-        runs = [r for r in data["runs"] if r["setting"] == row["setting"]]
-        assert len(runs) == 2
-        for key in MEDIAN_KEYS:
-            values = [r[key] for r in runs if r[key] is not None]
-            expected = statistics.median(values) if values else None
-            assert row[key] == (pytest.approx(expected, rel=1e-12) if values else None), key
-        assert row["ttft_s_max"] == max(r["ttft_s"] for r in runs)
+        first, second = [r for r in data["runs"] if r["setting"] == row["setting"]]
+        for key in PER_RUN:
+            a, b = first[key], second[key]
+            if a is None or b is None:  # a figure missing from a run: the other run's, or none
+                assert row[key] == (b if a is None else a), key
+            else:
+                assert row[key] == pytest.approx((a + b) / 2, rel=1e-12), key
+        assert row["ttft_s_min"] == min(first["ttft_s"], second["ttft_s"])
+        assert row["ttft_s_max"] == max(first["ttft_s"], second["ttft_s"])
 
 
 def test_settings_run_round_robin_after_the_warm_up(out_dir: Path) -> None:
@@ -216,10 +262,22 @@ def test_cli_records_the_profile(bundle_out: Path) -> None:
 
 
 def test_profile_name_is_recorded_without_the_planner(pipeline, monkeypatch) -> None:
-    monkeypatch.setitem(sys.modules, "edge_hired.budget", None)  # import now raises ImportError
-    facts = profile_facts(load_device_profile("cpu"), pipeline)
-    assert facts["profile"] == "cpu" and facts["profile_cap_tokens"] is None
-    assert "name recorded only" in facts["profile_note"]
+    """Without a bundle or model source the planner is never called: only the name is kept."""
+    import edge_hired.bench.options as bench_options
+
+    def no_planner(*args, **kwargs):
+        raise AssertionError("the planner ran without a source")
+
+    monkeypatch.setattr(bench_options, "plan_for_pipeline", no_planner)
+    facts = profile_facts(load_device_profile("cpu"), pipeline, images=[sample_image_path()])
+    assert facts == {
+        "profile": "cpu",
+        "profile_cap_tokens": None,
+        "profile_caps": {},
+        "profile_note": (
+            "name recorded only: no bundle or model source to plan from (BenchOptions.source)"
+        ),
+    }
     assert profile_facts(None, pipeline)["profile"] is None
 
 

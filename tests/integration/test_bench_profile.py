@@ -14,13 +14,15 @@ from pathlib import Path
 
 import pytest
 
-from edge_hired.budget import GIB, Plan, PlanSource, plan_for_pipeline
 from edge_hired.cli.main import main
 from edge_hired.data import sample_image_path
+from edge_hired.facts.run_facts import PlanSource, plan_for_pipeline
 from edge_hired.models.tiny import build_checkpoint
+from edge_hired.planner.arithmetic import Plan
 from edge_hired.profiles import PROFILES_ENV
 from edge_hired.runtime.images import load_image
 from edge_hired.runtime.pipeline import Pipeline
+from edge_hired.units import GIB
 
 pytestmark = pytest.mark.integration
 

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from edge_hired.cli.main import main
-from tests.integration.conftest import textured_image
+from tests.helpers import textured_image
 
 pytestmark = pytest.mark.integration
 

@@ -20,8 +20,7 @@ from edge_hired.export.recipes import RECIPES_ENV, recipes_dir
 from edge_hired.runtime.bundle_runtime import load_bundle_pipeline
 from edge_hired.runtime.generation import SamplingOptions
 from edge_hired.runtime.pipeline import Pipeline, SelectionOptions
-from tests.integration.conftest import textured_image
-from tests.integration.test_pipeline import PROMPT, stock_generate, stock_inputs
+from tests.helpers import PROMPT, stock_generate, stock_inputs, textured_image
 
 pytestmark = pytest.mark.integration
 

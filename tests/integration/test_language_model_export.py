@@ -35,12 +35,8 @@ from edge_hired.device.bitsandbytes_check import (
     smoke_test,
 )
 from edge_hired.errors import EdgeHiredError, InvalidArgumentError, ModelLoadError
-from edge_hired.export.language_model import (
-    extract_causal_lm,
-    load_language_model,
-    save_language_model,
-    weight_files,
-)
+from edge_hired.export.language_model import extract_causal_lm, save_language_model
+from edge_hired.runtime.language_model import load_language_model, weight_files
 
 pytestmark = pytest.mark.integration
 

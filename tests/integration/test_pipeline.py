@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import torch
 from transformers import (
-    AutoProcessor,
     LlavaForConditionalGeneration,
     LlavaNextForConditionalGeneration,
 )
@@ -16,11 +15,10 @@ from transformers import (
 from edge_hired.hired import select_tokens
 from edge_hired.runtime.generation import SamplingOptions
 from edge_hired.runtime.pipeline import Pipeline, SelectionOptions
-from tests.integration.conftest import textured_image
+from tests.helpers import PROMPT, stock_generate, stock_inputs, textured_image
 
 pytestmark = pytest.mark.integration
 
-PROMPT = "What is in the picture?"
 GREEDY = SamplingOptions(max_new_tokens=6)
 # (height, width) giving each llava-v1.6 grid: 2x2, 1x2, 2x1, 1x3, 3x1.
 GRID_SIZES = {
@@ -30,21 +28,6 @@ GRID_SIZES = {
     (1, 3): (300, 1000),
     (3, 1): (1000, 300),
 }
-
-
-def stock_inputs(model_dir: Path, image, prompt: str = PROMPT):
-    processor = AutoProcessor.from_pretrained(model_dir)
-    conversation = [
-        {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}
-    ]
-    text = processor.apply_chat_template(conversation, add_generation_prompt=True)
-    return processor(images=image, text=text, return_tensors="pt")
-
-
-def stock_generate(model, inputs, max_new_tokens: int = 6) -> list[int]:
-    with torch.inference_mode():
-        out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
-    return out[0, inputs["input_ids"].shape[1] :].tolist()
 
 
 @pytest.fixture(scope="module")

@@ -16,11 +16,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from edge_hired.budget import GIB, MIB, PlanInputs, PlanRequest, required_bytes
-from edge_hired.cli.plan_command import plan_for_run, run_facts
+from edge_hired.facts.config_inputs import inputs_from_config
+from edge_hired.facts.run_facts import plan_for_run, run_facts
 from edge_hired.models.tiny import build_processor, build_tokenizer, config_kwargs
+from edge_hired.planner.arithmetic import required_bytes
+from edge_hired.planner.inputs import PlanRequest
 from edge_hired.profiles import load_profile
-from tests.unit.test_profiles import run_cli
+from edge_hired.units import GIB, MIB
+from tests.helpers import run_cli
 
 pytestmark = pytest.mark.integration
 
@@ -51,7 +54,7 @@ MEASURE = """
 import json, sys
 import numpy as np
 from PIL import Image
-from edge_hired.cli.plan_command import bundle_run_facts, plan_for_run, run_facts
+from edge_hired.facts.run_facts import bundle_run_facts, plan_for_run, run_facts
 from edge_hired.runtime.generation import SamplingOptions
 from edge_hired.runtime.pipeline import Pipeline, SelectionOptions
 
@@ -93,10 +96,13 @@ def assert_close(figures: dict) -> None:
     assert abs(error) <= TOLERANCE, f"predicted vs measured: {error:+.1%} ({figures})"
 
 
-def test_tiny_model_prediction_matches_measured_rss(tiny_next_dir: Path) -> None:
+def test_tiny_model_keeps_every_token_under_a_generous_cap(tiny_next_dir: Path) -> None:
+    """No predicted-vs-measured check here: the tiny model's peak is almost all runtime, and
+    `RUNTIME_HOST_BYTES` was calibrated on this very model (`plan_table.py --calibrate`), so it
+    would compare the figure with its own fit. The mid-size model below is the accuracy test."""
     figures = measure(tiny_next_dir, cap_gib=16)
     assert figures["budget"] == figures["available"] == figures["kept"] == 2880
-    assert_close(figures)
+    assert figures["cap_mib"] == 16 * 1024 and 0 < figures["measured_mib"] < figures["cap_mib"]
 
 
 def test_cap_below_the_runtime_exits_2_naming_the_deficit(tiny_next_dir: Path, capsys) -> None:
@@ -159,7 +165,7 @@ def test_mid_inputs_from_config_count_the_saved_weights(mid_dir: Path) -> None:
     """The planner's weight bytes are the checkpoint's: safetensors size minus its header."""
     from edge_hired.runtime.loading import read_config
 
-    inputs = PlanInputs.from_config(read_config(str(mid_dir)), "none", "float32")
+    inputs = inputs_from_config(read_config(str(mid_dir)), "none", "float32")
     saved = sum(path.stat().st_size for path in mid_dir.glob("*.safetensors"))
     total = inputs.llm_weight_bytes + inputs.encoder_weight_bytes
     assert 0 <= saved - total < 1 * MIB

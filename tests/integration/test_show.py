@@ -14,14 +14,14 @@ import numpy as np
 import pytest
 
 from edge_hired.cli.main import main
-from tests.integration.conftest import textured_image
-from tests.unit.test_visualize import (
+from tests.helpers import (
     cell_pixels,
     highlighted_from_pixels,
     marker_mask,
     panel_boxes,
     read_png,
     ring_size,
+    textured_image,
 )
 
 pytestmark = pytest.mark.integration

@@ -46,25 +46,13 @@ ONE_IMAGE_QUESTION = [
 
 
 @pytest.fixture(scope="module")
-def next_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny-llava-next checkpoint built once for the module."""
-    return build_checkpoint("tiny-llava-next", tmp_path_factory.mktemp("next") / "ckpt")
+def next_processor(tiny_next_dir: Path) -> LlavaNextProcessor:
+    return AutoProcessor.from_pretrained(tiny_next_dir)
 
 
 @pytest.fixture(scope="module")
-def llava_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny-llava (LLaVA-1.5) checkpoint built once for the module."""
-    return build_checkpoint("tiny-llava", tmp_path_factory.mktemp("llava") / "ckpt")
-
-
-@pytest.fixture(scope="module")
-def next_processor(next_dir: Path) -> LlavaNextProcessor:
-    return AutoProcessor.from_pretrained(next_dir)
-
-
-@pytest.fixture(scope="module")
-def llava_processor(llava_dir: Path) -> LlavaProcessor:
-    return AutoProcessor.from_pretrained(llava_dir)
+def llava_processor(tiny_llava_dir: Path) -> LlavaProcessor:
+    return AutoProcessor.from_pretrained(tiny_llava_dir)
 
 
 def _image_tokens(processor: object, size: tuple[int, int]) -> int:
@@ -87,18 +75,20 @@ def _generate(model: torch.nn.Module, processor: object, image: Image.Image) -> 
 # ---------------------------------------------------------------- layout and loading
 
 
-def test_checkpoint_layout_and_no_leftovers(next_dir: Path) -> None:
-    assert {path.name for path in next_dir.iterdir()} >= CHECKPOINT_FILES
-    assert [path.name for path in next_dir.parent.iterdir()] == [next_dir.name]
+def test_checkpoint_layout_and_no_leftovers(tiny_next_dir: Path) -> None:
+    assert {path.name for path in tiny_next_dir.iterdir()} >= CHECKPOINT_FILES
+    assert [path.name for path in tiny_next_dir.parent.iterdir()] == [tiny_next_dir.name]
 
 
-def test_llava_next_loads_back_through_hub_path(next_dir: Path, next_processor: object) -> None:
+def test_llava_next_loads_back_through_hub_path(
+    tiny_next_dir: Path, next_processor: object
+) -> None:
     assert isinstance(next_processor, LlavaNextProcessor)
     assert isinstance(next_processor.image_processor, LlavaNextImageProcessorPil)
     assert next_processor.num_additional_image_tokens == 1
     pinpoints = [[336, 672], [672, 336], [672, 672], [1008, 336], [336, 1008]]
     assert next_processor.image_processor.image_grid_pinpoints == pinpoints
-    model = LlavaNextForConditionalGeneration.from_pretrained(next_dir)
+    model = LlavaNextForConditionalGeneration.from_pretrained(tiny_next_dir)
     config = model.config
     assert config.image_token_id == next_processor.image_token_id
     assert config.text_config.vocab_size == len(next_processor.tokenizer)
@@ -106,10 +96,10 @@ def test_llava_next_loads_back_through_hub_path(next_dir: Path, next_processor: 
     assert model.model.image_newline.shape == (64,)
 
 
-def test_llava_loads_back_through_hub_path(llava_dir: Path, llava_processor: object) -> None:
+def test_llava_loads_back_through_hub_path(tiny_llava_dir: Path, llava_processor: object) -> None:
     assert isinstance(llava_processor, LlavaProcessor)
     assert isinstance(llava_processor.image_processor, CLIPImageProcessorPil)
-    model = LlavaForConditionalGeneration.from_pretrained(llava_dir)
+    model = LlavaForConditionalGeneration.from_pretrained(tiny_llava_dir)
     assert model.config.image_token_id == llava_processor.image_token_id
 
 
@@ -138,15 +128,15 @@ def test_llava_image_token_count(llava_processor: object, size: tuple) -> None:
     assert _image_tokens(llava_processor, size) == 576
 
 
-def test_llava_next_generates_five_tokens(next_dir: Path, next_processor: object) -> None:
-    model = LlavaNextForConditionalGeneration.from_pretrained(next_dir)
+def test_llava_next_generates_five_tokens(tiny_next_dir: Path, next_processor: object) -> None:
+    model = LlavaNextForConditionalGeneration.from_pretrained(tiny_next_dir)
     new = _generate(model, next_processor, Image.open(sample_image_path()).convert("RGB"))
     assert new.shape == (5,)
     assert isinstance(next_processor.decode(new, skip_special_tokens=True), str)
 
 
-def test_llava_generates_five_tokens(llava_dir: Path, llava_processor: object) -> None:
-    model = LlavaForConditionalGeneration.from_pretrained(llava_dir)
+def test_llava_generates_five_tokens(tiny_llava_dir: Path, llava_processor: object) -> None:
+    model = LlavaForConditionalGeneration.from_pretrained(tiny_llava_dir)
     new = _generate(model, llava_processor, Image.new("RGB", (500, 300), (10, 200, 30)))
     assert new.shape == (5,)
 
@@ -190,13 +180,15 @@ def test_tokenizer_special_tokens_and_byte_level_round_trip(next_processor: obje
 # ---------------------------------------------------------------- determinism and atomicity
 
 
-def test_same_seed_gives_byte_identical_weights(tmp_path: Path, llava_dir: Path) -> None:
+def test_same_seed_gives_byte_identical_weights(tmp_path: Path, tiny_llava_dir: Path) -> None:
     again = build_checkpoint("tiny-llava", tmp_path / "again", seed=0)
     other = build_checkpoint("tiny-llava", tmp_path / "other", seed=1)
-    weights = (llava_dir / "model.safetensors").read_bytes()
+    weights = (tiny_llava_dir / "model.safetensors").read_bytes()
     assert (again / "model.safetensors").read_bytes() == weights
     assert (other / "model.safetensors").read_bytes() != weights
-    assert (again / "tokenizer.json").read_bytes() == (llava_dir / "tokenizer.json").read_bytes()
+    assert (again / "tokenizer.json").read_bytes() == (
+        tiny_llava_dir / "tokenizer.json"
+    ).read_bytes()
 
 
 def test_failing_build_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

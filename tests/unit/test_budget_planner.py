@@ -13,27 +13,23 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from transformers import AutoModelForCausalLM, AutoModelForImageTextToText, LlavaNextConfig
 
-from edge_hired.budget import (
-    GIB,
-    MIB,
-    LlmShape,
+from edge_hired.bundle.manifest import Manifest
+from edge_hired.errors import InvalidArgumentError
+from edge_hired.facts.config_inputs import inputs_from_config
+from edge_hired.models.reference_configs import llava_v16_vicuna_7b_config
+from edge_hired.models.tiny import make_config
+from edge_hired.planner.arithmetic import (
     MemoryCap,
     PlanError,
-    PlanInputs,
-    PlanRequest,
-    VisionShape,
-    max_geometry,
-    parameter_bytes,
     plan_budget,
     predicted_peak_bytes,
     required_bytes,
 )
-from edge_hired.bundle.manifest import Manifest
-from edge_hired.errors import InvalidArgumentError
-from edge_hired.models.reference_configs import llava_v16_vicuna_7b_config
-from edge_hired.models.tiny import make_config
+from edge_hired.planner.inputs import PlanInputs, PlanRequest, parameter_bytes
+from edge_hired.planner.shapes import LlmShape, VisionShape, max_geometry
 from edge_hired.profiles import load_all, load_profile
-from tests.unit.test_profiles import run_cli
+from edge_hired.units import GIB, MIB
+from tests.helpers import run_cli
 
 ROOT = Path(__file__).resolve().parents[2]
 PINPOINTS = [[336, 672], [672, 336], [672, 672], [1008, 336], [336, 1008]]
@@ -64,7 +60,7 @@ def test_kv_bytes_per_token_match_a_real_cache(configs, preset: str, dtype: str)
     attention geometry (16 layers, 8 KV heads, head dim 128) runs with its MLP and vocabulary
     shrunk to keep the test fast."""
     config = configs[preset]
-    predicted = PlanInputs.from_config(config, "none", dtype).kv_bytes_per_token
+    predicted = inputs_from_config(config, "none", dtype).kv_bytes_per_token
     text = config.text_config.to_dict() | {"intermediate_size": 16, "vocab_size": 64}
     with torch.device("meta"):  # uninitialised weights: the cache's size does not depend on them
         model = AutoModelForCausalLM.from_config(
@@ -78,7 +74,7 @@ def test_kv_bytes_per_token_match_a_real_cache(configs, preset: str, dtype: str)
 
 
 def test_vicuna_7b_kv_is_half_a_mebibyte_per_token_in_fp16(configs) -> None:
-    assert PlanInputs.from_config(configs["7b"], "4bit", "float16").kv_bytes_per_token == 512 * 1024
+    assert inputs_from_config(configs["7b"], "4bit", "float16").kv_bytes_per_token == 512 * 1024
 
 
 # --- weight bytes -----------------------------------------------------------------------------
@@ -93,7 +89,7 @@ def test_weights_of_the_tiny_model_equal_a_real_instance(configs) -> None:
     real = {"llm": 0, "encoder": 0}
     for p in model.parameters():
         real["llm" if id(p) in llm else "encoder"] += p.numel() * p.element_size()
-    inputs = PlanInputs.from_config(config, "none", "float32")
+    inputs = inputs_from_config(config, "none", "float32")
     assert (inputs.llm_weight_bytes, inputs.encoder_weight_bytes) == (real["llm"], real["encoder"])
 
 
@@ -101,9 +97,9 @@ def test_vicuna_7b_weights_fp16_4bit_8bit(configs) -> None:
     linear = 32 * (4 * 4096 * 4096 + 3 * 4096 * 11008)  # q, k, v, o, gate, up, down
     rows = 32 * (4 * 4096 + 2 * 11008 + 4096)  # output rows of those Linear layers
     plain = (2 * 32064 * 4096 + 65 * 4096) * 2  # embeddings, lm_head, 65 RMSNorms in fp16
-    fp16 = PlanInputs.from_config(configs["7b"], "none", "float16")
-    nf4 = PlanInputs.from_config(configs["7b"], "4bit", "float16")
-    int8 = PlanInputs.from_config(configs["7b"], "8bit", "float16")
+    fp16 = inputs_from_config(configs["7b"], "none", "float16")
+    nf4 = inputs_from_config(configs["7b"], "4bit", "float16")
+    int8 = inputs_from_config(configs["7b"], "8bit", "float16")
     assert fp16.llm_weight_bytes + fp16.encoder_weight_bytes == 7_063_431_168 * 2
     assert nf4.llm_weight_bytes == linear // 2 + linear // 64 * 4 + plain
     assert int8.llm_weight_bytes == linear + rows * 4 + plain
@@ -119,10 +115,10 @@ def test_parameter_bytes_of_the_quantised_formats() -> None:
 
 
 def test_unknown_quantization_and_dtype_are_refused(configs) -> None:
-    with pytest.raises(InvalidArgumentError, match="quantization: expected none, 8bit, 4bit"):
-        PlanInputs.from_config(configs["tiny"], "3bit", "float16")
+    with pytest.raises(InvalidArgumentError, match="quantization: expected none, 8bit or 4bit"):
+        inputs_from_config(configs["tiny"], "3bit", "float16")
     with pytest.raises(InvalidArgumentError, match="dtype: expected float32, float16 or bfloat16"):
-        PlanInputs.from_config(configs["tiny"], "none", "float8")
+        inputs_from_config(configs["tiny"], "none", "float8")
 
 
 def test_largest_layouts() -> None:
@@ -156,40 +152,60 @@ def required(profile, request, n: int) -> int:
     return required_bytes(SYNTH, profile, request, n)
 
 
+#: SYNTH by hand: KV 2 (K, V) x 16 layers x 4 KV heads x 128 head dim x 2 B (fp16) per token, and
+#: the CLIP live set of a partition, 577 tokens x (3 x 4096 + 7.5 x 1024) elements x 2 B (fp16).
+SYNTH_KV_PER_TOKEN = 2 * 16 * 4 * 128 * 2  # 32 KiB
+SYNTH_ENCODER_LIVE = 577 * (3 * 4096 + 7.5 * 1024) * 2  # per partition
+#: prefill live set per token: (3 x 2816 + 5.5 x 1024 + 2 x 1024 for the fp32 RMSNorm) x 2 B.
+SYNTH_PREFILL_LIVE = (3 * 2816 + 5.5 * 1024 + 2 * 1024) * 2
+#: the assumed 1920x1080 image: 13 B per pixel, plus 4 float32 copies of 5 x 3 x 336 x 336.
+SYNTH_IMAGE = 1080 * 1920 * 13 + 4 * 5 * 3 * 336 * 336 * 4
+
+
 def test_a_generous_cap_keeps_every_token() -> None:
+    """Every line on the AGX Orin 64GB (cuda allocator: x1.25 encoder, x1.5 prefill, no spread),
+    worked out from SYNTH and the profile by hand."""
     profile = load_profile("agx-orin-64gb")
     plan = plan_budget(SYNTH, profile, REQUEST, MemoryCap(40 * GIB, "test"))
     assert plan.budget_tokens == plan.visual_tokens_available == 2880
-    assert plan.peak_bytes == predicted_peak_bytes(SYNTH, profile, REQUEST, 2880)
-    assert plan.required_bytes == required(profile, REQUEST, 2880) <= 40 * GIB
+    expected = {
+        "runtime": GIB // 2,  # runtime_gib = 0.5
+        "CUDA context": GIB // 2,  # cuda_context_gib = 0.5
+        "LLM weights": 2 * GIB,
+        "encoder weights": 600 * MIB,
+        "image": SYNTH_IMAGE,
+        "encoder activations": int(5 * SYNTH_ENCODER_LIVE * 1.25),
+        # 2880 visual + 40 prompt + 32 new tokens, one layer's KV copied once more in decode
+        "KV cache": int(SYNTH_KV_PER_TOKEN * (1 + 1 / 16) * (2880 + 40 + 32)),
+        "prefill activations": int(SYNTH_PREFILL_LIVE * 1.5 * (2880 + 40)),
+    }
+    lines = {line.name: line.bytes for line in plan.lines}
+    assert list(lines) == [*expected, "margin"]
+    assert {name: lines[name] for name in expected} == expected
+    peak = sum(expected.values())
+    assert plan.peak_bytes == peak == 4_292_500_224
+    assert lines["margin"] == int(0.05 * peak)  # above the 64 MiB floor, no allocator spread
+    assert plan.required_bytes == peak + int(0.05 * peak) <= 40 * GIB
     assert any(r.startswith("budget: all 2880 visual tokens fit") for r in plan.reasons)
-    names = [line.name for line in plan.lines]
-    assert names == [
-        "runtime",
-        "CUDA context",
-        "LLM weights",
-        "encoder weights",
-        "image",
-        "encoder activations",
-        "KV cache",
-        "prefill activations",
-        "margin",
-    ]
 
 
 def test_the_margin_is_a_share_of_the_peak_plus_the_allocator_spread() -> None:
     """On the CPU the prediction takes x2.0 (prefill) and x1.4 (encoder) of the live set; the
     margin adds 5% of the peak and the spread up to the worst factors seen, x3.1 and x1.5."""
-    from edge_hired.budget import encoder_live_bytes_per_partition, prefill_live_bytes_per_token
-
     profile, request = load_profile("cpu"), PlanRequest(prompt_tokens=40, max_new_tokens=32)
-    peak = predicted_peak_bytes(SYNTH, profile, request, 2000)
-    spread = int(
-        5 * encoder_live_bytes_per_partition(SYNTH) * (1.5 - 1.4)
-        + prefill_live_bytes_per_token(SYNTH) * 2040 * (3.1 - 2.0)
+    peak = (
+        360 * MIB  # the measured CPU runtime (the cpu profile sets no runtime_gib)
+        + 2 * GIB
+        + 600 * MIB
+        + SYNTH_IMAGE
+        + int(5 * SYNTH_ENCODER_LIVE * 1.4)
+        + int(SYNTH_KV_PER_TOKEN * (1 + 1 / 16) * (2000 + 40 + 32))
+        + int(SYNTH_PREFILL_LIVE * 2.0 * (2000 + 40))
     )
+    assert predicted_peak_bytes(SYNTH, profile, request, 2000) == peak == 3_573_213_184
+    spread = 5 * SYNTH_ENCODER_LIVE * 0.1 + SYNTH_PREFILL_LIVE * 2040 * 1.1
     assert required_bytes(SYNTH, profile, request, 2000) == pytest.approx(
-        peak + max(64 * MIB, 0.05 * peak) + spread, abs=2
+        peak + 0.05 * peak + spread, abs=2
     )
 
 
@@ -249,12 +265,19 @@ def test_discrete_gpus_do_not_count_host_memory() -> None:
 
 
 def test_estimates_follow_the_roofline() -> None:
+    """Orin NX 16GB: 102 GB/s and 15 fp16 TFLOPS, at 70% and 50% of peak."""
     profile = load_profile("orin-nx-16gb")
     plan = plan_budget(SYNTH, profile, REQUEST, MemoryCap(40 * GIB, "t"))
-    context = 2880 + 40 + 32 / 2
-    per_token = SYNTH.llm_weight_bytes + SYNTH.kv_bytes_per_token * context
-    assert plan.estimates.decode_tokens_per_s == pytest.approx(102e9 * 0.7 / per_token)
-    assert plan.estimates.ttft_s > 0 and "estimates, not measurements" in plan.estimates.note
+    # decode reads the weights and the KV of the mean context (2880 + 40 + 32 / 2 tokens)
+    per_token = 2 * GIB + SYNTH_KV_PER_TOKEN * (2880 + 40 + 16)
+    assert plan.estimates.decode_tokens_per_s == pytest.approx(71.4e9 / per_token)
+    assert plan.estimates.decode_tokens_per_s == pytest.approx(31.8226, abs=1e-3)
+    # TTFT is compute-bound: encoder 5 x (2 x 3e8 x 577 + 4 x 23 x 577^2 x 1024) FLOPs, prefill
+    # 2 x 1e9 x 2920 + 2 x 16 x 2920^2 x 8 x 128, over 7.5 TFLOP/s
+    flops = 5 * (2 * 3e8 * 577 + 4 * 23 * 577**2 * 1024) + 2e9 * 2920 + 32 * 2920**2 * 1024
+    assert plan.estimates.ttft_s == pytest.approx(flops / 7.5e12)
+    assert plan.estimates.ttft_s > (2 * GIB + 600 * MIB) / 71.4e9  # not bandwidth-bound here
+    assert "estimates, not measurements" in plan.estimates.note
 
 
 def test_request_counts_are_checked() -> None:
@@ -332,12 +355,12 @@ def test_manifest_without_a_measurement_is_modelled_and_says_so() -> None:
 
 
 def test_every_profile_plans_the_config_only_7b(configs) -> None:
-    from edge_hired.device.memory_info import memory_cap
+    from edge_hired.facts.memory_cap import memory_cap
 
     outcomes = {}
     for profile in load_all():
         for quantization in ("4bit", "8bit"):
-            inputs = PlanInputs.from_config(
+            inputs = inputs_from_config(
                 configs["7b"],
                 quantization,
                 profile.runtime.compute_dtype,
@@ -418,7 +441,7 @@ def run_args(argv: list[str]):
     """Parse `run`-like flags: the profile flags plus the two `run` flags the plan reads."""
     import argparse
 
-    from edge_hired.cli.plan_command import add_profile_args
+    from edge_hired.cli.run_planning import add_profile_args
 
     parser = argparse.ArgumentParser()
     add_profile_args(parser)
@@ -429,7 +452,7 @@ def run_args(argv: list[str]):
 
 
 def synth_facts():
-    from edge_hired.cli.plan_command import RunFacts
+    from edge_hired.facts.run_facts import RunFacts
 
     return RunFacts(
         SYNTH,
@@ -443,13 +466,13 @@ def synth_facts():
 
 
 def test_run_without_profile_flags_plans_nothing() -> None:
-    from edge_hired.cli.plan_command import planned_token_cap
+    from edge_hired.cli.run_planning import planned_token_cap
 
     assert planned_token_cap(run_args([]), synth_facts()) is None
 
 
 def test_run_memory_cap_gives_the_planned_token_cap(capsys) -> None:
-    from edge_hired.cli.plan_command import planned_token_cap
+    from edge_hired.cli.run_planning import planned_token_cap
 
     profile = load_profile("cpu")
     request = PlanRequest(

@@ -8,8 +8,13 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from transformers.models.llava_next.modeling_llava_next import (
+    get_anyres_image_grid_shape,
+    unpad_image,
+)
 
 from edge_hired.errors import (
     AttentionShapeError,
@@ -78,14 +83,55 @@ BUDGETS = st.one_of(
 )
 
 
-def expected_budget(geometry: ImageGeometry, budget: dict) -> int:
-    """min(B, valid) with B = floor(r * P * N) (r as written) or the absolute count."""
+def hf_layout(size: tuple[int, int], anyres: bool) -> tuple[int, int, np.ndarray | None]:
+    """(partitions, grid columns, stitched raster indices that survive unpadding) of a
+    (height, width) image, from transformers' own LLaVA-NeXT functions, not from our geometry.
+
+    The stitched map is rows x cols sub-image grids of 24 x 24 patches each; its entry at (r, c)
+    is r * width + c, so what `unpad_image` leaves says which stitched tokens the LLM sees.
+    """
+    if not anyres:
+        return 1, 0, None  # LLaVA-1.5: one 24 x 24 partition, every token valid
+    pins = [list(p) for p in LLAVA_V16_PINPOINTS]
+    rows, cols = get_anyres_image_grid_shape(list(size), pins, 336)
+    width = cols * 24
+    stitched = torch.arange(rows * 24 * width).reshape(1, rows * 24, width)
+    return 1 + rows * cols, cols, unpad_image(stitched, list(size))[0].numpy()
+
+
+def expected_budget(size: tuple[int, int], anyres: bool, budget: dict) -> int:
+    """min(B, valid) with B = floor(r * P * 576) (r as written) or the absolute count."""
+    partitions, _, stitched = hf_layout(size, anyres)
+    valid = 576 + (0 if stitched is None else stitched.size)
     if "ratio" in budget:
-        total = geometry.num_partitions * geometry.tokens_per_partition
-        wanted = math.floor(Fraction(repr(budget["ratio"])) * total)
+        wanted = math.floor(Fraction(repr(budget["ratio"])) * partitions * 576)
     else:
         wanted = budget["tokens"]
-    return min(wanted, int(geometry.valid_counts().sum()))
+    return min(wanted, valid)
+
+
+def expected_order(
+    size: tuple[int, int], anyres: bool, kept: tuple[np.ndarray, ...], mode: str
+) -> np.ndarray:
+    """The (partition, token) order transformers' packing gives the kept tokens: the full image
+    in raster order, then the unpadded stitched rows, with a newline after every row ("stock"),
+    after rows that kept a token ("rows") or none ("none")."""
+    order = [(0, int(t)) for t in kept[0]]
+    _, cols, stitched = hf_layout(size, anyres)
+    if stitched is not None:
+        kept_pairs = {(p, int(t)) for p, part in enumerate(kept) for t in part}
+        width = cols * 24
+        for stitched_row in stitched:
+            chosen = []
+            for index in stitched_row.tolist():
+                r, c = divmod(index, width)
+                pair = (1 + (r // 24) * cols + c // 24, (r % 24) * 24 + c % 24)
+                if pair in kept_pairs:
+                    chosen.append(pair)
+            order += chosen
+            if mode == "stock" or (mode == "rows" and chosen):
+                order.append((NEWLINE, NEWLINE))
+    return np.array(order, dtype=np.int64).reshape(-1, 2)
 
 
 @settings(max_examples=60, deadline=None)
@@ -112,14 +158,16 @@ def test_kept_count_is_exact(
     selection = select_tokens(
         geometry, strategy, init, final, alpha=alpha, newline=newline, seed=seed, **budget
     )
-    want = expected_budget(geometry, budget)
+    want = expected_budget(size, anyres, budget)
     assert selection.num_kept == want == selection.budget
     assert int(selection.partition_budgets.sum()) == want
     assert [len(k) for k in selection.kept] == selection.partition_budgets.tolist()
     assert (selection.partition_budgets <= geometry.valid_counts()).all()
     assert_well_formed(selection, geometry)
-    mode = "stock" if want == geometry.valid_counts().sum() else newline
-    np.testing.assert_array_equal(selection.order, geometry.packing_order(selection.kept, mode))
+    mode = "stock" if want == expected_budget(size, anyres, {"ratio": 1.0}) else newline
+    np.testing.assert_array_equal(
+        selection.order, expected_order(size, anyres, selection.kept, mode)
+    )
 
 
 @settings(max_examples=60, deadline=None)

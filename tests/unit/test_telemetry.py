@@ -1,5 +1,6 @@
-"""Telemetry: backends replayed from readings in the libraries' own shapes, psutil for real,
-the backend choice and its reason, read errors mid-run, energy, phases and the JSON file."""
+"""Telemetry: the jtop and NVML backends replayed from hand-made readings in the libraries' own
+shapes (written from the jetson-stats and pynvml sources, never captured on hardware), psutil for
+real, the backend choice and its reason, read errors mid-run, energy, phases and the JSON file."""
 
 from __future__ import annotations
 
@@ -13,28 +14,26 @@ from types import SimpleNamespace
 
 import pytest
 
-from edge_hired.device.telemetry import (
-    POWER_KEY,
-    JtopSampler,
-    NvmlSampler,
+from edge_hired.device.telemetry.base import POWER_KEY, Sampler, TelemetryUnavailable
+from edge_hired.device.telemetry.choose import Probes, choose_sampler
+from edge_hired.device.telemetry.jtop_backend import JtopSampler
+from edge_hired.device.telemetry.nvml_backend import NvmlSampler
+from edge_hired.device.telemetry.psutil_backend import PsutilSampler
+from edge_hired.device.telemetry.recorder import TelemetryRecorder, recorder_for_run
+from edge_hired.device.telemetry.report import (
     Phase,
-    Probes,
-    PsutilSampler,
     Sample,
-    Sampler,
-    TelemetryRecorder,
     TelemetryReport,
-    TelemetryUnavailable,
-    choose_sampler,
     read_telemetry,
-    recorder_for_run,
     write_telemetry,
 )
 from edge_hired.errors import EdgeHiredError, InvalidArgumentError
 
+#: Hand-made fixtures: readings typed in the shapes jetson-stats' jtop and pynvml return, from the
+#: libraries' sources (each file's "_about" says which); values are typical, not captured.
 DATA = Path(__file__).parent.parent / "data" / "telemetry"
-JTOP = json.loads((DATA / "jtop_orin_nx_16gb.json").read_text())
-NVML = json.loads((DATA / "nvml_rtx3060_12gb.json").read_text())
+JTOP = json.loads((DATA / "handmade_jtop_orin_nx_16gb.json").read_text())
+NVML = json.loads((DATA / "handmade_nvml_rtx3060_12gb.json").read_text())
 
 
 # ---------------------------------------------------------------- fakes
@@ -146,7 +145,7 @@ def no_nvml():
 # ---------------------------------------------------------------- backends
 
 
-def test_jtop_sampler_reads_orin_nx_snapshots_in_order():
+def test_jtop_sampler_reads_handmade_orin_nx_readings_in_order():
     client = FakeJtop(JTOP["snapshots"])
     sampler = JtopSampler(client)
     readings = [sampler.read() for _ in JTOP["snapshots"]]
@@ -181,7 +180,7 @@ def test_jtop_board_without_emc_or_power_monitors_reports_them_missing():
     assert report.energy_j() is None and report.mean_power_w() is None
 
 
-def test_nvml_sampler_reads_rtx3060_snapshots():
+def test_nvml_sampler_reads_handmade_rtx3060_readings():
     nvml = FakeNvml()
     sampler = NvmlSampler(nvml)
     assert sampler.device_name == "NVIDIA GeForce RTX 3060"

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 from PIL import Image
@@ -18,60 +16,15 @@ from edge_hired.visualize import (
     selection_figure,
     views_from_pixels,
 )
+from tests.helpers import (
+    cell_pixels,
+    highlighted_from_pixels,
+    marker_mask,
+    read_png,
+    ring_size,
+)
 
 WIDE = (350, 800)  # (height, width): grid 1x3; sub-images 1 and 3 lose columns to unpadding
-
-
-# ------------------------------------------------------------ pixel readers (shared with tests)
-
-
-def read_png(path: Path) -> np.ndarray:
-    """The PNG's pixels as [H, W, 3] uint8."""
-    with Image.open(path) as png:
-        return np.asarray(png.convert("RGB"))
-
-
-def marker_mask(pixels: np.ndarray, marker: tuple[int, int, int] = MARKER) -> np.ndarray:
-    return (pixels == np.array(marker, dtype=np.uint8)).all(axis=2)
-
-
-def ring_size(cell_px: int, outline_px: int) -> int:
-    return cell_px * cell_px - (cell_px - 2 * outline_px) ** 2
-
-
-def cell_ring(pixels: np.ndarray, box: np.ndarray, outline_px: int) -> np.ndarray:
-    """[H, W] boolean of one cell's outline ring pixels, cropped from the picture."""
-    x0, y0, x1, y1 = (int(v) for v in box)
-    inner = np.ones((y1 - y0, x1 - x0), dtype=bool)
-    inner[outline_px:-outline_px, outline_px:-outline_px] = False
-    return marker_mask(pixels[y0:y1, x0:x1]) & inner
-
-
-def highlighted_from_pixels(
-    pixels: np.ndarray, boxes: list[np.ndarray], cell_px: int, outline_px: int
-) -> list[list[int]]:
-    """Per partition, the cells whose whole outline ring is marker-coloured in the picture."""
-    full = ring_size(cell_px, outline_px)
-    return [
-        [t for t, box in enumerate(part) if cell_ring(pixels, box, outline_px).sum() == full]
-        for part in boxes
-    ]
-
-
-def panel_boxes(origins: list[list[int]], n: int, cell_px: int) -> list[np.ndarray]:
-    """Cell boxes rebuilt from each panel's top-left pixel, raster order."""
-    rows, cols = np.divmod(np.arange(n * n), n)
-    out = []
-    for x, y in origins:
-        x0, y0 = x + cols * cell_px, y + rows * cell_px
-        out.append(np.stack([x0, y0, x0 + cell_px, y0 + cell_px], axis=1))
-    return out
-
-
-def cell_pixels(pixels: np.ndarray, box: np.ndarray, margin: int) -> np.ndarray:
-    """[k, 3] pixels of a cell's interior (grid line and outline ring excluded)."""
-    x0, y0, x1, y1 = (int(v) for v in box)
-    return pixels[y0 + margin : y1 - margin, x0 + margin : x1 - margin].reshape(-1, 3)
 
 
 # ------------------------------------------------------------ fixtures
