@@ -1,4 +1,7 @@
-"""Byte units and element sizes: the vocabulary every other planner module counts in."""
+"""Byte units, element sizes and weight quantization modes: the vocabulary every layer counts in.
+
+One definition each, so the planner, the exporter, the profiles and the CLI agree.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +10,19 @@ from edge_hired.errors import InvalidArgumentError, expected
 GIB, MIB, KIB = 2**30, 2**20, 2**10
 DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
 DTYPE_ALIASES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
+#: Short names by full name, as flags and manifests write them.
+SHORT_DTYPES = {full: short for short, full in DTYPE_ALIASES.items()}
+#: How the LLM's Linear weights are stored: unquantised, LLM.int8 or NF4 (bitsandbytes).
+QUANTIZATIONS = ("none", "8bit", "4bit")
+#: Dtypes a bundle's encoder graph and unquantised weights can be exported in.
+EXPORT_DTYPES = ("fp16", "fp32")
+
+
+def check_quantization(name: str) -> str:
+    """`name` if it is one of QUANTIZATIONS, else InvalidArgumentError."""
+    if name not in QUANTIZATIONS:
+        raise InvalidArgumentError(expected("quantization", "none, 8bit or 4bit", name))
+    return name
 
 
 def normal_dtype(name: str) -> str:

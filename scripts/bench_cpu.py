@@ -31,18 +31,14 @@ import psutil
 import torch
 from PIL import Image
 
-from edge_hired.bench import (
-    BenchOptions,
+from edge_hired.bench.measure import (
     FixedLength,
     RequestContext,
-    Setting,
-    Slot,
     choose_memory_source,
     measure_request,
-    read_cpu_pressure,
-    release_free_heap,
-    stall_pct,
 )
+from edge_hired.bench.options import BenchOptions, Setting, Slot
+from edge_hired.device.contention import read_cpu_pressure, release_free_heap, stall_pct
 from edge_hired.errors import EdgeHiredError
 from edge_hired.models.tiny import default_checkpoint
 from edge_hired.runtime.generation import SamplingOptions

@@ -18,21 +18,17 @@ import subprocess
 import sys
 from pathlib import Path
 
-from edge_hired.budget import (
-    GIB,
-    MIB,
-    PlanError,
-    PlanInputs,
-    PlanRequest,
-    plan_budget,
-    predict_lines,
-)
-from edge_hired.device.memory_info import memory_cap
+from edge_hired.facts.config_inputs import inputs_from_config
+from edge_hired.facts.memory_cap import memory_cap
 from edge_hired.models.reference_configs import llava_v16_vicuna_7b_config
+from edge_hired.planner.arithmetic import PlanError, plan_budget, predict_lines
+from edge_hired.planner.inputs import PlanInputs, PlanRequest
 from edge_hired.profiles import DeviceProfile, load_all, load_profile
+from edge_hired.units import GIB, MIB
 
 TABLE_PATH = Path(__file__).resolve().parent.parent / "docs" / "profiles-table.md"
-QUANTIZATIONS = ("4bit", "8bit")
+#: The table's columns: the quantized modes of edge_hired.units.QUANTIZATIONS.
+QUANTIZED = ("4bit", "8bit")
 REQUEST = PlanRequest(prompt_tokens=64, max_new_tokens=64)
 
 
@@ -56,7 +52,7 @@ def table() -> str:
     ]
     for profile in load_all():
         dtype, kv = profile.runtime.compute_dtype, profile.runtime.kv_cache_dtype
-        cells = [cell(profile, PlanInputs.from_config(config, q, dtype, kv)) for q in QUANTIZATIONS]
+        cells = [cell(profile, inputs_from_config(config, q, dtype, kv)) for q in QUANTIZED]
         cap = memory_cap(profile).bytes / GIB
         rows.append(f"| {profile.name} | {cap:.2f} | {cells[0]} | {cells[1]} |")
     return "\n".join(rows)
@@ -86,7 +82,7 @@ def calibrate(repeats: int = 3) -> None:
 
     model = str(default_checkpoint("tiny-llava-next"))
     peaks = [_measure_tiny(model) for _ in range(repeats)]
-    inputs = PlanInputs.from_config(read_config(model), "none", "float32")
+    inputs = inputs_from_config(read_config(model), "none", "float32")
     request = PlanRequest(
         prompt_tokens=11,
         max_new_tokens=1,

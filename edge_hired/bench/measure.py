@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 
-from edge_hired.bench.options import FULL, BenchOptions, ProfilePlan, Slot
+from edge_hired.bench.options import BenchOptions, ProfilePlan, Slot
 from edge_hired.device.contention import (
     cuda_peak_mib,
     read_cpu_pressure,
@@ -37,9 +37,11 @@ from edge_hired.device.contention import (
     synchronize,
 )
 from edge_hired.device.memory import current_rss_mib
-from edge_hired.device.telemetry import Sampler, TelemetryRecorder
+from edge_hired.device.telemetry.base import Sampler
+from edge_hired.device.telemetry.recorder import TelemetryRecorder
 from edge_hired.runtime.generation import SamplingOptions
 from edge_hired.runtime.pipeline import Pipeline, SelectionOptions
+from edge_hired.sweep import FULL
 
 #: Record keys from the pipeline's `timings_s`.
 TIMINGS = {

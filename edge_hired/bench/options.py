@@ -1,33 +1,32 @@
 """What a benchmark measures: its options, the settings they expand to, and the schedule.
 
-`BenchOptions` is the whole request; `parse_budgets` / `parse_strategies` read the CLI's lists;
+`BenchOptions` is the whole request (its lists are read by `edge_hired.sweep`);
 `settings_for` expands budgets x strategies into `Setting`s ("full" runs once, with strategy
 full; adaptive strategies such as PruMerge run once, they choose their own count) and
 `schedule` orders them round-robin. The device profile named in the options is planned here
 too (`plan_profile`): per image, the visual-token cap the memory planner gives the pipeline on
-that profile (`edge_hired.budget.plan_for_pipeline`), applied to every setting as
+that profile (`edge_hired.facts.run_facts.plan_for_pipeline`), applied to every setting as
 `SelectionOptions.cap`, so each setting keeps min(its budget, the cap).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edge_hired.budget import Plan, PlanSource, gib, plan_for_pipeline
 from edge_hired.errors import InvalidArgumentError, expected
-from edge_hired.hired import STRATEGIES
+from edge_hired.facts.run_facts import PlanSource, plan_for_pipeline
+from edge_hired.planner.arithmetic import Plan
 from edge_hired.runtime.images import load_image
 from edge_hired.runtime.pipeline import Pipeline, SelectionOptions
+from edge_hired.sweep import ADAPTIVE_STRATEGIES, FULL, parse_budgets, parse_strategies
+from edge_hired.units import gib
 
 if TYPE_CHECKING:
     from edge_hired.profiles import DeviceProfile
 
-FULL = "full"
-ADAPTIVE = ("prumerge", "prumerge+")
 #: What "full" runs as under a profile's cap below the image's tokens (full ignores caps).
 CAPPED_FULL = "hired"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
@@ -78,59 +77,14 @@ class BenchOptions:
     seed: int = 0
 
 
-def parse_budgets(text: str) -> tuple[str | float, ...]:
-    """'full,0.4,0.2' -> ('full', 0.4, 0.2); InvalidArgumentError names the bad item."""
-    items = [item.strip() for item in text.split(",") if item.strip()]
-    if not items:
-        raise InvalidArgumentError(expected("budgets", "a list like full,0.4,0.2", text))
-    return tuple(_budget(item) for item in items)
-
-
-def parse_strategies(text: str) -> tuple[str, ...]:
-    """'hired,spatial' -> ('hired', 'spatial'), checked against the known strategies."""
-    items = tuple(item.strip() for item in text.split(",") if item.strip())
-    check_strategies(items)
-    return items
-
-
-def _budget(item: str | float) -> str | float:
-    if isinstance(item, str) and item.lower() == FULL:
-        return FULL
-    message = expected("budget", "'full' or a ratio in (0, 1]", item)
-    try:
-        value = float(item)
-    except (TypeError, ValueError):
-        raise InvalidArgumentError(message) from None
-    if not math.isfinite(value) or not 0 < value <= 1:
-        raise InvalidArgumentError(message)
-    return value
-
-
-def check_strategies(strategies: Sequence[str]) -> None:
-    """Known, budgeted-or-adaptive strategies; 'full' belongs in the budgets."""
-    allowed = [s for s in STRATEGIES if s != FULL]
-    if not strategies:
-        raise InvalidArgumentError(
-            expected("strategies", "one or more of " + ", ".join(allowed), "")
-        )
-    for name in strategies:
-        if name == FULL:
-            raise InvalidArgumentError("strategy full: expected it among the budgets (full,0.2)")
-        if name not in allowed:
-            raise InvalidArgumentError(expected("strategy", " | ".join(allowed), name))
-
-
 def settings_for(options: BenchOptions) -> list[Setting]:
     """full first (if asked), then each ratio x each budgeted strategy, then adaptive ones."""
-    check_strategies(options.strategies)
-    budgets = list(dict.fromkeys(_budget(b) for b in options.budgets))
-    if not budgets:
-        raise InvalidArgumentError(expected("budgets", "at least one", options.budgets))
+    strategies = parse_strategies(options.strategies)
+    budgets = parse_budgets(options.budgets)
     ratios = [b for b in budgets if b != FULL]
-    strategies = list(dict.fromkeys(options.strategies))
     settings = [Setting(FULL)] if FULL in budgets else []
-    settings += [Setting(s, r) for r in ratios for s in strategies if s not in ADAPTIVE]
-    settings += [Setting(s) for s in strategies if s in ADAPTIVE]
+    settings += [Setting(s, r) for r in ratios for s in strategies if s not in ADAPTIVE_STRATEGIES]
+    settings += [Setting(s) for s in strategies if s in ADAPTIVE_STRATEGIES]
     return settings
 
 
@@ -259,7 +213,7 @@ def _cap_note(name: str, plans: Mapping[Path, Plan], options: BenchOptions) -> s
         f"(memory cap {gib(plan.cap.bytes)} GiB: {plan.cap.reason})"
         for path, plan in plans.items()
     )
-    adaptive = ", ".join(s for s in options.strategies if s in ADAPTIVE)
+    adaptive = ", ".join(s for s in options.strategies if s in ADAPTIVE_STRATEGIES)
     unbound = f"; {adaptive} keep an adaptive count the cap does not bind" if adaptive else ""
     return (
         f"{name}: planned visual-token cap applied to every setting as SelectionOptions.cap "

@@ -43,7 +43,9 @@ from edge_hired.bench.report import (
     write_plots,
     write_results,
 )
-from edge_hired.device.telemetry import TelemetryRecorder, TelemetryReport, choose_sampler
+from edge_hired.device.telemetry.choose import choose_sampler
+from edge_hired.device.telemetry.recorder import TelemetryRecorder
+from edge_hired.device.telemetry.report import TelemetryReport
 from edge_hired.errors import EdgeHiredError
 from edge_hired.runtime.generation import SamplingOptions
 from edge_hired.runtime.pipeline import Pipeline

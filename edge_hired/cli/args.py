@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 import math
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
+
+from edge_hired.errors import InvalidArgumentError
+from edge_hired.sweep import parse_budgets, parse_strategies
 
 T = TypeVar("T", int, float)
 
@@ -44,3 +47,21 @@ def gib_arg(text: str) -> float:
 def count_arg(text: str) -> int:
     """argparse type: an integer >= 0."""
     return _checked(text, int, lambda v: v >= 0, "an integer >= 0")
+
+
+def library_type(parse: Callable[[str], Any], text: str) -> Any:
+    """Run a library parser as an argparse type: its one-line error becomes argparse's (exit 2)."""
+    try:
+        return parse(text)
+    except InvalidArgumentError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def budgets_arg(text: str) -> tuple[str | float, ...]:
+    """argparse type: 'full' and/or ratios in (0, 1], comma-separated (`edge_hired.sweep`)."""
+    return library_type(parse_budgets, text)
+
+
+def strategies_arg(text: str) -> tuple[str, ...]:
+    """argparse type: token-dropping strategies, comma-separated (`edge_hired.sweep`)."""
+    return library_type(parse_strategies, text)

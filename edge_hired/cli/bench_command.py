@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from edge_hired.cli.args import positive_int
+from edge_hired.cli.args import budgets_arg, positive_int, strategies_arg
+from edge_hired.cli.flags import add_telemetry_backend_args
+from edge_hired.units import DTYPE_ALIASES
 
 T = TypeVar("T")
 
@@ -20,28 +21,6 @@ BENCH_DESCRIPTION = (
     "(/proc/pressure/cpu) is recorded per run so contended runs are visible. Writes "
     "results.csv, results.json (rows and every run), and PNG plots into --out."
 )
-
-
-def _budgets(text: str) -> tuple[str | float, ...]:
-    from edge_hired.bench import parse_budgets  # lazily: the CLI must not import torch to parse
-
-    return _argparse_type(parse_budgets, text)
-
-
-def _strategies(text: str) -> tuple[str, ...]:
-    from edge_hired.bench import parse_strategies
-
-    return _argparse_type(parse_strategies, text)
-
-
-def _argparse_type(parse: Callable[[str], T], text: str) -> T:
-    """Run a library parser; its one-line error becomes argparse's (exit code 2)."""
-    from edge_hired.errors import InvalidArgumentError
-
-    try:
-        return parse(text)
-    except InvalidArgumentError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _non_negative_int(text: str) -> int:
@@ -69,14 +48,14 @@ def add_bench_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--budgets",
-        type=_budgets,
+        type=budgets_arg,
         default="full,0.4,0.3,0.2,0.1",
         metavar="LIST",
         help="'full' and/or ratios in (0, 1] (default full,0.4,0.3,0.2,0.1)",
     )
     parser.add_argument(
         "--strategies",
-        type=_strategies,
+        type=strategies_arg,
         default="hired",
         metavar="LIST",
         help="e.g. hired,spatial,prumerge (default hired; prumerge runs once, "
@@ -114,25 +93,22 @@ def _add_device_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     group.add_argument(
         "--dtype",
-        choices=("fp32", "fp16", "bf16"),
+        choices=tuple(DTYPE_ALIASES),
         help="compute dtype with --model (default fp16 on CUDA, fp32 on CPU)",
     )
     group.add_argument(
         "--providers", metavar="LIST", help="ONNX Runtime providers for --bundle, e.g. cuda,cpu"
     )
     group.add_argument("--no-verify", action="store_true", help="skip the bundle's sha256 check")
-    group.add_argument(
-        "--telemetry-backend", choices=("auto", "jtop", "nvml", "psutil"), default="auto"
-    )
-    group.add_argument("--telemetry-interval", type=float, default=0.05, metavar="SECONDS")
+    add_telemetry_backend_args(group, interval_s=0.05)
     group.add_argument("--no-progress", action="store_true", help="no progress bar")
     group.add_argument("--no-plots", action="store_true", help="write results only (no matplotlib)")
 
 
 def options_from_args(args: argparse.Namespace):
     """BenchOptions from the parsed flags (argparse runs `type` on string defaults too)."""
-    from edge_hired.bench import BenchOptions
-    from edge_hired.budget import PlanSource
+    from edge_hired.bench.options import BenchOptions
+    from edge_hired.facts.run_facts import PlanSource
 
     kind, source = ("bundle", args.bundle) if args.bundle else ("model", args.model)
     return BenchOptions(
@@ -152,28 +128,16 @@ def options_from_args(args: argparse.Namespace):
     )
 
 
-def load_pipeline(args: argparse.Namespace):
-    """The model (--model) or bundle (--bundle), loaded once."""
-    if args.bundle:
-        from edge_hired.runtime.bundle_runtime import BundleLoadOptions, load_bundle_pipeline
-
-        providers = tuple(p for p in (args.providers or "").split(",") if p) or None
-        options = BundleLoadOptions(not args.no_verify, providers, args.device)
-        return load_bundle_pipeline(args.bundle, options)
-    from edge_hired.runtime.pipeline import Pipeline
-
-    return Pipeline.from_pretrained(args.model, device=args.device, dtype=args.dtype)
-
-
 def bench_from_args(args: argparse.Namespace) -> int:
     """Validate the options, load, measure, print the table and where the files are."""
-    from edge_hired.bench import (
+    from edge_hired.bench.options import (
         check_options,
         image_paths,
         load_device_profile,
-        run_bench,
         settings_for,
     )
+    from edge_hired.bench.runner import run_bench
+    from edge_hired.runtime.sources import load_pipeline, providers_arg
 
     options = options_from_args(args)
     check_options(options)  # fail fast, before a long model load
@@ -181,7 +145,14 @@ def bench_from_args(args: argparse.Namespace) -> int:
     image_paths(options.images)
     load_device_profile(options.profile)
     _note(f"loading {args.bundle or args.model}")
-    pipeline = load_pipeline(args)
+    pipeline = load_pipeline(
+        args.model,
+        args.bundle,
+        args.device,
+        None if args.bundle else args.dtype,
+        providers_arg(args.providers),
+        verify=not args.no_verify,
+    )
     _note(f"running on {pipeline.device_reason}")
     report = run_bench(pipeline, options, args.out)
     _note(f"telemetry: {report.environment['telemetry']}")

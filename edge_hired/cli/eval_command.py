@@ -8,16 +8,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import re
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from edge_hired.cli.args import positive_int
+from edge_hired.cli.args import budgets_arg, positive_int, strategies_arg
 from edge_hired.evaluation.dataset import DEFAULT_PROMPT_SUFFIX
 from edge_hired.evaluation.metrics import METRICS
-from edge_hired.hired import STRATEGIES
+from edge_hired.units import DTYPE_ALIASES
 
 if TYPE_CHECKING:
     from edge_hired.evaluation.report import EvalReport
@@ -28,42 +27,6 @@ DEFAULT_BUDGETS = "full,0.4,0.2"
 DEFAULT_STRATEGIES = "hired,spatial,prumerge+"
 DEFAULT_OUT_ROOT = Path("eval-results")
 TINY_LABEL = "tiny-llava-next"
-
-
-def _items(text: str) -> list[str]:
-    items = [item.strip() for item in text.split(",") if item.strip()]
-    if not items:
-        raise argparse.ArgumentTypeError(f"expected a comma-separated list, got {text!r}")
-    return items
-
-
-def budget_list(text: str) -> list[str | float]:
-    """argparse type: 'full' and/or ratios in (0, 1], comma-separated."""
-    budgets: list[str | float] = []
-    for item in _items(text):
-        if item.lower() == "full":
-            budgets.append("full")
-            continue
-        try:
-            value = float(item)
-        except ValueError:
-            value = math.nan
-        if not 0 < value <= 1:  # also refuses NaN
-            raise argparse.ArgumentTypeError(f"expected 'full' or a ratio in (0, 1], got {item!r}")
-        budgets.append(value)
-    return budgets
-
-
-def strategy_list(text: str) -> list[str]:
-    """argparse type: token-dropping strategies, comma-separated."""
-    known = [s for s in STRATEGIES if s != "full"]
-    for item in (items := _items(text)):
-        if item not in known:
-            raise argparse.ArgumentTypeError(
-                f"expected strategies among {', '.join(known)} (the budget 'full' runs the "
-                f"unpruned baseline), got {item!r}"
-            )
-    return items
 
 
 def suffix_text(text: str) -> str:
@@ -102,15 +65,15 @@ def add_eval_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--budgets",
-        type=budget_list,
-        default=budget_list(DEFAULT_BUDGETS),
+        type=budgets_arg,
+        default=budgets_arg(DEFAULT_BUDGETS),
         metavar="LIST",
         help=f"comma-separated (default {DEFAULT_BUDGETS})",
     )
     parser.add_argument(
         "--strategies",
-        type=strategy_list,
-        default=strategy_list(DEFAULT_STRATEGIES),
+        type=strategies_arg,
+        default=strategies_arg(DEFAULT_STRATEGIES),
         metavar="LIST",
         help=f"comma-separated (default {DEFAULT_STRATEGIES}); prumerge and "
         "prumerge+ pick their own token count and run once",
@@ -141,7 +104,7 @@ def add_eval_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.add_argument(
         "--dtype",
-        choices=("fp32", "fp16", "bf16"),
+        choices=tuple(DTYPE_ALIASES),
         help="compute dtype of a --model (default fp16 on CUDA, fp32 on CPU); a bundle's is "
         "fixed at export",
     )
@@ -188,7 +151,8 @@ def _print_report(report: EvalReport, as_json: bool) -> None:
 def eval_from_args(args: argparse.Namespace) -> int:
     """Validate the set and the settings, load the model, evaluate, print the summary."""
     from edge_hired.evaluation.dataset import default_eval_set_path, load_jsonl
-    from edge_hired.evaluation.harness import evaluate, load_pipeline, plan_settings
+    from edge_hired.evaluation.harness import evaluate, plan_settings
+    from edge_hired.runtime.sources import load_pipeline
 
     data = Path(args.data).expanduser() if args.data else default_eval_set_path()
     rows = load_jsonl(data)  # fail fast, before a long model load

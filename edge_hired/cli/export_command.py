@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from edge_hired.cli.args import positive_int
+from edge_hired.units import EXPORT_DTYPES, MIB
 
 DEFAULT_OUT_ROOT = Path(__file__).resolve().parents[2] / "export"
 
@@ -38,7 +39,7 @@ def add_export_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--dtype",
-        choices=("fp16", "fp32"),
+        choices=EXPORT_DTYPES,
         default="fp16",
         help="encoder and LLM compute dtype (default fp16; 8bit always computes in fp16)",
     )
@@ -100,9 +101,9 @@ def _summary(out: Path, manifest) -> str:
     return "\n".join(
         [
             f"bundle      {out}",
-            f"size        {total / 2**20:.1f} MiB ({len(manifest.files)} files); "
-            f"LLM {manifest.llm.weight_bytes / 2**20:.1f} MiB {manifest.llm.quantization}, "
-            f"encoder {manifest.vision.encoder_bytes / 2**20:.1f} MiB {manifest.vision.dtype}",
+            f"size        {total / MIB:.1f} MiB ({len(manifest.files)} files); "
+            f"LLM {manifest.llm.weight_bytes / MIB:.1f} MiB {manifest.llm.quantization}, "
+            f"encoder {manifest.vision.encoder_bytes / MIB:.1f} MiB {manifest.vision.dtype}",
             f"parity      max |ONNX - PyTorch|: {parity}",
             f"took        {manifest.export_seconds:.1f} s",
         ]

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from edge_hired.cli.args import positive_int, ratio_arg, unit_interval
+from edge_hired.device.telemetry.choose import CHOICES
 from edge_hired.hired import STRATEGIES
+from edge_hired.units import DTYPE_ALIASES
 
 STRATEGY_HELP = (
     "hired (default), full (no dropping), hired-ref (the paper's published arithmetic), "
@@ -70,7 +73,7 @@ def add_source_args(parser: argparse.ArgumentParser, bundle_help: str) -> None:
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.add_argument(
         "--dtype",
-        choices=("fp32", "fp16", "bf16"),
+        choices=tuple(DTYPE_ALIASES),
         help="compute dtype (default fp16 on CUDA, fp32 on CPU)",
     )
     bundle = parser.add_argument_group("bundles")
@@ -84,3 +87,14 @@ def add_source_args(parser: argparse.ArgumentParser, bundle_help: str) -> None:
         action="store_true",
         help="skip the sha256 check of the bundle's files at load",
     )
+
+
+def add_telemetry_backend_args(group: Any, interval_s: float) -> None:
+    """`--telemetry-backend` (the sampler backends, by their own names) and its interval."""
+    group.add_argument(
+        "--telemetry-backend",
+        choices=CHOICES,
+        default="auto",
+        help="auto: jtop on a Jetson, else NVML, else psutil",
+    )
+    group.add_argument("--telemetry-interval", type=float, default=interval_s, metavar="SECONDS")

@@ -16,13 +16,14 @@ from edge_hired.cli.args import ratio_arg
 from edge_hired.cli.bench_command import add_bench_parser
 from edge_hired.cli.eval_command import add_eval_parser
 from edge_hired.cli.export_command import add_export_parser
-from edge_hired.cli.flags import add_generation_args, add_selection_args, add_source_args
-from edge_hired.cli.plan_command import (
-    add_plan_parser,
-    add_profile_args,
-    add_profile_parser,
-    add_profiles_parser,
+from edge_hired.cli.flags import (
+    add_generation_args,
+    add_selection_args,
+    add_source_args,
+    add_telemetry_backend_args,
 )
+from edge_hired.cli.plan_command import add_plan_parser, add_profile_parser, add_profiles_parser
+from edge_hired.cli.run_planning import add_profile_args
 from edge_hired.cli.show_command import add_show_parser
 from edge_hired.errors import EdgeHiredError
 
@@ -53,13 +54,7 @@ def add_run_parser(subparsers: argparse._SubParsersAction) -> None:
         metavar="FILE.json",
         help="record memory, load and power per phase of the request to FILE",
     )
-    telemetry.add_argument(
-        "--telemetry-backend",
-        choices=("auto", "jtop", "nvml", "psutil"),
-        default="auto",
-        help="auto: jtop on a Jetson, else NVML, else psutil",
-    )
-    telemetry.add_argument("--telemetry-interval", type=float, default=0.1, metavar="SECONDS")
+    add_telemetry_backend_args(telemetry, interval_s=0.1)
     add_selection_args(parser)
     add_profile_args(parser)
     add_generation_args(parser)

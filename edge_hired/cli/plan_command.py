@@ -1,7 +1,7 @@
 """`edge-hired plan`, `profiles`, `profile detect`, and the `--profile` / `--memory-cap` of `run`.
 
-Argument parsing and printing only: the arithmetic is `edge_hired.budget.plan_budget`, a `run`
-request's facts and plan are `edge_hired.budget.run_plan` (`run_facts`, `bundle_run_facts`,
+Argument parsing and printing only: the arithmetic is `edge_hired.planner.plan_budget`, a `run`
+request's facts and plan are `edge_hired.facts.run_facts` (`run_facts`, `bundle_run_facts`,
 `plan_for_run`, re-exported here), the profiles come from `edge_hired.profiles`, the memory
 figures from `edge_hired.device`.
 """
@@ -14,43 +14,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from edge_hired.budget import (
-    DTYPE_BYTES,
-    MIB,
-    QUANTIZATIONS,
-    Plan,
-    PlanInputs,
-    PlanRequest,
-    RunFacts,
-    bundle_run_facts,
-    gib,
-    plan_budget,
-    plan_for_run,
-    run_facts,
-)
 from edge_hired.cli.args import count_arg, gib_arg, positive_int
 from edge_hired.errors import InvalidArgumentError
+from edge_hired.facts.config_inputs import inputs_from_config
+from edge_hired.planner.arithmetic import Plan, plan_budget
+from edge_hired.planner.inputs import PlanInputs, PlanRequest
 from edge_hired.profiles import DeviceProfile, ProfileError, load_all, load_profile
+from edge_hired.units import DTYPE_BYTES, MIB, QUANTIZATIONS, gib
 
 # --- parsers ----------------------------------------------------------------------------------
-
-
-def add_profile_args(parser: argparse.ArgumentParser) -> None:
-    """`--profile NAME` and `--memory-cap GIB` for `run`."""
-    group = parser.add_argument_group("memory plan")
-    group.add_argument(
-        "--profile",
-        metavar="NAME",
-        help="device profile (see `edge-hired profiles`): keep at most the visual "
-        "tokens that fit in its memory",
-    )
-    group.add_argument(
-        "--memory-cap",
-        type=gib_arg,
-        metavar="GIB",
-        help="memory the request may use, in GiB (2^30 bytes); overrides the "
-        "profile's figure (no --profile: the detected Jetson, else cpu)",
-    )
 
 
 def add_plan_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -118,7 +90,7 @@ def add_profile_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def plan_from_args(args: argparse.Namespace) -> int:
     """Plan for a bundle or a config on a profile and print it."""
-    from edge_hired.device.memory_info import memory_cap
+    from edge_hired.facts.memory_cap import memory_cap
 
     profile = load_profile(args.profile)
     inputs = plan_inputs(args, profile)
@@ -141,7 +113,7 @@ def plan_inputs(args: argparse.Namespace, profile: DeviceProfile) -> PlanInputs:
 
     quantization = args.quantization or profile.runtime.quantization
     dtype = args.dtype or profile.runtime.compute_dtype
-    return PlanInputs.from_config(read_config(args.model), quantization, dtype, kv_dtype)
+    return inputs_from_config(read_config(args.model), quantization, dtype, kv_dtype)
 
 
 def plan_json(plan: Plan) -> dict[str, Any]:
@@ -233,67 +205,3 @@ def detect_from_args(args: argparse.Namespace) -> int:
         )
     print(f"edge-hired: {info.reason}; pick a profile from `edge-hired profiles`", file=sys.stderr)
     return 1
-
-
-# --- run --profile ----------------------------------------------------------------------------
-
-
-def run_facts_from_args(args: argparse.Namespace, image_hw: tuple[int, int]) -> RunFacts:
-    """RunFacts for `run`'s parsed arguments: --bundle, --model, or the demo model."""
-    if getattr(args, "bundle", None):
-        return bundle_run_facts(args.bundle, image_hw, args.prompt, args.device)
-    from edge_hired.cli.run_command import default_model
-
-    model = args.model or default_model()
-    return run_facts(model, image_hw, args.prompt, args.device, args.dtype)
-
-
-def wants_plan(args: argparse.Namespace) -> bool:
-    """Whether `run` was given --profile or --memory-cap."""
-    return any(getattr(args, name, None) is not None for name in ("profile", "memory_cap"))
-
-
-def planned_token_cap(args: argparse.Namespace, facts: RunFacts) -> int | None:
-    """The visual-token cap `run` applies: None without --profile / --memory-cap.
-
-    Raises PlanError (exit 2) when not even one visual token fits; prints the plan's summary to
-    stderr unless --json.
-    """
-    if not wants_plan(args):
-        return None
-    plan = plan_for_run(
-        facts,
-        args.profile,
-        args.memory_cap,
-        args.max_new_tokens,
-        newline=getattr(args, "newline", "none"),
-    )
-    if not getattr(args, "json", False):
-        print(run_summary(plan), file=sys.stderr)
-    return plan.budget_tokens
-
-
-def run_summary(plan: Plan) -> str:
-    """Two lines for `run`'s stderr."""
-    return (
-        f"[edge-hired] plan ({plan.profile}): cap {gib(plan.cap.bytes)} GiB ({plan.cap.reason});"
-        f" keeping at most {plan.budget_tokens} of {plan.visual_tokens_available} visual tokens\n"
-        f"[edge-hired] predicted peak {gib(plan.peak_bytes)} GiB + margin "
-        f"{gib(plan.required_bytes - plan.peak_bytes)} GiB"
-    )
-
-
-__all__ = [
-    "RunFacts",
-    "add_plan_parser",
-    "add_profile_args",
-    "add_profile_parser",
-    "add_profiles_parser",
-    "bundle_run_facts",
-    "format_plan",
-    "plan_for_run",
-    "planned_token_cap",
-    "run_facts",
-    "run_facts_from_args",
-    "wants_plan",
-]

@@ -6,11 +6,13 @@ import argparse
 import sys
 from dataclasses import replace
 
-from edge_hired.errors import BudgetError
+from edge_hired.cli.run_planning import planned_cap
+from edge_hired.runtime import sources
 from edge_hired.runtime.generation import SamplingOptions
 from edge_hired.runtime.images import load_image
 from edge_hired.runtime.pipeline import Pipeline, SelectionOptions
 from edge_hired.runtime.result import RunResult
+from edge_hired.runtime.sources import default_image, default_model, providers_arg
 
 DEMO_NOTE = (
     "edge-hired demo: a tiny LLaVA-NeXT with RANDOM weights, built from configs on this machine.\n"
@@ -46,20 +48,6 @@ def sampling_from_args(args: argparse.Namespace) -> SamplingOptions:
     )
 
 
-def default_model() -> str:
-    """The embedded demo checkpoint, built on first use."""
-    from edge_hired.models.tiny import default_checkpoint
-
-    return str(default_checkpoint("tiny-llava-next"))
-
-
-def default_image() -> str:
-    """The sample image shipped in the package."""
-    from edge_hired.data import sample_image_path
-
-    return str(sample_image_path())
-
-
 def print_result(result: RunResult, as_json: bool, streamed: bool) -> None:
     """JSON on stdout, or the (already streamed) answer plus a metrics block on stderr."""
     if as_json:
@@ -81,36 +69,18 @@ def stream(text: str) -> None:
     sys.stdout.flush()
 
 
-def planned_cap(args: argparse.Namespace, image_hw: tuple[int, int]) -> int | None:
-    """The memory planner's token cap for --profile / --memory-cap (None without them)."""
-    from edge_hired.cli.plan_command import planned_token_cap, run_facts_from_args, wants_plan
-
-    if not wants_plan(args):
-        return None
-    facts = run_facts_from_args(args, image_hw)
-    cap = planned_token_cap(args, facts)
-    if args.strategy == "full" and cap is not None and cap < facts.visual_tokens:
-        raise BudgetError(
-            f"--strategy full keeps all {facts.visual_tokens} visual tokens, but the memory plan "
-            f"fits {cap}: choose a dropping strategy (e.g. hired) or drop --profile/--memory-cap"
-        )
-    return cap
-
-
 def load_pipeline(args: argparse.Namespace) -> Pipeline:
-    """From --bundle (exported, runs alone) or --model (transformers checkpoint)."""
-    if args.bundle:
-        from edge_hired.runtime.bundle_runtime import BundleLoadOptions, load_bundle_pipeline
-
-        providers = tuple(p for p in (args.providers or "").split(",") if p) or None
-        options = BundleLoadOptions(
-            verify=not args.no_verify, providers=providers, device=args.device
-        )
-        _note(args, f"loading bundle {args.bundle}")
-        return load_bundle_pipeline(args.bundle, options)
-    model = args.model or default_model()
-    _note(args, f"loading {model}")
-    return Pipeline.from_pretrained(model, device=args.device, dtype=args.dtype)
+    """From --bundle (exported, runs alone), --model (transformers checkpoint) or the demo."""
+    source = f"bundle {args.bundle}" if args.bundle else args.model or "the demo model"
+    _note(args, f"loading {source}")
+    return sources.load_pipeline(
+        args.model,
+        args.bundle,
+        args.device,
+        None if args.bundle else args.dtype,
+        providers_arg(getattr(args, "providers", None)),
+        verify=not getattr(args, "no_verify", False),
+    )
 
 
 def _note(args: argparse.Namespace, text: str) -> None:
@@ -126,7 +96,7 @@ def run_from_args(args: argparse.Namespace) -> int:
     pipeline = load_pipeline(args)
     if not args.json:
         print(f"[edge-hired] running on {pipeline.device_reason}", file=sys.stderr)
-    from edge_hired.device.telemetry import recorder_for_run
+    from edge_hired.device.telemetry.recorder import recorder_for_run
 
     with recorder_for_run(args.telemetry, args.telemetry_backend, args.telemetry_interval) as rec:
         result = pipeline.run(

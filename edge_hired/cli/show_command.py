@@ -83,8 +83,9 @@ def check_out_path(out: Path) -> Path:
 
 def show_from_args(args: argparse.Namespace) -> int:
     """Load the model, select, draw, say what was written."""
-    from edge_hired.cli.run_command import default_image, load_pipeline, selection_from_args
+    from edge_hired.cli.run_command import load_pipeline, selection_from_args
     from edge_hired.runtime.images import load_image
+    from edge_hired.runtime.sources import default_image
     from edge_hired.visualize import show
 
     out = check_out_path(args.out)  # fail fast, before a long model load

@@ -13,17 +13,15 @@ without touching globals.
 from __future__ import annotations
 
 import logging
-import platform
 import warnings
 from collections.abc import Callable
-from pathlib import Path
 from types import ModuleType
 
 import torch
 
-from edge_hired.errors import EdgeHiredError, InvalidArgumentError, expected
-
-QUANTIZATIONS = ("4bit", "8bit")
+from edge_hired.device.jetson import looks_like_jetson
+from edge_hired.errors import EdgeHiredError
+from edge_hired.units import check_quantization
 
 #: Relative error (|y - y_ref| / |y_ref|) the smoke test accepts: NF4 gives ~0.09 on Gaussian
 #: weights, LLM.int8 ~0.007; a broken kernel gives garbage (~1) or NaN.
@@ -95,11 +93,6 @@ def smoke_test(bnb: ModuleType, quantization: str, device: torch.device) -> None
             f"{quantization} Linear output is wrong: relative error {error:.3g} > "
             f"{SMOKE_TOLERANCE[quantization]}"
         )
-
-
-def looks_like_jetson() -> bool:
-    """An aarch64 Linux with NVIDIA's Tegra release file (JetPack / L4T)."""
-    return platform.machine() == "aarch64" and Path("/etc/nv_tegra_release").exists()
 
 
 #: Phrases that identify a kernel/driver mismatch even when they sit below an error's first line.
@@ -183,10 +176,8 @@ def require_bitsandbytes(
     cached per (quantization, device) and the injected importer / smoke test / `jetson` (which
     picks the advice; None detects it).
     """
-    if quantization == "none":
+    if check_quantization(quantization) == "none":
         return
-    if quantization not in QUANTIZATIONS:
-        raise InvalidArgumentError(expected("quantization", "none, 4bit or 8bit", quantization))
     device = _normalise(torch.device(device))
     on_jetson = looks_like_jetson() if jetson is None else jetson
     key = (quantization, str(device), importer, smoke, on_jetson)

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import torch
 
+from edge_hired.units import MIB
+
 PRESSURE_FILE = Path("/proc/pressure/cpu")
 
 
@@ -77,4 +79,4 @@ def cuda_peak_mib(device: torch.device) -> float | None:
     """CUDA's allocator peak since the last reset, in MiB; None off CUDA."""
     if device.type != "cuda":
         return None
-    return torch.cuda.max_memory_allocated(device) / (1024 * 1024)
+    return torch.cuda.max_memory_allocated(device) / MIB

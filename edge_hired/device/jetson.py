@@ -4,7 +4,7 @@ The device tree names the board (/proc/device-tree/model, e.g. "NVIDIA Jetson Or
 Developer Kit") and lists the module's part number in /proc/device-tree/compatible (e.g.
 "nvidia,p3768-0000+p3767-0005"); /etc/nv_tegra_release gives the L4T release. Part numbers are
 exact; model names leave the memory size open, which MemTotal then settles. The tables are data;
-every reader takes its path so tests run on captured files, as jtop does.
+every reader takes its path so tests run on hand-made files in the same format, as jtop does.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edge_hired.device.memory_info import MEMINFO, MemoryInfoError, read_meminfo
+from edge_hired.units import GIB
 
 DEVICE_TREE_MODEL = Path("/proc/device-tree/model")
 DEVICE_TREE_COMPATIBLE = Path("/proc/device-tree/compatible")
@@ -58,8 +59,8 @@ class JetsonInfo:
 
     @property
     def is_jetson(self) -> bool:
-        """Whether any Jetson file was found."""
-        return self.model is not None or self.l4t is not None
+        """Whether the files show a Jetson (`jetson_reason`'s rule)."""
+        return self.l4t is not None or _names_a_jetson(self.model)
 
 
 def read_text(path: Path) -> str | None:
@@ -68,6 +69,34 @@ def read_text(path: Path) -> str | None:
         return Path(path).read_bytes().replace(b"\0", b"\n").decode("utf-8", "replace").strip()
     except OSError:
         return None
+
+
+def jetson_reason(model: str | None, release: str | None) -> str | None:
+    """The one rule for "this is a Jetson", with its evidence, or None.
+
+    L4T's release file is proof; without it, a device-tree model that names a Jetson is (other
+    ARM boards have a device tree too, so its mere presence proves nothing).
+    """
+    if release is not None:
+        return f"{NV_TEGRA_RELEASE}: {release.partition(chr(10))[0].strip()[:60]}"
+    if _names_a_jetson(model):
+        return f"{DEVICE_TREE_MODEL}: {model}"
+    return None
+
+
+def jetson_evidence(root: Path = Path("/")) -> str | None:
+    """`jetson_reason` for the machine whose filesystem starts at `root` (tests pass a tmp dir)."""
+    model = read_text(root / DEVICE_TREE_MODEL.relative_to("/"))
+    return jetson_reason(model, read_text(root / NV_TEGRA_RELEASE.relative_to("/")))
+
+
+def looks_like_jetson() -> bool:
+    """Whether this machine is a Jetson (`jetson_reason`'s rule)."""
+    return jetson_evidence() is not None
+
+
+def _names_a_jetson(model: str | None) -> bool:
+    return model is not None and "jetson" in model.lower()
 
 
 def parse_l4t_release(text: str) -> str | None:
@@ -91,7 +120,7 @@ def profile_for_model(model: str, memtotal_bytes: int | None) -> str | None:
             if memtotal_bytes is None:
                 return candidates[0][0]
             for name, nominal_gib in candidates:
-                if memtotal_bytes <= nominal_gib * 2**30:
+                if memtotal_bytes <= nominal_gib * GIB:
                     return name
             return candidates[-1][0]
     return None
@@ -108,8 +137,8 @@ def detect_jetson(
     release = read_text(release_path)
     l4t = parse_l4t_release(release) if release else None
     part = part_number(read_text(compatible_path) or "")
-    if model is None and l4t is None:
-        why = f"not a Jetson: no {model_path} or {release_path}"
+    if jetson_reason(model, release) is None:
+        why = f"not a Jetson: no {release_path}, and {model_path} names no Jetson"
         return JetsonInfo(None, None, None, None, why)
     if part is not None:
         profile = PART_NUMBERS[part]

@@ -4,21 +4,17 @@ On a CPU and on a unified-memory Jetson the figure that counts is MemAvailable f
 /proc/meminfo: memory the kernel can hand out without swapping, reclaimable page cache included.
 `cudaMemGetInfo` (torch.cuda.mem_get_info) reports MemFree on Jetson, which leaves the page cache
 out and makes a board with gigabytes of clean cache look full; it is used only for discrete GPUs.
-Readers take the file path as an argument so tests run on captured files.
+Readers take the file path as an argument so tests run on hand-made files of that format.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from edge_hired.budget import GIB, MemoryCap, gib
 from edge_hired.device.memory import current_rss_mib
 from edge_hired.errors import EdgeHiredError, InvalidArgumentError, expected
-
-if TYPE_CHECKING:
-    from edge_hired.profiles import DeviceProfile
+from edge_hired.units import MIB
 
 MEMINFO = Path("/proc/meminfo")
 MEMORY_KINDS = ("cpu", "unified", "discrete")
@@ -89,55 +85,7 @@ def device_memory(kind: str, meminfo: Path = MEMINFO) -> DeviceMemory:
 def process_bytes(kind: str) -> int:
     """What this process already holds of that memory (it counts in the plan's peak)."""
     if kind != "discrete":
-        return int(current_rss_mib() * 2**20)
+        return int(current_rss_mib() * MIB)
     import torch
 
     return int(torch.cuda.memory_reserved())
-
-
-def memory_cap(
-    profile: DeviceProfile,
-    override_gib: float | None = None,
-    live_kind: str | None = None,
-    meminfo: Path = MEMINFO,
-) -> MemoryCap:
-    """The cap a plan fits under: --memory-cap, else the profile's usable memory.
-
-    A "meminfo" profile (cpu) reads MemAvailable now. With `live_kind` (what `run` uses) the cap
-    is also held to the memory free on the device the request runs on, plus what this process
-    already holds, since the planned peak counts that too.
-    """
-    cap = _stated_cap(profile, override_gib, meminfo)
-    if live_kind is None:
-        return cap
-    live = live_cap(live_kind, meminfo)
-    return live if live.bytes < cap.bytes else cap
-
-
-def live_cap(kind: str, meminfo: Path = MEMINFO) -> MemoryCap:
-    """Free memory of the device now plus this process's own share of it."""
-    memory = device_memory(kind, meminfo)
-    held = process_bytes(kind)
-    return MemoryCap(
-        memory.free_bytes + held,
-        f"free now: {memory.source} {gib(memory.free_bytes)} GiB"
-        f" + {gib(held)} GiB held by this process",
-    )
-
-
-def _stated_cap(profile: DeviceProfile, override_gib: float | None, meminfo: Path) -> MemoryCap:
-    """The cap from --memory-cap or the profile, with its reason."""
-    if override_gib is not None:
-        if not override_gib > 0:
-            raise InvalidArgumentError(
-                expected("--memory-cap", "a positive number of GiB", override_gib)
-            )
-        return MemoryCap(int(override_gib * GIB), f"--memory-cap {override_gib:g} GiB")
-    memory = profile.memory
-    if memory.source == "meminfo":
-        return live_cap("cpu", meminfo)
-    desktop = f" - desktop {memory.desktop_gib:g}" if memory.desktop else " (headless)"
-    return MemoryCap(
-        int(memory.usable_gib() * GIB),
-        f"{profile.name}: {memory.total_gib:g} GiB total - OS {memory.os_gib:g}{desktop}",
-    )

@@ -19,7 +19,6 @@ compared settings see the same machine load).
 from __future__ import annotations
 
 import json
-import math
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -32,8 +31,6 @@ from tqdm import tqdm
 from edge_hired.errors import (
     BudgetError,
     InvalidArgumentError,
-    ModelLoadError,
-    UnknownStrategyError,
     expected,
 )
 from edge_hired.evaluation.dataset import DEFAULT_PROMPT_SUFFIX, EvalSample
@@ -50,14 +47,13 @@ from edge_hired.evaluation.records import (
     read_predictions,
     write_atomically,
 )
-from edge_hired.evaluation.report import FULL, EvalReport, SettingSummary, summarise
-from edge_hired.hired import STRATEGIES
+from edge_hired.evaluation.report import EvalReport, SettingSummary, summarise
 from edge_hired.runtime.generation import SamplingOptions
 from edge_hired.runtime.images import load_image
 from edge_hired.runtime.pipeline import SelectionOptions
+from edge_hired.sweep import ADAPTIVE_STRATEGIES, FULL, parse_budgets, parse_strategies
 
 __all__ = [
-    "ADAPTIVE_STRATEGIES",
     "DEFAULT_BUDGETS",
     "DEFAULT_PROMPT_SUFFIX",
     "DEFAULT_STRATEGIES",
@@ -66,16 +62,13 @@ __all__ = [
     "Setting",
     "SettingSummary",
     "evaluate",
-    "load_pipeline",
-    "parse_ratio",
     "plan_settings",
     "read_predictions",
 ]
 
 DEFAULT_BUDGETS: tuple[str | float, ...] = ("full", 0.4, 0.2)
 DEFAULT_STRATEGIES: tuple[str, ...] = ("hired", "spatial", "prumerge+")
-#: Strategies that choose their own token count: run once, under the budget label "adaptive".
-ADAPTIVE_STRATEGIES = ("prumerge", "prumerge+")
+#: The budget label adaptive strategies (they choose their own token count) run under, once.
 ADAPTIVE = "adaptive"
 
 
@@ -102,52 +95,15 @@ class Setting:
 # --- planning ---------------------------------------------------------------------------------
 
 
-def parse_ratio(value: object) -> float:
-    """A budget ratio in (0, 1], from a number or its text; BudgetError otherwise."""
-    try:
-        ratio = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise BudgetError(expected("budget", "'full' or a ratio in (0, 1]", value)) from None
-    if not math.isfinite(ratio) or not 0 < ratio <= 1:
-        raise BudgetError(expected("budget", "'full' or a ratio in (0, 1]", value))
-    return ratio
-
-
-def _budgets(budgets: Iterable[str | float]) -> tuple[bool, list[float]]:
-    """Whether `full` is asked for, and the distinct ratios in the order given."""
-    with_full, ratios = False, []
-    for budget in budgets:
-        if isinstance(budget, str) and budget.strip().lower() == FULL:
-            with_full = True
-        elif (ratio := parse_ratio(budget)) not in ratios:
-            ratios.append(ratio)
-    return with_full, ratios
-
-
-def _strategies(strategies: Iterable[str]) -> list[str]:
-    """Distinct known strategies other than `full` (which the budget `full` selects)."""
-    chosen: list[str] = []
-    for strategy in strategies:
-        if strategy == FULL:
-            wanted = "a token-dropping strategy (the budget 'full' runs the baseline)"
-            raise UnknownStrategyError(expected("strategy", wanted, FULL))
-        if strategy not in STRATEGIES:
-            known = ", ".join(s for s in STRATEGIES if s != FULL)
-            raise UnknownStrategyError(expected("strategy", f"one of {known}", strategy))
-        if strategy not in chosen:
-            chosen.append(strategy)
-    return chosen
-
-
 def plan_settings(
     budgets: Iterable[str | float] = DEFAULT_BUDGETS,
     strategies: Iterable[str] = DEFAULT_STRATEGIES,
 ) -> list[Setting]:
     """`full` once, each budgeted strategy at each ratio, each adaptive strategy once."""
-    budgets = list(budgets)
-    with_full, ratios = _budgets(budgets)
-    chosen = _strategies(strategies)
-    plan = [Setting(FULL, FULL)] if with_full else []
+    budgets = parse_budgets(budgets)
+    chosen = parse_strategies(strategies)
+    ratios = [b for b in budgets if b != FULL]
+    plan = [Setting(FULL, FULL)] if FULL in budgets else []
     for ratio in ratios:
         plan += [Setting(f"{ratio:g}", s, ratio) for s in chosen if s not in ADAPTIVE_STRATEGIES]
     if ratios:
@@ -161,54 +117,6 @@ def plan_settings(
             )
         )
     return plan
-
-
-# --- the pipeline -----------------------------------------------------------------------------
-
-BUNDLE_MODULE = "edge_hired.runtime.bundle_runtime"
-
-
-def _load_bundle(path: str | Path, device: str) -> Runner:
-    """The bundle runtime's pipeline, or a one-line error while this build has none."""
-    try:
-        from edge_hired.runtime.bundle_runtime import BundleLoadOptions, load_bundle_pipeline
-    except ImportError as error:
-        if isinstance(error, ModuleNotFoundError) and error.name not in (None, BUNDLE_MODULE):
-            raise  # a dependency of the bundle runtime is missing: its own message says which
-        raise ModelLoadError(
-            f"{path}: bundles need the exporter's runtime ({BUNDLE_MODULE}), which this build "
-            "does not have; evaluate a checkpoint with --model instead"
-        ) from error
-    return load_bundle_pipeline(path, BundleLoadOptions(device=device))
-
-
-def load_pipeline(
-    model: str | None = None,
-    bundle: str | Path | None = None,
-    device: str = "auto",
-    dtype: str | None = None,
-) -> Runner:
-    """A pipeline from a checkpoint (hub id or directory) or an exported bundle.
-
-    `device`: auto, cpu or cuda. `dtype` (fp32, fp16, bf16) applies to checkpoints only.
-    With neither, the embedded tiny random-weight model (built on first use): its answers are
-    noise, but every stage runs.
-    """
-    if model is not None and bundle is not None:
-        raise InvalidArgumentError(expected("model and bundle", "one of them", "both"))
-    if bundle is not None:
-        if dtype is not None:
-            raise InvalidArgumentError(
-                expected("dtype with a bundle", "none (the bundle's manifest fixes it)", dtype)
-            )
-        return _load_bundle(bundle, device)
-    from edge_hired.runtime.pipeline import Pipeline
-
-    if model is None:
-        from edge_hired.models.tiny import default_checkpoint
-
-        model = str(default_checkpoint("tiny-llava-next"))
-    return Pipeline.from_pretrained(model, device=device, dtype=dtype)
 
 
 # --- running ----------------------------------------------------------------------------------

@@ -35,18 +35,14 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from edge_hired.errors import EdgeHiredError, InvalidArgumentError, UnknownStrategyError, expected
-from edge_hired.evaluation.harness import (
-    ADAPTIVE_STRATEGIES,
-    FULL,
-    Runner,
-    load_pipeline,
-    parse_ratio,
-)
-from edge_hired.hired import STRATEGIES
+from edge_hired.errors import EdgeHiredError, InvalidArgumentError, expected
+from edge_hired.evaluation.harness import Runner
+from edge_hired.hired import check_strategy
 from edge_hired.runtime.generation import SamplingOptions
 from edge_hired.runtime.images import load_image, to_rgb
 from edge_hired.runtime.pipeline import SelectionOptions
+from edge_hired.runtime.sources import load_pipeline
+from edge_hired.sweep import ADAPTIVE_STRATEGIES, FULL, parse_ratio
 
 __all__ = [
     "LMMS_INSTALL_HINT",
@@ -68,9 +64,7 @@ LMMS_INSTALL_HINT = (
 
 def selection_for(budget: object, strategy: str) -> SelectionOptions:
     """Selection options of one adapter: 'full' keeps every token, adaptive strategies their own."""
-    if strategy not in STRATEGIES:
-        known = ", ".join(STRATEGIES)
-        raise UnknownStrategyError(expected("strategy", f"one of {known}", strategy))
+    check_strategy(strategy)
     if strategy == FULL or (isinstance(budget, str) and budget.strip().lower() == FULL):
         return SelectionOptions(strategy=FULL)
     if strategy in ADAPTIVE_STRATEGIES:

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from edge_hired.runtime.cls_attention import cls_attention_rows
-from edge_hired.runtime.vision import LayerPlan, _clip_transformer
+from edge_hired.runtime.vision import LayerPlan, clip_transformer
 
 OUTPUT_NAMES = ("features", "cls_attn_init", "cls_attn_final", "keys_final")
 INPUT_NAME = "pixel_values"
@@ -22,7 +22,7 @@ class EncoderGraph(nn.Module):
 
     def __init__(self, vision_tower: nn.Module, plan: LayerPlan) -> None:
         super().__init__()
-        self.transformer = _clip_transformer(vision_tower)
+        self.transformer = clip_transformer(vision_tower)
         self.plan = plan
         self.num_heads = self.transformer.config.num_attention_heads
 

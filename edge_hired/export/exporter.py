@@ -33,6 +33,7 @@ from edge_hired.bundle.layout import (
     VLM_CONFIG_DIR,
 )
 from edge_hired.bundle.manifest import MANIFEST_NAME, SCHEMA_VERSION, Manifest, VisionSpec
+from edge_hired.device.torch_device import torch_dtype
 from edge_hired.errors import InvalidArgumentError, expected
 from edge_hired.export.encoder_graph import EncoderGraph
 from edge_hired.export.language_model import extract_causal_lm, save_language_model
@@ -40,12 +41,10 @@ from edge_hired.export.measure import activation_bytes_per_partition
 from edge_hired.export.onnx_encoder import ParityFigure, check_parity, export_encoder
 from edge_hired.export.recipes import Recipe, load_recipe
 from edge_hired.runtime.loading import ModelFacts, model_facts, read_config, resolve_source
-
-QUANTIZATIONS = ("4bit", "8bit", "none")
-EXPORT_DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
+from edge_hired.units import DTYPE_ALIASES, EXPORT_DTYPES, check_quantization
 
 Progress = Callable[[str], None]
-EXPORT_STAGES = 7  # calls of `progress` per export, one as each stage begins
+EXPORT_STAGES = 6  # calls of `progress` per export, one as each stage begins
 
 
 @dataclass(frozen=True)
@@ -62,10 +61,7 @@ class ExportOptions:
 
 def check_options(options: ExportOptions) -> None:
     """Refuse unknown quantizations, dtypes and opsets before any work."""
-    if options.quantization not in QUANTIZATIONS:
-        raise InvalidArgumentError(
-            expected("quantization", "4bit, 8bit or none", options.quantization)
-        )
+    check_quantization(options.quantization)
     if options.dtype not in EXPORT_DTYPES:
         raise InvalidArgumentError(expected("dtype", "fp16 or fp32", options.dtype))
     if options.opset is not None and not 17 <= options.opset <= 23:
@@ -99,7 +95,7 @@ def export_bundle(
 def _write_bundle(model_id: str, staging: Path, options: ExportOptions, say: Progress) -> Manifest:
     """Every stage of the export, in order, into the staging directory."""
     say("load model")
-    config = read_config(model_id)
+    config = read_config(model_id, revision=options.revision)
     facts = model_facts(config)
     recipe = load_recipe(facts.family)
     source = resolve_source(model_id)
@@ -136,7 +132,7 @@ def _write_bundle(model_id: str, staging: Path, options: ExportOptions, say: Pro
 
 def _llm_dtype(options: ExportOptions) -> torch.dtype:
     """The LLM's dtype: as asked, except LLM.int8, which bitsandbytes runs in fp16 only."""
-    return torch.float16 if options.quantization == "8bit" else EXPORT_DTYPES[options.dtype]
+    return torch.float16 if options.quantization == "8bit" else torch_dtype(options.dtype)
 
 
 def _export_vision(
@@ -144,7 +140,7 @@ def _export_vision(
 ) -> tuple[list[ParityFigure], int]:
     """Write the ONNX encoder and check it against the fp32 PyTorch graph."""
     reference = EncoderGraph(_attribute(model, recipe.vision_tower), facts.layers).eval()
-    dtype = EXPORT_DTYPES[options.dtype]
+    dtype = torch_dtype(options.dtype)
     graph = copy.deepcopy(reference).to(dtype)
     side = facts.crop_size
     generator = torch.Generator().manual_seed(0)
@@ -160,7 +156,7 @@ def _activation(staging: Path, facts: ModelFacts, options: ExportOptions) -> int
     """Measured activation bytes per partition (0 when measuring is switched off)."""
     if not options.measure_memory:
         return 0
-    dtype = "float16" if options.dtype == "fp16" else "float32"
+    dtype = DTYPE_ALIASES[options.dtype]
     return activation_bytes_per_partition(staging / ENCODER_FILE, dtype, facts.crop_size)
 
 
@@ -204,7 +200,7 @@ def _vision_spec(
         image_token_id=facts.image_token_id,
         encoder_bytes=encoder_bytes,
         activation_bytes_per_partition=activation,
-        dtype="float16" if options.dtype == "fp16" else "float32",
+        dtype=DTYPE_ALIASES[options.dtype],
     )
 
 

@@ -3,7 +3,7 @@
 `extract_causal_lm` turns the VLM's decoder + lm_head into a standalone causal LM of the text
 config's architecture (e.g. LlamaForCausalLM) holding the very same tensors. `save_language_model`
 writes it with `save_pretrained` (safetensors only) either unquantized or quantized by bitsandbytes
-through transformers' `BitsAndBytesConfig`; `load_language_model` is the runtime's way back.
+through transformers' `BitsAndBytesConfig`; `edge_hired.runtime.language_model` loads it back.
 
 Quantization choices (one place, with reasons):
 - 4bit: NF4, blocksize 64, *double quantization on*. Double quantization stores the per-block
@@ -20,11 +20,9 @@ Quantization choices (one place, with reasons):
 from __future__ import annotations
 
 import copy
-import json
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import torch
 from transformers import AutoModelForCausalLM, BitsAndBytesConfig, PreTrainedModel
@@ -32,19 +30,10 @@ from transformers import AutoModelForCausalLM, BitsAndBytesConfig, PreTrainedMod
 from edge_hired.bundle.manifest import LlmSpec
 from edge_hired.device.bitsandbytes_check import require_bitsandbytes
 from edge_hired.errors import InvalidArgumentError, ModelLoadError, expected
-
-QUANTIZATIONS = ("none", "8bit", "4bit")
-
-#: Compute dtypes each quantization accepts (see the module docstring for 8bit).
-ALLOWED_DTYPES: dict[str, tuple[torch.dtype, ...]] = {
-    "none": (torch.float32, torch.float16, torch.bfloat16),
-    "4bit": (torch.float16, torch.float32, torch.bfloat16),
-    "8bit": (torch.float16,),
-}
+from edge_hired.runtime.language_model import check_choice, dtype_name, weight_files
 
 NF4_DOUBLE_QUANT = True
 INT8_THRESHOLD = 6.0
-PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
 
 Progress = Callable[[str], None]
 
@@ -110,23 +99,6 @@ def _check_materialised(model: torch.nn.Module) -> None:
 
 
 # --- quantization settings -------------------------------------------------------------------
-
-
-def check_choice(quantization: str, compute_dtype: torch.dtype) -> None:
-    """Refuse an unknown quantization or a compute dtype it cannot use well."""
-    if quantization not in QUANTIZATIONS:
-        raise InvalidArgumentError(expected("quantization", "none, 8bit or 4bit", quantization))
-    allowed = ALLOWED_DTYPES[quantization]
-    if compute_dtype not in allowed:
-        names = ", ".join(dtype_name(d) for d in allowed)
-        raise InvalidArgumentError(
-            expected(f"compute dtype for {quantization}", names, dtype_name(compute_dtype))
-            + (
-                " (LLM.int8 computes in fp16 and warns on every fp32 matmul; use --dtype fp16)"
-                if quantization == "8bit"
-                else ""
-            )
-        )
 
 
 def bitsandbytes_config(
@@ -203,23 +175,6 @@ def _new_directory(out_dir: Path) -> Path:
     return out_dir.absolute()
 
 
-def weight_files(directory: Path) -> list[Path]:
-    """The `.safetensors` files of a saved model; refuses pickle files and weightless dirs."""
-    directory = Path(directory)
-    pickles = sorted(p.name for p in directory.iterdir() if p.suffix in PICKLE_SUFFIXES)
-    if pickles:
-        raise ModelLoadError(expected(f"{directory}: weight files", "safetensors only", pickles))
-    files = sorted(directory.glob("*.safetensors"))
-    if not files:
-        raise ModelLoadError(expected(f"{directory}: weight files", "*.safetensors", "none"))
-    return files
-
-
-def dtype_name(dtype: torch.dtype) -> str:
-    """'float16' for torch.float16."""
-    return str(dtype).removeprefix("torch.")
-
-
 def llm_spec(
     model: PreTrainedModel, quantization: str, compute_dtype: torch.dtype, weight_bytes: int
 ) -> LlmSpec:
@@ -240,85 +195,3 @@ def llm_spec(
         weight_bytes=int(weight_bytes),
         projector_bytes=0,
     )
-
-
-# --- load ------------------------------------------------------------------------------------
-
-
-def _saved_config(directory: Path) -> dict[str, Any]:
-    """config.json of a saved language model, as plain data."""
-    path = Path(directory) / "config.json"
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as error:
-        raise ModelLoadError(f"{path}: unreadable language model config ({error})") from error
-
-
-def saved_quantization(directory: Path) -> str:
-    """ "none", "8bit" or "4bit", read from the saved config.json (never guessed from names)."""
-    settings: dict[str, Any] | None = _saved_config(directory).get("quantization_config")
-    if not settings:
-        return "none"
-    if settings.get("quant_method") != "bitsandbytes":
-        where = f"{Path(directory) / 'config.json'}: quant_method"
-        raise ModelLoadError(expected(where, "bitsandbytes", settings.get("quant_method")))
-    if settings.get("load_in_4bit"):
-        return "4bit"
-    return "8bit" if settings.get("load_in_8bit") else "none"
-
-
-def saved_dtype(directory: Path) -> torch.dtype:
-    """The dtype the unquantized tensors were saved in (config.json's `dtype`)."""
-    name = _saved_config(directory).get("dtype") or "float32"
-    dtype = getattr(torch, str(name), None)
-    if not isinstance(dtype, torch.dtype):
-        raise ModelLoadError(expected(f"{directory}: saved dtype", "a torch dtype name", name))
-    return dtype
-
-
-def _load_dtype(directory: Path, quantization: str, dtype: torch.dtype | None) -> torch.dtype:
-    """The requested dtype, or the saved one; quantized models only load in their saved dtype."""
-    saved = saved_dtype(directory)
-    dtype = dtype or saved
-    if quantization != "none" and dtype != saved:
-        # transformers keeps a pre-quantized checkpoint's dtype whatever `dtype=` says
-        raise InvalidArgumentError(
-            expected(
-                f"{directory}: dtype of a {quantization} model",
-                f"{dtype_name(saved)} (as exported)",
-                dtype_name(dtype),
-            )
-        )
-    check_choice(quantization, dtype)
-    return dtype
-
-
-def load_language_model(
-    directory: Path, device: torch.device, dtype: torch.dtype | None = None
-) -> PreTrainedModel:
-    """Load a saved language model (quantized or not) onto `device`, in eval mode.
-
-    `dtype` is the dtype of the unquantized tensors and activations; None keeps the saved one
-    (the manifest's compute dtype). An unquantized model can be cast to any dtype; a quantized
-    one only loads in the dtype it was exported with. Quantized models are placed with
-    `device_map`, as bitsandbytes requires, after `require_bitsandbytes` passed.
-    """
-    directory = Path(directory)
-    quantization = saved_quantization(directory)
-    weight_files(directory)
-    dtype = _load_dtype(directory, quantization, dtype)
-    require_bitsandbytes(quantization, device)
-    model = AutoModelForCausalLM.from_pretrained(
-        directory, dtype=dtype, device_map={"": _placement(torch.device(device))}
-    )
-    loaded = model.get_input_embeddings().weight.dtype
-    if loaded != dtype:
-        raise ModelLoadError(expected(f"{directory}: loaded dtype", dtype_name(dtype), loaded))
-    return model.eval()
-
-
-def _placement(device: torch.device) -> str:
-    """accelerate's spelling of a device: 'cpu', 'cuda:0'."""
-    if device.type == "cpu":
-        return "cpu"
-    return f"{device.type}:{device.index or 0}"

@@ -12,6 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from edge_hired.units import MIB
+
 _PROBE = r"""
 import json, sys
 import numpy as np
@@ -39,4 +41,4 @@ def activation_bytes_per_partition(path: Path, dtype: str, side: int, many: int 
     one = activation_mib(path, 1, dtype, side)
     slope = (activation_mib(path, many, dtype, side) - one) / (many - 1)
     per_partition = slope if slope > 0 else one  # a non-positive slope is noise: use one run
-    return int(per_partition * 1024 * 1024)
+    return int(per_partition * MIB)

@@ -16,11 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from edge_hired.budget.arithmetic import Plan, plan_budget
-from edge_hired.budget.inputs import PlanInputs, PlanRequest
-from edge_hired.budget.shapes import image_geometry
 from edge_hired.errors import InvalidArgumentError, expected
+from edge_hired.facts.config_inputs import inputs_from_config
+from edge_hired.planner.arithmetic import Plan, plan_budget
+from edge_hired.planner.inputs import PlanInputs, PlanRequest
+from edge_hired.planner.shapes import image_geometry
 from edge_hired.profiles import ProfileError, load_profile
+from edge_hired.units import SHORT_DTYPES
 
 if TYPE_CHECKING:
     from edge_hired.runtime.pipeline import Pipeline
@@ -31,7 +33,6 @@ if TYPE_CHECKING:
 TEMPLATE_TOKENS = 64
 #: Where a pipeline's plan reads its model facts: a bundle's manifest or a checkpoint's config.
 SOURCE_KINDS = ("bundle", "model")
-_SHORT_DTYPES = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,7 @@ def run_facts(
     from edge_hired.runtime.loading import read_config
 
     choice = choose_torch_device(device, dtype)
-    inputs = PlanInputs.from_config(read_config(model), "none", str(choice.dtype))
+    inputs = inputs_from_config(read_config(model), "none", str(choice.dtype))
     return _request_facts(inputs, choice.device.type, image_hw, prompt, prompt_tokens)
 
 
@@ -94,7 +95,7 @@ def bundle_run_facts(
     from edge_hired.device.torch_device import choose_torch_device
 
     manifest = read_manifest(Path(bundle).expanduser())
-    choice = choose_torch_device(device, _SHORT_DTYPES[manifest.llm.compute_dtype])
+    choice = choose_torch_device(device, SHORT_DTYPES[manifest.llm.compute_dtype])
     inputs = PlanInputs.from_manifest(manifest)
     return _request_facts(inputs, choice.device.type, image_hw, prompt, prompt_tokens)
 
@@ -132,7 +133,7 @@ def plan_for_run(
     newline: str = "none",
 ) -> Plan:
     """The plan of one `run` request, its cap held to the memory free on the run's device."""
-    from edge_hired.device.memory_info import memory_cap
+    from edge_hired.facts.memory_cap import memory_cap
 
     profile = load_profile(profile_name or _default_profile(facts.device))
     request = PlanRequest(
@@ -156,7 +157,7 @@ def pipeline_run_facts(
     if source.kind == "bundle":
         return bundle_run_facts(source.path, image_hw, prompt, device)
     dtype = next(pipeline.parts.llm.parameters()).dtype
-    short = _SHORT_DTYPES.get(str(dtype).removeprefix("torch."))
+    short = SHORT_DTYPES.get(str(dtype).removeprefix("torch."))
     return run_facts(source.path, image_hw, prompt, device, short)
 
 

@@ -33,7 +33,7 @@ from edge_hired.hired.strategies import MergeInfo, Plan
 STRATEGIES = ("full", "hired", "hired-ref", "spatial", "random", "prumerge", "prumerge+")
 NEWLINE_MODES = ("none", "rows")
 
-__all__ = ["STRATEGIES", "Selection", "select_tokens"]
+__all__ = ["STRATEGIES", "Selection", "check_strategy", "select_tokens"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -157,12 +157,18 @@ def _mode(strategy: str, newline: str, num_kept: int, num_valid: int) -> str:
     return "stock" if num_kept == num_valid else newline
 
 
-def _check_choice(strategy: object, newline: object) -> None:
-    """Known strategy and newline mode, else the typed error."""
+def check_strategy(strategy: object) -> str:
+    """`strategy` if it is one of STRATEGIES, else UnknownStrategyError listing them."""
     if strategy not in STRATEGIES:
         raise UnknownStrategyError(
             expected("strategy", f"one of {', '.join(STRATEGIES)}", strategy)
         )
+    return strategy
+
+
+def _check_choice(strategy: object, newline: object) -> None:
+    """Known strategy and newline mode, else the typed error."""
+    check_strategy(strategy)
     if newline not in NEWLINE_MODES:
         raise InvalidArgumentError(expected("newline", "'none' or 'rows'", newline))
 

@@ -12,16 +12,9 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Literal
 
-Family = Literal["llava_next", "llava"]
+from edge_hired.hired.geometry import LLAVA_V16_PINPOINTS
 
-#: llava-v1.6 grid pinpoints as (height, width) in pixels.
-LLAVA_V16_PINPOINTS: tuple[tuple[int, int], ...] = (
-    (336, 672),
-    (672, 336),
-    (672, 672),
-    (1008, 336),
-    (336, 1008),
-)
+Family = Literal["llava_next", "llava"]
 
 
 @dataclass(frozen=True)

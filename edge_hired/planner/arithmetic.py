@@ -11,7 +11,8 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from edge_hired.budget.costs import (
+from edge_hired.errors import BudgetError, InvalidArgumentError, expected
+from edge_hired.planner.costs import (
     DEFAULT_IMAGE_HW,
     CostLine,
     DeviceFacts,
@@ -23,10 +24,9 @@ from edge_hired.budget.costs import (
     request_geometry,
     token_lines,
 )
-from edge_hired.budget.estimates import Estimates, estimate_speed
-from edge_hired.budget.inputs import PlanInputs, PlanRequest
-from edge_hired.budget.units import KIB, MIB, dtype_bytes, gib
-from edge_hired.errors import BudgetError, InvalidArgumentError, expected
+from edge_hired.planner.estimates import Estimates, estimate_speed
+from edge_hired.planner.inputs import PlanInputs, PlanRequest
+from edge_hired.units import KIB, MIB, dtype_bytes, gib
 
 if TYPE_CHECKING:
     from edge_hired.profiles import DeviceProfile

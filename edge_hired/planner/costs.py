@@ -22,11 +22,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from edge_hired.budget.units import GIB, KIB, MIB, dtype_bytes
 from edge_hired.errors import InvalidArgumentError, expected
+from edge_hired.units import GIB, KIB, MIB, dtype_bytes
 
 if TYPE_CHECKING:
-    from edge_hired.budget.inputs import PlanInputs, PlanRequest
+    from edge_hired.planner.inputs import PlanInputs, PlanRequest
     from edge_hired.profiles import DeviceProfile
 
 #: Measured: peak RSS of the tiny preset answering a one-token request on a 336x336 image, minus

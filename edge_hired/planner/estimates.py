@@ -8,11 +8,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from edge_hired.budget.costs import request_geometry
+from edge_hired.planner.costs import request_geometry
 
 if TYPE_CHECKING:
-    from edge_hired.budget.costs import DeviceFacts
-    from edge_hired.budget.inputs import PlanInputs, PlanRequest
+    from edge_hired.planner.costs import DeviceFacts
+    from edge_hired.planner.inputs import PlanInputs, PlanRequest
 
 #: Roofline estimates: shares of peak FLOPs and bandwidth assumed reachable.
 COMPUTE_EFFICIENCY = 0.5

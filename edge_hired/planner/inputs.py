@@ -9,22 +9,20 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from edge_hired.budget.shapes import (
+from edge_hired.planner.shapes import (
     LlmShape,
     VisionShape,
     llm_matmul_params,
     max_geometry,
     vision_matmul_params,
 )
-from edge_hired.budget.units import MIB, dtype_bytes, normal_dtype
-from edge_hired.errors import InvalidArgumentError, expected
+from edge_hired.units import MIB, normal_dtype
 
 if TYPE_CHECKING:
     from edge_hired.bundle.manifest import Manifest
 
-QUANTIZATIONS = ("none", "8bit", "4bit")
 #: ONNX Runtime in a bundle run, measured: `import onnxruntime` 18 MiB + an InferenceSession 10.
 ONNX_RUNTIME_BYTES = 28 * MIB
 
@@ -66,20 +64,6 @@ class PlanInputs:
     def from_manifest(cls, manifest: Manifest, kv_dtype: str | None = None) -> PlanInputs:
         """Facts recorded by the exporter; shapes it does not record are assumed (see notes)."""
         return _inputs_from_manifest(manifest, kv_dtype)
-
-    @classmethod
-    def from_config(
-        cls, config: Any, quantization: str, compute_dtype: str, kv_dtype: str | None = None
-    ) -> PlanInputs:
-        """Facts of a transformers LLaVA config, weights counted on the meta device.
-
-        Weight bytes assume bitsandbytes as transformers configures it by default: the Linear
-        layers of the language model are quantised (4bit: NF4, 0.5 B/param plus one fp32 absmax
-        per 64-value block, no double quantisation; 8bit: 1 B/param plus one fp32 scale per output
-        row); embeddings, norms, lm_head, the vision tower and the projector stay in the compute
-        dtype. Buffers (rotary tables, position ids) are left out: a few KiB.
-        """
-        return _inputs_from_config(config, quantization, compute_dtype, kv_dtype)
 
 
 @dataclass(frozen=True)
@@ -138,87 +122,6 @@ def _inputs_from_manifest(manifest: Manifest, kv_dtype: str | None) -> PlanInput
         notes=("bundle: vision MLP assumed 4 x hidden (CLIP), attention heads hidden / head dim",),
         onnx_runtime_bytes=ONNX_RUNTIME_BYTES,
     )
-
-
-def _inputs_from_config(
-    config: Any, quantization: str, compute_dtype: str, kv_dtype: str | None
-) -> PlanInputs:
-    """PlanInputs from a transformers LlavaConfig / LlavaNextConfig (no weights needed)."""
-    from edge_hired.runtime.loading import model_facts
-
-    if quantization not in QUANTIZATIONS:
-        raise InvalidArgumentError(expected("quantization", ", ".join(QUANTIZATIONS), quantization))
-    compute = normal_dtype(compute_dtype)
-    facts, text, tower = model_facts(config), config.text_config, config.vision_config
-    heads = text.num_attention_heads
-    llm = LlmShape(
-        text.num_hidden_layers,
-        text.hidden_size,
-        text.intermediate_size,
-        heads,
-        getattr(text, "num_key_value_heads", None) or heads,
-        getattr(text, "head_dim", None) or text.hidden_size // heads,
-        text.vocab_size,
-    )
-    vision = VisionShape(
-        facts.layers.layers_to_run,
-        tower.hidden_size,
-        tower.intermediate_size,
-        tower.num_attention_heads,
-        facts.crop_size,
-        facts.patch_size,
-        facts.family,
-        facts.pinpoints,
-    )
-    weights = _count_weights(config, quantization, dtype_bytes(compute))
-    return PlanInputs(
-        source=f"config {facts.family} ({llm.num_layers}-layer LLM, {quantization}, {compute})",
-        llm=llm,
-        vision=vision,
-        quantization=quantization,
-        compute_dtype=compute,
-        kv_dtype=normal_dtype(kv_dtype or compute),
-        vision_dtype=compute,
-        llm_weight_bytes=weights["llm"],
-        encoder_weight_bytes=weights["encoder"],
-        llm_matmul_params=weights["llm_matmul"],
-        vision_matmul_params=weights["encoder_matmul"]
-        * vision.layers_run
-        // tower.num_hidden_layers,
-        largest_quantized_linear=weights["largest"],
-    )
-
-
-def _count_weights(config: Any, quantization: str, size: int) -> dict[str, int]:
-    """Bytes and Linear parameter counts of the LLM and encoder sides, on the meta device."""
-    import torch
-    from transformers import AutoModelForImageTextToText
-
-    with torch.device("meta"):
-        model = AutoModelForImageTextToText.from_config(config)
-    language = model.model.language_model
-    llm_side = {id(m) for m in language.modules()} | {id(m) for m in model.lm_head.modules()}
-    linear = torch.nn.Linear
-    quantized = (
-        set()
-        if quantization == "none"
-        else {id(m) for m in language.modules() if isinstance(m, linear)}
-    )
-    totals = dict.fromkeys(("llm", "encoder", "llm_matmul", "encoder_matmul", "largest"), 0)
-    seen: set[int] = set()
-    for module in model.modules():
-        side = "llm" if id(module) in llm_side else "encoder"
-        for name, param in module.named_parameters(recurse=False):
-            if id(param) in seen:
-                continue  # tied weights count once
-            seen.add(id(param))
-            is_weight = isinstance(module, linear) and name == "weight"
-            scheme = quantization if is_weight and id(module) in quantized else "none"
-            totals[side] += parameter_bytes(tuple(param.shape), scheme, size)
-            totals[f"{side}_matmul"] += param.numel() if is_weight else 0
-            if scheme != "none":
-                totals["largest"] = max(totals["largest"], param.numel())
-    return totals
 
 
 def parameter_bytes(shape: tuple[int, ...], quantization: str, size: int) -> int:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from edge_hired.budget.units import dtype_bytes
 from edge_hired.hired.geometry import ImageGeometry, anyres_geometry, single_geometry
+from edge_hired.units import dtype_bytes
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ from edge_hired.device.torch_device import choose_torch_device
 from edge_hired.runtime.loading import ModelFacts, VlmParts
 from edge_hired.runtime.pipeline import Pipeline
 from edge_hired.runtime.vision import LayerPlan, VisionOutput
+from edge_hired.units import SHORT_DTYPES
 
 PROJECTORS = {"llava_next": LlavaNextMultiModalProjector, "llava": LlavaMultiModalProjector}
 NUMPY_DTYPES = {"float16": np.float16, "float32": np.float32}
@@ -97,13 +98,13 @@ def load_bundle_pipeline(
     bundle: str | Path, options: BundleLoadOptions = BundleLoadOptions()
 ) -> Pipeline:
     """A ready `Pipeline` from a bundle directory."""
-    from edge_hired.export.language_model import load_language_model
+    from edge_hired.runtime.language_model import load_language_model
 
     root = Path(bundle).expanduser()
     manifest = read_manifest(root)
     verify_files(root, manifest.files, check_hashes=options.verify)
     providers = choose_providers(list(options.providers) if options.providers else None)
-    device = choose_torch_device(options.device, _short_dtype(manifest.llm.compute_dtype))
+    device = choose_torch_device(options.device, SHORT_DTYPES[manifest.llm.compute_dtype])
     llm = load_language_model(root / LLM_DIR, device.device, device.dtype)
     projector, newline = load_projector(root, manifest.vision.family, device.dtype, device.device)
     parts = VlmParts(
@@ -117,8 +118,3 @@ def load_bundle_pipeline(
     )
     reason = f"encoder {providers.reason}; LLM {device.reason}, {manifest.llm.quantization}"
     return Pipeline(parts, reason)
-
-
-def _short_dtype(name: str) -> str:
-    """'float16' -> 'fp16' as choose_torch_device spells it."""
-    return {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}[name]

@@ -38,14 +38,22 @@ class SamplingOptions:
 
 @dataclass
 class TimingStreamer:
-    """A transformers streamer that timestamps the first token and streams decoded text."""
+    """A transformers streamer that timestamps the first token and streams decoded text.
+
+    Text is decoded incrementally over a short window, not the whole answer at every token
+    (which costs O(n^2)): the window holds the tokens emitted last (`_prefix` to `_read`) as
+    context, so tokenizers that drop a leading space at the start of a decode still produce it,
+    then the unread ones. A window whose text ends in an incomplete multi-byte character waits
+    for the next token.
+    """
 
     decode: Callable[[list[int]], str]
     on_text: Callable[[str], None] | None = None
     token_ids: list[int] = field(default_factory=list)
     first_token_at: float | None = None
     _seen_prompt: bool = False
-    _printed: str = ""
+    _prefix: int = 0
+    _read: int = 0
 
     def put(self, value: torch.Tensor) -> None:
         """Called by generate: first with the prompt ids, then with each new token."""
@@ -62,13 +70,14 @@ class TimingStreamer:
         self._emit(final=True)
 
     def _emit(self, final: bool) -> None:
-        """Send newly decoded text, holding back an incomplete multi-byte character."""
-        text = self.decode(self.token_ids)
+        """Send the text the unread tokens add to the window's context."""
+        context = self.decode(self.token_ids[self._prefix : self._read])
+        text = self.decode(self.token_ids[self._prefix :])
         if not final and text.endswith("\ufffd"):
             return
-        if self.on_text and len(text) > len(self._printed):
-            self.on_text(text[len(self._printed) :])
-        self._printed = text
+        if self.on_text and len(text) > len(context):
+            self.on_text(text[len(context) :])
+        self._prefix, self._read = self._read, len(self.token_ids)
 
 
 @dataclass(frozen=True)

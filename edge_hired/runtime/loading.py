@@ -68,15 +68,18 @@ def resolve_source(model_id: str) -> str:
     return str(path.resolve()) if path.exists() else model_id
 
 
-def read_config(model_id: str) -> Any:
-    """The checkpoint's config, or a one-line reason why it is not a model."""
+def read_config(model_id: str, revision: str | None = None) -> Any:
+    """The checkpoint's config (at `revision`, for a hub id), or a one-line reason why it is not
+    a model."""
     path = Path(model_id).expanduser()
     if path.exists() and not (path / "config.json").is_file():
         raise ModelLoadError(f"{model_id}: expected a model directory with config.json, got none")
     if not path.exists() and (model_id.startswith((".", "/", "~")) or model_id.count("/") > 1):
         raise ModelLoadError(f"{model_id}: no such model directory")
     try:
-        return AutoConfig.from_pretrained(str(path) if path.exists() else model_id)
+        return AutoConfig.from_pretrained(
+            str(path) if path.exists() else model_id, revision=revision
+        )
     except (OSError, ValueError, KeyError) as error:
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ModelLoadError(f"{model_id}: cannot load a model config ({first})") from error

@@ -1,7 +1,7 @@
 """In-process pipeline: image -> encoder with CLS rows -> HiRED selection -> stock LLM.
 
 `Pipeline.run` is the library call behind `edge-hired run`. It works on `VlmParts`, so the same
-code serves a transformers checkpoint and (later) an exported bundle.
+code serves a transformers checkpoint and an exported bundle (`runtime.bundle_runtime`).
 """
 
 from __future__ import annotations

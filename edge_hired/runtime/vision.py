@@ -69,7 +69,7 @@ class TorchVisionEncoder:
     """CLIP vision tower -> features of the feature layer plus the CLS rows of two layers."""
 
     def __init__(self, vision_tower: nn.Module, plan: LayerPlan, drop_cls: bool = True) -> None:
-        self.transformer = _clip_transformer(vision_tower)
+        self.transformer = clip_transformer(vision_tower)
         self.plan = plan
         self.drop_cls = drop_cls
         self.num_heads = self.transformer.config.num_attention_heads
@@ -94,7 +94,7 @@ class TorchVisionEncoder:
         return self.transformer.embeddings.patch_embedding.weight.dtype
 
 
-def _clip_transformer(vision_tower: nn.Module) -> nn.Module:
+def clip_transformer(vision_tower: nn.Module) -> nn.Module:
     """The CLIPVisionTransformer inside a CLIPVisionModel, or a clear refusal."""
     inner = getattr(vision_tower, "vision_model", vision_tower)
     if not all(hasattr(inner, a) for a in ("embeddings", "pre_layrnorm", "encoder")):

@@ -15,14 +15,13 @@ from collections.abc import Callable
 import psutil
 
 from edge_hired.errors import EdgeHiredError
+from edge_hired.units import MIB
 
 Readings = dict[str, float]
 Probe = Callable[[], Readings]
 
 POWER_KEY = "power_total_mw"
 """The board's (jtop) or GPU's (NVML) total input power; energy is integrated from it."""
-
-MIB = 1024 * 1024
 
 
 class TelemetryUnavailable(EdgeHiredError):

@@ -2,7 +2,7 @@
 
 `auto` tries jtop (only on a Jetson), then NVML (a driver and a GPU), then psutil, which always
 works. An explicit choice that cannot be honoured falls back along the same order, and the reason
-says why. Tests point `root` at a directory of captured device files and inject fake clients.
+says why. Tests point `root` at a directory of hand-made device files and inject fake clients.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edge_hired.device.jetson import jetson_evidence
 from edge_hired.device.telemetry.base import Sampler, TelemetryUnavailable
 from edge_hired.device.telemetry.jtop_backend import JtopSampler, connect_jtop
 from edge_hired.device.telemetry.nvml_backend import NvmlSampler
@@ -30,25 +31,6 @@ class Probes:
     jtop_factory: Callable[[float], Any] | None = None
     nvml: Any = None
     interval: float = 0.1
-
-
-def jetson_evidence(root: Path = Path("/")) -> str | None:
-    """What shows this machine is a Jetson, or None."""
-    release = root / "etc/nv_tegra_release"
-    if release.is_file():
-        first = release.read_text(errors="replace").partition("\n")[0].strip()
-        return f"/etc/nv_tegra_release: {first[:60]}"
-    model = _read_text(root / "proc/device-tree/model")
-    if "jetson" in model.lower():
-        return f"/proc/device-tree/model: {model}"
-    return None
-
-
-def _read_text(path: Path) -> str:
-    try:
-        return path.read_bytes().replace(b"\0", b"").decode(errors="replace").strip()
-    except OSError:
-        return ""
 
 
 def choose_sampler(prefer: str = "auto", probes: Probes = Probes()) -> tuple[Sampler, str]:

@@ -10,7 +10,6 @@ from types import ModuleType
 from typing import Any
 
 from edge_hired.device.telemetry.base import (
-    MIB,
     POWER_KEY,
     Probe,
     ProcessProbe,
@@ -18,6 +17,7 @@ from edge_hired.device.telemetry.base import (
     Sampler,
     TelemetryUnavailable,
 )
+from edge_hired.units import MIB
 
 
 def import_nvml() -> ModuleType:

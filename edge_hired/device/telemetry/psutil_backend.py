@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import psutil
 
-from edge_hired.device.telemetry.base import MIB, Probe, ProcessProbe, Readings, Sampler
+from edge_hired.device.telemetry.base import Probe, ProcessProbe, Readings, Sampler
+from edge_hired.units import MIB
 
 
 class PsutilSampler(Sampler):

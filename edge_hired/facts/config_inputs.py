@@ -1,0 +1,100 @@
+"""`PlanInputs` from a transformers LLaVA config alone, the weights counted on the meta device.
+
+Host-side fact gathering for `plan --model` and `run --model`: torch and transformers build the
+model's skeleton without memory, so the pure planner never imports them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from edge_hired.planner.inputs import PlanInputs, parameter_bytes
+from edge_hired.planner.shapes import LlmShape, VisionShape
+from edge_hired.units import check_quantization, dtype_bytes, normal_dtype
+
+
+def inputs_from_config(
+    config: Any, quantization: str, compute_dtype: str, kv_dtype: str | None = None
+) -> PlanInputs:
+    """Facts of a transformers LLaVA config, weights counted on the meta device.
+
+    Weight bytes assume bitsandbytes as transformers configures it by default: the Linear
+    layers of the language model are quantised (4bit: NF4, 0.5 B/param plus one fp32 absmax
+    per 64-value block, no double quantisation; 8bit: 1 B/param plus one fp32 scale per output
+    row); embeddings, norms, lm_head, the vision tower and the projector stay in the compute
+    dtype. Buffers (rotary tables, position ids) are left out: a few KiB.
+    """
+    from edge_hired.runtime.loading import model_facts
+
+    check_quantization(quantization)
+    compute = normal_dtype(compute_dtype)
+    facts, text, tower = model_facts(config), config.text_config, config.vision_config
+    heads = text.num_attention_heads
+    llm = LlmShape(
+        text.num_hidden_layers,
+        text.hidden_size,
+        text.intermediate_size,
+        heads,
+        getattr(text, "num_key_value_heads", None) or heads,
+        getattr(text, "head_dim", None) or text.hidden_size // heads,
+        text.vocab_size,
+    )
+    vision = VisionShape(
+        facts.layers.layers_to_run,
+        tower.hidden_size,
+        tower.intermediate_size,
+        tower.num_attention_heads,
+        facts.crop_size,
+        facts.patch_size,
+        facts.family,
+        facts.pinpoints,
+    )
+    weights = _count_weights(config, quantization, dtype_bytes(compute))
+    return PlanInputs(
+        source=f"config {facts.family} ({llm.num_layers}-layer LLM, {quantization}, {compute})",
+        llm=llm,
+        vision=vision,
+        quantization=quantization,
+        compute_dtype=compute,
+        kv_dtype=normal_dtype(kv_dtype or compute),
+        vision_dtype=compute,
+        llm_weight_bytes=weights["llm"],
+        encoder_weight_bytes=weights["encoder"],
+        llm_matmul_params=weights["llm_matmul"],
+        vision_matmul_params=weights["encoder_matmul"]
+        * vision.layers_run
+        // tower.num_hidden_layers,
+        largest_quantized_linear=weights["largest"],
+    )
+
+
+def _count_weights(config: Any, quantization: str, size: int) -> dict[str, int]:
+    """Bytes and Linear parameter counts of the LLM and encoder sides, on the meta device."""
+    import torch
+    from transformers import AutoModelForImageTextToText
+
+    with torch.device("meta"):
+        model = AutoModelForImageTextToText.from_config(config)
+    language = model.model.language_model
+    llm_side = {id(m) for m in language.modules()} | {id(m) for m in model.lm_head.modules()}
+    linear = torch.nn.Linear
+    quantized = (
+        set()
+        if quantization == "none"
+        else {id(m) for m in language.modules() if isinstance(m, linear)}
+    )
+    totals = dict.fromkeys(("llm", "encoder", "llm_matmul", "encoder_matmul", "largest"), 0)
+    seen: set[int] = set()
+    for module in model.modules():
+        side = "llm" if id(module) in llm_side else "encoder"
+        for name, param in module.named_parameters(recurse=False):
+            if id(param) in seen:
+                continue  # tied weights count once
+            seen.add(id(param))
+            is_weight = isinstance(module, linear) and name == "weight"
+            scheme = quantization if is_weight and id(module) in quantized else "none"
+            totals[side] += parameter_bytes(tuple(param.shape), scheme, size)
+            totals[f"{side}_matmul"] += param.numel() if is_weight else 0
+            if scheme != "none":
+                totals["largest"] = max(totals["largest"], param.numel())
+    return totals
