@@ -7,18 +7,14 @@ files (/proc/meminfo, /proc/device-tree, /etc/nv_tegra_release), as jtop reads t
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import re
 from pathlib import Path
 
 import pytest
 
-from edge_hired.cli.main import EXIT_USER_ERROR, OneLineParser
-from edge_hired.cli.plan_command import add_plan_parser, add_profile_parser, add_profiles_parser
 from edge_hired.device.jetson import detect_jetson, parse_l4t_release
 from edge_hired.device.memory_info import MemoryInfoError, host_memory, mem_available_bytes
-from edge_hired.errors import EdgeHiredError
 from edge_hired.facts.memory_cap import memory_cap
 from edge_hired.profiles import (
     PROFILES_ENV,
@@ -30,6 +26,7 @@ from edge_hired.profiles import (
     read_profile,
 )
 from edge_hired.units import GIB
+from tests.helpers import run_cli
 
 REQUIRED = {
     "orin-nano-4gb",
@@ -74,20 +71,6 @@ def write(folder: Path, name: str, text: str) -> Path:
     path = folder / f"{name}.toml"
     path.write_text(text)
     return path
-
-
-def run_cli(argv: list[str]) -> int:
-    """The plan / profiles / profile commands under main's contract: user errors exit 2."""
-    parser = OneLineParser(prog="edge-hired")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
-    for add in (add_plan_parser, add_profiles_parser, add_profile_parser):
-        add(sub)
-    args: argparse.Namespace = parser.parse_args(argv)
-    try:
-        return args.handler(args)
-    except EdgeHiredError as error:
-        print(f"edge-hired: error: {error}")
-        return EXIT_USER_ERROR
 
 
 # --- the shipped profiles ---------------------------------------------------------------------
