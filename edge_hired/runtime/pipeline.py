@@ -6,7 +6,6 @@ code serves a transformers checkpoint and (later) an exported bundle.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import pairwise
@@ -17,6 +16,7 @@ import torch
 from PIL import Image
 
 from edge_hired.device.memory import peak_rss_mib, reset_peak_rss
+from edge_hired.device.sync import DeviceClock
 from edge_hired.device.torch_device import choose_torch_device
 from edge_hired.errors import InvalidArgumentError, expected
 from edge_hired.hired import Selection, select_tokens
@@ -61,9 +61,12 @@ class SelectionOptions:
 class Pipeline:
     """A loaded model ready to answer requests; reuse it across images and prompts."""
 
-    def __init__(self, parts: VlmParts, device_reason: str = "") -> None:
+    def __init__(
+        self, parts: VlmParts, device_reason: str = "", clock: DeviceClock | None = None
+    ) -> None:
         self.parts = parts
         self.device_reason = device_reason
+        self.clock = clock or DeviceClock(parts.device)
 
     @classmethod
     def from_pretrained(
@@ -95,18 +98,18 @@ class Pipeline:
         """
         _check_prompt(prompt)
         reset_peak_rss()
-        marks = {"start": time.perf_counter()}
+        marks = {"start": self.clock.mark()}
         picture = image if isinstance(image, Image.Image) else load_image(image)
         pixels, geometry = self.preprocess(picture)
-        marks["preprocessed"] = time.perf_counter()
+        marks["preprocessed"] = self.clock.mark()
         vision = self.parts.encoder(pixels)
-        marks["encoded"] = time.perf_counter()
+        marks["encoded"] = self.clock.mark()
         chosen = self.select(geometry, vision, selection)
-        marks["selected"] = time.perf_counter()
+        marks["selected"] = self.clock.mark()
         embeds = self.input_embeddings(prompt, vision, chosen)
-        streamer = TimingStreamer(self._decode, on_text)
+        streamer = TimingStreamer(self._decode, on_text, clock=self.clock.mark)
         timing = generate_from_embeddings(
-            self.parts.llm, embeds, sampling, streamer, self._pad_token_id()
+            self.parts.llm, embeds, sampling, streamer, self._pad_token_id(), self.clock.mark
         )
         marks["first_token"], marks["finished"] = timing.first_token_at, timing.finished_at
         for name, key in PHASE_MARKS if on_phase else ():
@@ -114,7 +117,11 @@ class Pipeline:
         return self._result(geometry, chosen, embeds, timing, streamer, marks)
 
     def preprocess(self, picture: Image.Image) -> tuple[torch.Tensor, ImageGeometry]:
-        """Pixel values [P, 3, H, W] and the image's token geometry."""
+        """Pixel values [P, 3, H, W] on the host, and the image's token geometry.
+
+        The encoder moves pixels where it runs: the in-process encoder to its weights' device,
+        ONNX Runtime takes host memory (a copy to CUDA here would only come straight back).
+        """
         geometry = self.parts.facts.geometry_for((picture.height, picture.width))
         batch = self.parts.processor.image_processor(images=picture, return_tensors="pt")
         pixels = batch["pixel_values"].reshape(-1, *batch["pixel_values"].shape[-3:])
@@ -124,7 +131,7 @@ class Pipeline:
                     "partitions from the image processor", geometry.num_partitions, pixels.shape[0]
                 )
             )
-        return pixels.to(self.parts.device), geometry
+        return pixels, geometry
 
     def select(
         self, geometry: ImageGeometry, vision: VisionOutput, options: SelectionOptions
