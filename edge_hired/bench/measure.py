@@ -2,9 +2,9 @@
 
 How each figure is measured:
 - TTFT: request start (before the image file is read) to the first generated token, from the
-  pipeline's own marks. On CUDA the first token is copied to the host before it is timed, so the
-  mark already waits for the GPU; `synchronize` drains queued work before a request starts and
-  after it ends (end-to-end latency, CUDA peak memory).
+  pipeline's own marks. Every mark waits for the device's queued work first (`DeviceClock`), so
+  encode, select and prefill are true on CUDA too; `synchronize` drains queued work before a
+  request starts and after it ends (end-to-end latency, CUDA peak memory).
 - Peak memory, decided once with a reason (`choose_memory_source`): a Jetson's RAM in use (jtop,
   system-wide, unified memory); on CUDA `torch.cuda.max_memory_allocated`, reset per request;
   else the process's peak RSS (VmHWM, reset per request, resident weights included). Freed heap
