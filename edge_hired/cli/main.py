@@ -43,6 +43,12 @@ def add_run_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--prompt", default="Describe the image.", help="the question")
     parser.add_argument(
+        "--quant",
+        choices=("none", "8bit", "4bit"),
+        help="with --model: quantize the LLM with bitsandbytes as it loads (default: the "
+        "profile's quantization with --profile, else none); a bundle's is fixed at export",
+    )
+    parser.add_argument(
         "--json",
         action="store_true",
         help="print one JSON object with the answer and every figure, no streaming",

@@ -110,7 +110,10 @@ def load_pipeline(args: argparse.Namespace) -> Pipeline:
         return load_bundle_pipeline(args.bundle, options)
     model = args.model or default_model()
     _note(args, f"loading {model}")
-    return Pipeline.from_pretrained(model, device=args.device, dtype=args.dtype)
+    quantization = getattr(args, "quant", None) or "none"
+    return Pipeline.from_pretrained(
+        model, device=args.device, dtype=args.dtype, quantization=quantization
+    )
 
 
 def _note(args: argparse.Namespace, text: str) -> None:

@@ -76,11 +76,19 @@ class Pipeline:
         dtype: str | None = None,
         l_init: int = 0,
         l_final: int | None = None,
+        quantization: str = "none",
     ) -> Pipeline:
-        """Load a hub id or a local directory (the same path for both)."""
+        """Load a hub id or a local directory (the same path for both) straight onto the device.
+
+        `quantization` "8bit" / "4bit" quantizes the language model with bitsandbytes as it
+        loads (no export needed); LLM.int8 computes in fp16, so that is its default dtype.
+        """
+        if quantization == "8bit" and dtype is None:
+            dtype = "fp16"
         choice = choose_torch_device(device, dtype)
-        parts = load_parts(model_id, choice.device, choice.dtype, l_init, l_final)
-        return cls(parts, choice.reason)
+        parts = load_parts(model_id, choice.device, choice.dtype, l_init, l_final, quantization)
+        quant = "" if quantization == "none" else f", LLM {quantization} (bitsandbytes at load)"
+        return cls(parts, choice.reason + quant)
 
     def run(
         self,
