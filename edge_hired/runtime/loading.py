@@ -60,6 +60,7 @@ class VlmParts:
     image_newline: torch.Tensor | None
     llm: torch.nn.Module
     device: torch.device
+    compute_dtype: torch.dtype | None = None  # of the LLM and projector; None: the LLM's own
 
 
 def resolve_source(model_id: str) -> str:
@@ -159,4 +160,5 @@ def load_parts(
         image_newline=getattr(inner, "image_newline", None),
         llm=model,
         device=device,
+        compute_dtype=dtype,
     )

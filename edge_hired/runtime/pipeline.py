@@ -214,7 +214,14 @@ class Pipeline:
             image_size=list(geometry.image_size),
             timings_s=_phase_durations(marks),
             device=str(self.parts.device),
+            compute_dtype=str(self._compute_dtype()).removeprefix("torch."),
+            encoder_provider=getattr(self.parts.encoder, "provider", None),
         )
+
+    def _compute_dtype(self) -> torch.dtype:
+        """The LLM's compute dtype (its embeddings' dtype when the parts do not say)."""
+        dtype = self.parts.compute_dtype
+        return dtype if dtype is not None else self.parts.llm.get_input_embeddings().weight.dtype
 
 
 def _phase_durations(marks: dict[str, float]) -> dict[str, float]:

@@ -74,6 +74,11 @@ class TorchVisionEncoder:
         self.drop_cls = drop_cls
         self.num_heads = self.transformer.config.num_attention_heads
 
+    @property
+    def provider(self) -> str:
+        """What runs the encoder: PyTorch on its weights' device."""
+        return f"torch:{self.transformer.embeddings.patch_embedding.weight.device.type}"
+
     @torch.inference_mode()
     def __call__(self, pixel_values: torch.Tensor) -> VisionOutput:
         """Encode [P, 3, H, W] pixel values."""
