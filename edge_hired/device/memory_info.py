@@ -87,12 +87,23 @@ def device_memory(kind: str, meminfo: Path = MEMINFO) -> DeviceMemory:
 
 
 def process_bytes(kind: str) -> int:
-    """What this process already holds of that memory (it counts in the plan's peak)."""
-    if kind != "discrete":
+    """What this process already holds of that memory (it counts in the plan's peak).
+
+    On a discrete GPU that is the device-level figure (NVML per process: CUDA context and ONNX
+    Runtime's arena included); torch's `memory_reserved` only where NVML cannot say. On a
+    Jetson, the RSS plus torch's CUDA allocations, which live in NvMap, outside the RSS.
+    """
+    if kind == "cpu":
         return int(current_rss_mib() * 2**20)
     import torch
 
-    return int(torch.cuda.memory_reserved())
+    reserved = int(torch.cuda.memory_reserved()) if torch.cuda.is_initialized() else 0
+    if kind == "unified":
+        return int(current_rss_mib() * 2**20) + reserved
+    from edge_hired.device.device_memory import nvml_process_bytes
+
+    held = nvml_process_bytes()
+    return held if held is not None else reserved
 
 
 def memory_cap(

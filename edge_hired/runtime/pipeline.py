@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from edge_hired.device.device_memory import DeviceMeter, meter_for
 from edge_hired.device.memory import peak_rss_mib, reset_peak_rss
 from edge_hired.device.sync import DeviceClock
 from edge_hired.device.torch_device import choose_torch_device
@@ -62,11 +63,16 @@ class Pipeline:
     """A loaded model ready to answer requests; reuse it across images and prompts."""
 
     def __init__(
-        self, parts: VlmParts, device_reason: str = "", clock: DeviceClock | None = None
+        self,
+        parts: VlmParts,
+        device_reason: str = "",
+        clock: DeviceClock | None = None,
+        meter: DeviceMeter | None = None,
     ) -> None:
         self.parts = parts
         self.device_reason = device_reason
         self.clock = clock or DeviceClock(parts.device)
+        self.meter = meter or meter_for(parts.device.type)
 
     @classmethod
     def from_pretrained(
@@ -106,23 +112,30 @@ class Pipeline:
         """
         _check_prompt(prompt)
         reset_peak_rss()
-        marks = {"start": self.clock.mark()}
+        self.meter.reset()
+        marks = {"start": self._mark()}
         picture = image if isinstance(image, Image.Image) else load_image(image)
         pixels, geometry = self.preprocess(picture)
-        marks["preprocessed"] = self.clock.mark()
+        marks["preprocessed"] = self._mark()
         vision = self.parts.encoder(pixels)
-        marks["encoded"] = self.clock.mark()
+        marks["encoded"] = self._mark()
         chosen = self.select(geometry, vision, selection)
-        marks["selected"] = self.clock.mark()
+        marks["selected"] = self._mark()
         embeds = self.input_embeddings(prompt, vision, chosen)
-        streamer = TimingStreamer(self._decode, on_text, clock=self.clock.mark)
+        streamer = TimingStreamer(self._decode, on_text, clock=self._mark)
         timing = generate_from_embeddings(
-            self.parts.llm, embeds, sampling, streamer, self._pad_token_id(), self.clock.mark
+            self.parts.llm, embeds, sampling, streamer, self._pad_token_id(), self._mark
         )
         marks["first_token"], marks["finished"] = timing.first_token_at, timing.finished_at
         for name, key in PHASE_MARKS if on_phase else ():
             on_phase(name, marks[key])
         return self._result(geometry, chosen, embeds, timing, streamer, marks)
+
+    def _mark(self) -> float:
+        """A phase mark: the device drained, the time read, then its memory sampled."""
+        at = self.clock.mark()
+        self.meter.sample()
+        return at
 
     def preprocess(self, picture: Image.Image) -> tuple[torch.Tensor, ImageGeometry]:
         """Pixel values [P, 3, H, W] on the host, and the image's token geometry.
@@ -216,6 +229,7 @@ class Pipeline:
             device=str(self.parts.device),
             compute_dtype=str(self._compute_dtype()).removeprefix("torch."),
             encoder_provider=getattr(self.parts.encoder, "provider", None),
+            device_peak_mib=self.meter.peak_mib(),
         )
 
     def _compute_dtype(self) -> torch.dtype:
