@@ -25,6 +25,7 @@ from edge_hired.cli.plan_command import (
 )
 from edge_hired.cli.show_command import add_show_parser
 from edge_hired.errors import EdgeHiredError
+from edge_hired.signals import EXIT_TERMINATED, Terminated
 
 EXIT_USER_ERROR = 2
 
@@ -153,6 +154,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("edge-hired: interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print("edge-hired: terminated", file=sys.stderr)
+        return EXIT_TERMINATED
 
 
 if __name__ == "__main__":
