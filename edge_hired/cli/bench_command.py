@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from edge_hired.cli.args import positive_int
+from edge_hired.cli.runtime_flags import add_runtime_flags
 
 T = TypeVar("T")
 
@@ -121,6 +122,7 @@ def _add_device_args(parser: argparse.ArgumentParser) -> None:
         "--providers", metavar="LIST", help="ONNX Runtime providers for --bundle, e.g. cuda,cpu"
     )
     group.add_argument("--no-verify", action="store_true", help="skip the bundle's sha256 check")
+    add_runtime_flags(group)
     group.add_argument(
         "--telemetry-backend", choices=("auto", "jtop", "nvml", "psutil"), default="auto"
     )
@@ -158,11 +160,14 @@ def load_pipeline(args: argparse.Namespace):
         from edge_hired.runtime.bundle_runtime import BundleLoadOptions, load_bundle_pipeline
 
         providers = tuple(p for p in (args.providers or "").split(",") if p) or None
-        options = BundleLoadOptions(not args.no_verify, providers, args.device)
+        options = BundleLoadOptions(not args.no_verify, providers, args.device, args.dtype)
         return load_bundle_pipeline(args.bundle, options)
     from edge_hired.runtime.pipeline import Pipeline
 
-    return Pipeline.from_pretrained(args.model, device=args.device, dtype=args.dtype)
+    quantization = args.quant or "none"
+    return Pipeline.from_pretrained(
+        args.model, device=args.device, dtype=args.dtype, quantization=quantization
+    )
 
 
 def bench_from_args(args: argparse.Namespace) -> int:
@@ -174,7 +179,9 @@ def bench_from_args(args: argparse.Namespace) -> int:
         run_bench,
         settings_for,
     )
+    from edge_hired.cli.runtime_flags import resolved_args
 
+    args = resolved_args(args)  # --profile's [runtime] for unset flags
     options = options_from_args(args)
     check_options(options)  # fail fast, before a long model load
     settings_for(options)

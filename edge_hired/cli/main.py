@@ -23,6 +23,7 @@ from edge_hired.cli.plan_command import (
     add_profile_parser,
     add_profiles_parser,
 )
+from edge_hired.cli.runtime_flags import add_runtime_flags
 from edge_hired.cli.show_command import add_show_parser
 from edge_hired.errors import EdgeHiredError
 from edge_hired.signals import EXIT_TERMINATED, Terminated
@@ -43,12 +44,7 @@ def add_run_parser(subparsers: argparse._SubParsersAction) -> None:
         parser, bundle_help="a bundle written by `edge-hired export` (runs from it alone)"
     )
     parser.add_argument("--prompt", default="Describe the image.", help="the question")
-    parser.add_argument(
-        "--quant",
-        choices=("none", "8bit", "4bit"),
-        help="with --model: quantize the LLM with bitsandbytes as it loads (default: the "
-        "profile's quantization with --profile, else none); a bundle's is fixed at export",
-    )
+    add_runtime_flags(parser)
     parser.add_argument(
         "--json",
         action="store_true",

@@ -104,7 +104,7 @@ def load_pipeline(args: argparse.Namespace) -> Pipeline:
 
         providers = tuple(p for p in (args.providers or "").split(",") if p) or None
         options = BundleLoadOptions(
-            verify=not args.no_verify, providers=providers, device=args.device
+            verify=not args.no_verify, providers=providers, device=args.device, dtype=args.dtype
         )
         _note(args, f"loading bundle {args.bundle}")
         return load_bundle_pipeline(args.bundle, options)
@@ -124,6 +124,9 @@ def _note(args: argparse.Namespace, text: str) -> None:
 
 def run_from_args(args: argparse.Namespace) -> int:
     """Load the model, answer once, print."""
+    from edge_hired.cli.runtime_flags import resolved_args
+
+    args = resolved_args(args, quiet=args.json)  # --profile's [runtime] for unset flags
     image = load_image(args.image or default_image())  # fail fast, before a long model load
     cap = planned_cap(args, (image.height, image.width))  # config/manifest only: before loading
     pipeline = load_pipeline(args)

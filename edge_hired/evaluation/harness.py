@@ -168,7 +168,7 @@ def plan_settings(
 BUNDLE_MODULE = "edge_hired.runtime.bundle_runtime"
 
 
-def _load_bundle(path: str | Path, device: str) -> Runner:
+def _load_bundle(path: str | Path, device: str, providers: tuple[str, ...] | None = None) -> Runner:
     """The bundle runtime's pipeline, or a one-line error while this build has none."""
     try:
         from edge_hired.runtime.bundle_runtime import BundleLoadOptions, load_bundle_pipeline
@@ -179,7 +179,7 @@ def _load_bundle(path: str | Path, device: str) -> Runner:
             f"{path}: bundles need the exporter's runtime ({BUNDLE_MODULE}), which this build "
             "does not have; evaluate a checkpoint with --model instead"
         ) from error
-    return load_bundle_pipeline(path, BundleLoadOptions(device=device))
+    return load_bundle_pipeline(path, BundleLoadOptions(providers=providers, device=device))
 
 
 def load_pipeline(
@@ -187,6 +187,8 @@ def load_pipeline(
     bundle: str | Path | None = None,
     device: str = "auto",
     dtype: str | None = None,
+    quantization: str = "none",
+    providers: tuple[str, ...] | None = None,
 ) -> Runner:
     """A pipeline from a checkpoint (hub id or directory) or an exported bundle.
 
@@ -201,14 +203,14 @@ def load_pipeline(
             raise InvalidArgumentError(
                 expected("dtype with a bundle", "none (the bundle's manifest fixes it)", dtype)
             )
-        return _load_bundle(bundle, device)
+        return _load_bundle(bundle, device, providers)
     from edge_hired.runtime.pipeline import Pipeline
 
     if model is None:
         from edge_hired.models.tiny import default_checkpoint
 
         model = str(default_checkpoint("tiny-llava-next"))
-    return Pipeline.from_pretrained(model, device=device, dtype=dtype)
+    return Pipeline.from_pretrained(model, device=device, dtype=dtype, quantization=quantization)
 
 
 # --- running ----------------------------------------------------------------------------------
