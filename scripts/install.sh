@@ -38,11 +38,24 @@ case "$target" in
     "$VENV/bin/python" -c 'import torch; assert torch.cuda.is_available()' || {
       echo "JetPack's CUDA torch is not visible: install NVIDIA's torch wheel for your JetPack first." >&2
       exit 1; }
+    # pyproject asks torch>=2.3.0a0, so JetPack's pre-release torch (2.3.0a0+...nv24.02) is kept.
     "${pip[@]}" -e '.[jetson,dev]'
     if [ -n "${JETSON_PIP_INDEX:-}" ]; then
+      # PyPI's aarch64 bitsandbytes (pulled by the line above) imports on a Jetson and fails at the
+      # first 4-bit kernel ("named symbol not found"); the Jetson index builds for sm_87.
       "${pip[@]}" --index-url "$JETSON_PIP_INDEX" onnxruntime-gpu
+      "${pip[@]}" --force-reinstall --no-deps --index-url "$JETSON_PIP_INDEX" bitsandbytes
     else
-      echo "Set JETSON_PIP_INDEX to NVIDIA's Jetson index for onnxruntime-gpu (see README)." >&2
+      cat >&2 <<'EOF_JETSON'
+JETSON_PIP_INDEX is not set (NVIDIA's Jetson AI Lab index; see README "Jetson"), so:
+  - onnxruntime-gpu is NOT installed: bundles need it (PyPI has no aarch64 GPU build).
+  - bitsandbytes is PyPI's aarch64 wheel, which fails on Orin at the first 4-bit kernel. Build it
+    for sm_87 (make -j4: more jobs run out of memory on 8 GB boards):
+      git clone https://github.com/bitsandbytes-foundation/bitsandbytes && cd bitsandbytes
+      cmake -DCOMPUTE_BACKEND=cuda -DCOMPUTE_CAPABILITY=87 -S . && make -j4
+      ../.venv/bin/python -m pip install --force-reinstall --no-deps .
+    or export with --quant none.
+EOF_JETSON
     fi
     ;;
   *) echo "unknown EDGE_HIRED_TARGET '$target' (expected cpu, cuda or jetson)" >&2; exit 2 ;;

@@ -2,11 +2,13 @@
 
 How each figure is measured:
 - TTFT: request start (before the image file is read) to the first generated token, from the
-  pipeline's own marks. On CUDA the first token is copied to the host before it is timed, so the
-  mark already waits for the GPU; `synchronize` drains queued work before a request starts and
-  after it ends (end-to-end latency, CUDA peak memory).
+  pipeline's own marks. Every mark waits for the device's queued work first (`DeviceClock`), so
+  encode, select and prefill are true on CUDA too; `synchronize` drains queued work before a
+  request starts and after it ends (end-to-end latency, CUDA peak memory).
 - Peak memory, decided once with a reason (`choose_memory_source`): a Jetson's RAM in use (jtop,
-  system-wide, unified memory); on CUDA `torch.cuda.max_memory_allocated`, reset per request;
+  system-wide, unified memory); on CUDA the device-level peak (`device_peak_mib`: NVML's
+  per-process figure, which counts the CUDA context and ONNX Runtime's arena that
+  `torch.cuda.max_memory_allocated` misses; that one stays as `cuda_peak_mib`);
   else the process's peak RSS (VmHWM, reset per request, resident weights included). Freed heap
   memory is handed back to the OS before each request so one request's peak does not carry the
   last one's.
@@ -66,7 +68,11 @@ def choose_memory_source(device: torch.device, sampler: Sampler | None) -> Memor
     if sampler is not None and sampler.name == "jtop":
         return MemorySource("telemetry_peak_mib", "jtop ram_used_mib: unified RAM in use")
     if device.type == "cuda":
-        return MemorySource("cuda_peak_mib", "torch.cuda.max_memory_allocated per request")
+        return MemorySource(
+            "device_peak_mib",
+            "device-level per request (NVML per-process, else cudaMemGetInfo; CUDA context "
+            "and ONNX Runtime's arena included)",
+        )
     return MemorySource("peak_rss_mib", "process peak RSS (VmHWM) per request, weights included")
 
 
@@ -127,6 +133,7 @@ def measure_request(ctx: RequestContext, slot: Slot, order: int) -> dict[str, An
         "peak_rss_mib": result.peak_rss_mib,
         "rss_before_mib": rss_before,
         "cuda_peak_mib": cuda_peak_mib(device),
+        "device_peak_mib": result.device_peak_mib,
         "cpu_some_avg10": None if after is None else after.avg10,
         "cpu_stall_pct": stall_pct(before, after, e2e),
         "process_cores": cores,

@@ -42,9 +42,9 @@ COLUMNS = _words(
     visual_tokens_total visual_tokens_kept kept_share llm_input_tokens new_tokens
     ttft_s ttft_s_min ttft_s_max prefill_s preprocess_s encode_s select_s decode_s
     decode_tokens_per_s e2e_s
-    peak_memory_mib memory_source peak_rss_mib rss_before_mib cuda_peak_mib telemetry_peak_mib
-    energy_j cpu_some_avg10_max cpu_stall_pct_median cpu_stall_pct_max process_cores
-    profile profile_cap_tokens device
+    peak_memory_mib memory_source peak_rss_mib rss_before_mib cuda_peak_mib device_peak_mib
+    telemetry_peak_mib energy_j cpu_some_avg10_max cpu_stall_pct_median cpu_stall_pct_max
+    process_cores profile profile_cap_tokens device
 """
 )
 #: Per-run figures whose median is the row's figure of the same name.
@@ -52,8 +52,8 @@ MEDIAN_KEYS = _words(
     """
     visual_tokens_total visual_tokens_kept kept_share llm_input_tokens new_tokens
     ttft_s prefill_s preprocess_s encode_s select_s decode_s decode_tokens_per_s e2e_s
-    peak_memory_mib peak_rss_mib rss_before_mib cuda_peak_mib telemetry_peak_mib energy_j
-    process_cores
+    peak_memory_mib peak_rss_mib rss_before_mib cuda_peak_mib device_peak_mib telemetry_peak_mib
+    energy_j process_cores
 """
 )
 PLOTS = {

@@ -9,6 +9,7 @@ from typing import TypeVar
 
 from edge_hired.cli.args import budgets_arg, positive_int, strategies_arg
 from edge_hired.cli.flags import add_telemetry_backend_args
+from edge_hired.cli.runtime_flags import add_runtime_flags
 from edge_hired.units import DTYPE_ALIASES
 
 T = TypeVar("T")
@@ -100,6 +101,7 @@ def _add_device_args(parser: argparse.ArgumentParser) -> None:
         "--providers", metavar="LIST", help="ONNX Runtime providers for --bundle, e.g. cuda,cpu"
     )
     group.add_argument("--no-verify", action="store_true", help="skip the bundle's sha256 check")
+    add_runtime_flags(group)
     add_telemetry_backend_args(group, interval_s=0.05)
     group.add_argument("--no-progress", action="store_true", help="no progress bar")
     group.add_argument("--no-plots", action="store_true", help="write results only (no matplotlib)")
@@ -137,8 +139,10 @@ def bench_from_args(args: argparse.Namespace) -> int:
         settings_for,
     )
     from edge_hired.bench.runner import run_bench
+    from edge_hired.cli.runtime_flags import resolved_args
     from edge_hired.runtime.sources import load_pipeline, providers_arg
 
+    args = resolved_args(args)  # --profile's [runtime] for unset flags
     options = options_from_args(args)
     check_options(options)  # fail fast, before a long model load
     settings_for(options)
@@ -149,9 +153,10 @@ def bench_from_args(args: argparse.Namespace) -> int:
         args.model,
         args.bundle,
         args.device,
-        None if args.bundle else args.dtype,
+        args.dtype,
         providers_arg(args.providers),
         verify=not args.no_verify,
+        quantization=args.quant or "none",
     )
     _note(f"running on {pipeline.device_reason}")
     report = run_bench(pipeline, options, args.out)

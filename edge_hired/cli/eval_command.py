@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from edge_hired.cli.args import budgets_arg, positive_int, strategies_arg
+from edge_hired.cli.runtime_flags import add_runtime_flags
 from edge_hired.evaluation.dataset import DEFAULT_PROMPT_SUFFIX
 from edge_hired.evaluation.metrics import METRICS
 from edge_hired.units import DTYPE_ALIASES
@@ -108,6 +109,16 @@ def add_eval_parser(subparsers: argparse._SubParsersAction) -> None:
         help="compute dtype of a --model (default fp16 on CUDA, fp32 on CPU); a bundle's is "
         "fixed at export",
     )
+    parser.add_argument(
+        "--profile",
+        metavar="NAME",
+        help="device profile whose [runtime] section (providers, dtype, KV dtype, quantization) "
+        "fills the flags left unset",
+    )
+    parser.add_argument(
+        "--providers", metavar="LIST", help="ONNX Runtime providers for --bundle, e.g. cuda,cpu"
+    )
+    add_runtime_flags(parser)
     parser.add_argument("--json", action="store_true", help="print summary.json, not the table")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(handler=eval_from_args)
@@ -150,9 +161,12 @@ def _print_report(report: EvalReport, as_json: bool) -> None:
 
 def eval_from_args(args: argparse.Namespace) -> int:
     """Validate the set and the settings, load the model, evaluate, print the summary."""
+    from edge_hired.cli.runtime_flags import resolved_args
     from edge_hired.evaluation.dataset import default_eval_set_path, load_jsonl
     from edge_hired.evaluation.harness import evaluate, plan_settings
-    from edge_hired.runtime.sources import load_pipeline
+    from edge_hired.runtime.sources import load_pipeline, providers_arg
+
+    args = resolved_args(args, quiet=args.json)  # --profile's [runtime] for unset flags
 
     data = Path(args.data).expanduser() if args.data else default_eval_set_path()
     rows = load_jsonl(data)  # fail fast, before a long model load
@@ -160,7 +174,14 @@ def eval_from_args(args: argparse.Namespace) -> int:
     label = model_label(args)
     out = Path(args.out) if args.out else default_out_dir(label, data, args.metric)
     _announce(label)
-    pipeline = load_pipeline(args.model, args.bundle, args.device, args.dtype)
+    pipeline = load_pipeline(
+        args.model,
+        args.bundle,
+        args.device,
+        args.dtype,
+        providers_arg(args.providers),
+        quantization=args.quant or "none",
+    )
     report = evaluate(
         pipeline,
         rows,

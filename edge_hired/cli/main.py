@@ -24,8 +24,10 @@ from edge_hired.cli.flags import (
 )
 from edge_hired.cli.plan_command import add_plan_parser, add_profile_parser, add_profiles_parser
 from edge_hired.cli.run_planning import add_profile_args
+from edge_hired.cli.runtime_flags import add_runtime_flags
 from edge_hired.cli.show_command import add_show_parser
 from edge_hired.errors import EdgeHiredError
+from edge_hired.signals import EXIT_TERMINATED, Terminated
 
 EXIT_USER_ERROR = 2
 
@@ -43,6 +45,7 @@ def add_run_parser(subparsers: argparse._SubParsersAction) -> None:
         parser, bundle_help="a bundle written by `edge-hired export` (runs from it alone)"
     )
     parser.add_argument("--prompt", default="Describe the image.", help="the question")
+    add_runtime_flags(parser)
     parser.add_argument(
         "--json",
         action="store_true",
@@ -142,6 +145,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("edge-hired: interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print("edge-hired: terminated", file=sys.stderr)
+        return EXIT_TERMINATED
 
 
 if __name__ == "__main__":

@@ -77,9 +77,10 @@ def load_pipeline(args: argparse.Namespace) -> Pipeline:
         args.model,
         args.bundle,
         args.device,
-        None if args.bundle else args.dtype,
+        args.dtype,
         providers_arg(getattr(args, "providers", None)),
         verify=not getattr(args, "no_verify", False),
+        quantization=getattr(args, "quant", None) or "none",
     )
 
 
@@ -91,6 +92,9 @@ def _note(args: argparse.Namespace, text: str) -> None:
 
 def run_from_args(args: argparse.Namespace) -> int:
     """Load the model, answer once, print."""
+    from edge_hired.cli.runtime_flags import resolved_args
+
+    args = resolved_args(args, quiet=args.json)  # --profile's [runtime] for unset flags
     image = load_image(args.image or default_image())  # fail fast, before a long model load
     cap = planned_cap(args, (image.height, image.width))  # config/manifest only: before loading
     pipeline = load_pipeline(args)

@@ -39,7 +39,8 @@ def run_facts_from_args(args: argparse.Namespace, image_hw: tuple[int, int]) -> 
     if getattr(args, "bundle", None):
         return bundle_run_facts(args.bundle, image_hw, args.prompt, args.device)
     model = args.model or default_model()
-    return run_facts(model, image_hw, args.prompt, args.device, args.dtype)
+    quant = getattr(args, "quant", None) or "none"
+    return run_facts(model, image_hw, args.prompt, args.device, args.dtype, quantization=quant)
 
 
 def wants_plan(args: argparse.Namespace) -> bool:

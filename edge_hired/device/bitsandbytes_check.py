@@ -113,7 +113,24 @@ def _first_line(error: BaseException) -> str:
     return f"{type(error).__name__}: {summary}" if summary else type(error).__name__
 
 
-def _advice(quantization: str, jetson: bool) -> str:
+#: The build that works on Jetson Orin (sm_87), from bitsandbytes#1218 (`make -j4`: more jobs run
+#: out of memory on an 8 GB board), or the wheel of NVIDIA's Jetson index (bitsandbytes#1930).
+JETSON_FIX = (
+    "PyPI's aarch64 bitsandbytes has no Jetson kernels: pip install --force-reinstall "
+    '--index-url "$JETSON_PIP_INDEX" bitsandbytes (NVIDIA\'s Jetson AI Lab index), or build '
+    "it for sm_87: git clone https://github.com/bitsandbytes-foundation/bitsandbytes && "
+    "cd bitsandbytes && cmake -DCOMPUTE_BACKEND=cuda -DCOMPUTE_CAPABILITY=87 -S . && "
+    "make -j4 && pip install ."
+)
+#: Error text that means "a wheel without this GPU's kernels" (Jetson's symptom).
+_MISSING_KERNELS = "named symbol not found"
+
+
+def _advice(quantization: str, jetson: bool, error_text: str = "") -> str:
+    if _MISSING_KERNELS in error_text.lower():
+        return (
+            f"to fix: {JETSON_FIX}; or export with --quant none instead of --quant {quantization}"
+        )
     if jetson:
         fix = (
             "build bitsandbytes from source for your JetPack (CUDA) or install it from "
@@ -133,7 +150,7 @@ def _failure(
     """The one-line message for a failed stage, and the exception it came from."""
     message = (
         f"bitsandbytes {quantization} on {device}: {stage} failed "
-        f"({_first_line(error)}); {_advice(quantization, jetson)}"
+        f"({_first_line(error)}); {_advice(quantization, jetson, str(error))}"
     )
     return " ".join(message.split()), error
 

@@ -12,9 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from edge_hired.device.memory import current_rss_mib
 from edge_hired.errors import EdgeHiredError, InvalidArgumentError, expected
-from edge_hired.units import MIB
 
 MEMINFO = Path("/proc/meminfo")
 MEMORY_KINDS = ("cpu", "unified", "discrete")
@@ -80,12 +78,3 @@ def device_memory(kind: str, meminfo: Path = MEMINFO) -> DeviceMemory:
     if kind not in MEMORY_KINDS:
         raise InvalidArgumentError(expected("memory kind", ", ".join(MEMORY_KINDS), kind))
     return cuda_memory() if kind == "discrete" else host_memory(meminfo)
-
-
-def process_bytes(kind: str) -> int:
-    """What this process already holds of that memory (it counts in the plan's peak)."""
-    if kind != "discrete":
-        return int(current_rss_mib() * MIB)
-    import torch
-
-    return int(torch.cuda.memory_reserved())

@@ -2,12 +2,17 @@
 
 Preference: TensorRT > CUDA > CPU, among the providers this onnxruntime build offers. An
 explicit list (`--providers`) is honoured as given, or refused if the build lacks one of them.
+The build's list is not proof that a provider loads, so the first choice is probed with a tiny
+session (`ort_providers.probe_provider`) and, when it fails, the next one is taken and the
+reason printed ("TensorRT listed but libnvinfer not found: CUDAExecutionProvider").
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
+from edge_hired.device.ort_providers import import_onnxruntime, probe_once
 from edge_hired.errors import InvalidArgumentError, expected
 
 PREFERENCE = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
@@ -28,35 +33,60 @@ class ProviderChoice:
 
 
 def available_providers() -> list[str]:
-    """What the installed onnxruntime build offers."""
-    import onnxruntime as ort
-
-    return list(ort.get_available_providers())
+    """What the installed onnxruntime build offers (one line naming the package if none)."""
+    return list(import_onnxruntime().get_available_providers())
 
 
 def choose_providers(
-    requested: list[str] | None = None, available: list[str] | None = None
+    requested: list[str] | None = None,
+    available: list[str] | None = None,
+    probe: Callable[[str], str | None] | None = None,
 ) -> ProviderChoice:
-    """The providers to use: the requested ones if all exist, else the best available."""
+    """The providers to use: the requested ones if all exist, else the best available.
+
+    The leading provider must pass `probe` (None: it loads and runs; else why not); one that
+    fails is dropped and the next leads, with the reason in `ProviderChoice.reason`.
+    """
     offered = available if available is not None else available_providers()
+    probe = probe or probe_once
     if requested:
         wanted = tuple(SHORT_NAMES.get(name.lower(), name) for name in requested)
         missing = [name for name in wanted if name not in offered]
         if missing:
             raise InvalidArgumentError(expected("ONNX Runtime providers", offered, missing))
-        return ProviderChoice(wanted, f"{wanted[0]}: requested with --providers")
+        return _probed(wanted, f"{wanted[0]}: requested with --providers", probe)
     chosen = tuple(name for name in PREFERENCE if name in offered) or tuple(offered[:1])
-    return ProviderChoice(chosen, _why(chosen[0], offered))
+    return _probed(chosen, _why(chosen[0], offered), probe)
+
+
+def _probed(
+    chosen: tuple[str, ...], reason: str, probe: Callable[[str], str | None]
+) -> ProviderChoice:
+    """Drop leading providers that fail their probe; say why each was dropped."""
+    failures: list[str] = []
+    for start, name in enumerate(chosen):
+        why = probe(name)
+        if why is None:
+            if not failures:
+                return ProviderChoice(chosen, reason)
+            return ProviderChoice(chosen[start:], f"{'; '.join(failures)}: {name}")
+        failures.append(f"{_short(name)} listed but {why}")
+    raise InvalidArgumentError(
+        expected("ONNX Runtime providers", f"one that loads of {', '.join(chosen)}", failures)
+    )
+
+
+def _short(name: str) -> str:
+    """'TensorRT' for TensorrtExecutionProvider, as people write it."""
+    return {"TensorrtExecutionProvider": "TensorRT", "CUDAExecutionProvider": "CUDA"}.get(
+        name, name.replace("ExecutionProvider", "")
+    )
 
 
 def _why(first: str, offered: list[str]) -> str:
     """One line on why `first` leads the list."""
     skipped = (
-        [
-            name.replace("ExecutionProvider", "")
-            for name in PREFERENCE[: PREFERENCE.index(first)]
-            if name not in offered
-        ]
+        [_short(name) for name in PREFERENCE[: PREFERENCE.index(first)] if name not in offered]
         if first in PREFERENCE
         else []
     )

@@ -10,6 +10,7 @@ the end, so an interrupted or failed export leaves no half bundle.
 from __future__ import annotations
 
 import copy
+import os
 import shutil
 import tempfile
 import time
@@ -41,6 +42,7 @@ from edge_hired.export.measure import activation_bytes_per_partition
 from edge_hired.export.onnx_encoder import ParityFigure, check_parity, export_encoder
 from edge_hired.export.recipes import Recipe, load_recipe
 from edge_hired.runtime.loading import ModelFacts, model_facts, read_config, resolve_source
+from edge_hired.signals import sigterm_raises
 from edge_hired.units import DTYPE_ALIASES, EXPORT_DTYPES, check_quantization
 
 Progress = Callable[[str], None]
@@ -243,13 +245,49 @@ def _check_target(out_dir: Path, overwrite: bool) -> None:
 
 @contextmanager
 def _staging_dir(out_dir: Path) -> Iterator[Path]:
-    """A temporary sibling of out_dir, removed whatever happens."""
+    """A temporary sibling of out_dir, removed whatever happens: error, Ctrl-C or SIGTERM.
+
+    Its name carries this process's id (`.OUT.partial-<pid>-<random>`), so a later export of
+    the same output can tell a partial left by a killed process (SIGKILL, power loss) from one
+    still being written, and removes the former first.
+    """
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
+    remove_stale_partials(out_dir)
+    prefix = f"{_partial_prefix(out_dir)}{os.getpid()}-"
+    with sigterm_raises():
+        staging = Path(tempfile.mkdtemp(prefix=prefix, dir=out_dir.parent))
+        try:
+            yield staging
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def _partial_prefix(out_dir: Path) -> str:
+    return f".{out_dir.name}.partial-"
+
+
+def remove_stale_partials(out_dir: Path) -> list[Path]:
+    """Remove staging directories of `out_dir` whose export process is gone; return them."""
+    removed = []
+    for path in out_dir.parent.glob(f"{_partial_prefix(out_dir)}*"):
+        pid = path.name.removeprefix(_partial_prefix(out_dir)).partition("-")[0]
+        if path.is_dir() and not _alive(pid):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
+def _alive(pid_text: str) -> bool:
+    """Whether the process of that id runs (an unreadable id is an older, finished export's)."""
+    if not pid_text.isdigit():
+        return False
     try:
-        yield staging
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
 
 
 def _publish(staging: Path, out_dir: Path, overwrite: bool) -> None:

@@ -5,7 +5,7 @@ config's architecture (e.g. LlamaForCausalLM) holding the very same tensors. `sa
 writes it with `save_pretrained` (safetensors only) either unquantized or quantized by bitsandbytes
 through transformers' `BitsAndBytesConfig`; `edge_hired.runtime.language_model` loads it back.
 
-Quantization choices (one place, with reasons):
+Quantization choices (made in `edge_hired.runtime.language_model`, which also quantizes at load):
 - 4bit: NF4, blocksize 64, *double quantization on*. Double quantization stores the per-block
   absmax as uint8 (plus one fp32 scale per 256 blocks) instead of fp32: ~0.37 bit/weight less,
   ~0.3 GB on a 7B model, which matters on an 8 GB Jetson; QLoRA found no accuracy cost. Compute
@@ -25,15 +25,17 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForCausalLM, BitsAndBytesConfig, PreTrainedModel
+from transformers import AutoModelForCausalLM, PreTrainedModel
 
 from edge_hired.bundle.manifest import LlmSpec
 from edge_hired.device.bitsandbytes_check import require_bitsandbytes
 from edge_hired.errors import InvalidArgumentError, ModelLoadError, expected
-from edge_hired.runtime.language_model import check_choice, dtype_name, weight_files
-
-NF4_DOUBLE_QUANT = True
-INT8_THRESHOLD = 6.0
+from edge_hired.runtime.language_model import (
+    bitsandbytes_config,
+    check_choice,
+    dtype_name,
+    weight_files,
+)
 
 Progress = Callable[[str], None]
 
@@ -99,25 +101,6 @@ def _check_materialised(model: torch.nn.Module) -> None:
 
 
 # --- quantization settings -------------------------------------------------------------------
-
-
-def bitsandbytes_config(
-    quantization: str, compute_dtype: torch.dtype, skip_modules: list[str]
-) -> BitsAndBytesConfig | None:
-    """The transformers quantization config of our 4bit / 8bit choice; None for "none"."""
-    if quantization == "4bit":
-        return BitsAndBytesConfig(
-            load_in_4bit=True,
-            bnb_4bit_quant_type="nf4",
-            bnb_4bit_use_double_quant=NF4_DOUBLE_QUANT,
-            bnb_4bit_compute_dtype=compute_dtype,
-            llm_int8_skip_modules=skip_modules,
-        )
-    if quantization == "8bit":
-        return BitsAndBytesConfig(
-            load_in_8bit=True, llm_int8_threshold=INT8_THRESHOLD, llm_int8_skip_modules=skip_modules
-        )
-    return None
 
 
 def modules_to_keep(causal_lm: PreTrainedModel) -> list[str]:

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edge_hired.device.memory_info import MEMINFO, device_memory, process_bytes
+from edge_hired.device.device_memory import process_bytes
+from edge_hired.device.memory_info import MEMINFO, device_memory
 from edge_hired.errors import InvalidArgumentError, expected
 from edge_hired.planner.arithmetic import MemoryCap
 from edge_hired.profiles import DeviceProfile

@@ -70,16 +70,20 @@ def run_facts(
     device: str = "auto",
     dtype: str | None = None,
     prompt_tokens: int | None = None,
+    quantization: str = "none",
 ) -> RunFacts:
     """Facts for planning `run --model` from the checkpoint's config (no weights are read).
 
-    The LLM runs unquantised in the run's dtype (fp32 on the CPU, fp16 on CUDA unless --dtype).
+    The LLM is counted as it will be loaded: in the run's dtype (fp32 on the CPU, fp16 on CUDA
+    unless --dtype) and quantized by bitsandbytes at load when `quantization` says so.
     """
     from edge_hired.device.torch_device import choose_torch_device
     from edge_hired.runtime.loading import read_config
 
+    if quantization == "8bit" and dtype is None:
+        dtype = "fp16"  # as Pipeline.from_pretrained loads LLM.int8
     choice = choose_torch_device(device, dtype)
-    inputs = inputs_from_config(read_config(model), "none", str(choice.dtype))
+    inputs = inputs_from_config(read_config(model), quantization, str(choice.dtype))
     return _request_facts(inputs, choice.device.type, image_hw, prompt, prompt_tokens)
 
 
@@ -156,9 +160,21 @@ def pipeline_run_facts(
     device = pipeline.parts.device.type
     if source.kind == "bundle":
         return bundle_run_facts(source.path, image_hw, prompt, device)
-    dtype = next(pipeline.parts.llm.parameters()).dtype
+    llm = pipeline.parts.llm
+    dtype = llm.get_input_embeddings().weight.dtype  # quantized Linear weights are uint8/int8
     short = SHORT_DTYPES.get(str(dtype).removeprefix("torch."))
-    return run_facts(source.path, image_hw, prompt, device, short)
+    return run_facts(source.path, image_hw, prompt, device, short, quantization=_loaded_quant(llm))
+
+
+def _loaded_quant(llm: object) -> str:
+    """How a loaded transformers model's weights are held: "4bit", "8bit" or "none"."""
+    quantizer = getattr(llm, "hf_quantizer", None)
+    settings = getattr(quantizer, "quantization_config", None) or llm
+    if getattr(settings, "load_in_4bit", False) or getattr(llm, "is_loaded_in_4bit", False):
+        return "4bit"
+    if getattr(settings, "load_in_8bit", False) or getattr(llm, "is_loaded_in_8bit", False):
+        return "8bit"
+    return "none"
 
 
 def plan_for_pipeline(

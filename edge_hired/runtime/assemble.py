@@ -16,15 +16,20 @@ from edge_hired.hired import Selection
 
 
 def merged_features(features: torch.Tensor, selection: Selection) -> torch.Tensor:
-    """Apply PruMerge's merge weights (if any) to the kept tokens' vision features."""
+    """Apply PruMerge's merge weights (if any) to the kept tokens' vision features.
+
+    The weights and indices come from numpy on the host; they are moved to the features' device
+    (CUDA when the encoder ran in-process on a GPU) rather than the features to the host.
+    """
     if selection.merge is None:
         return features
     merged = features.clone()
+    device = features.device
     for part, (neighbours, weights) in enumerate(selection.merge):
         if len(neighbours):
-            w = torch.as_tensor(weights, dtype=features.dtype)[..., None]
-            mixed = (features[part][torch.as_tensor(neighbours)] * w).sum(dim=1)
-            merged[part, torch.as_tensor(selection.kept[part])] = mixed
+            w = torch.as_tensor(weights, dtype=features.dtype, device=device)[..., None]
+            mixed = (features[part][torch.as_tensor(neighbours, device=device)] * w).sum(dim=1)
+            merged[part, torch.as_tensor(selection.kept[part], device=device)] = mixed
     return merged
 
 
@@ -34,20 +39,25 @@ def visual_sequence(
     projector: Callable[[torch.Tensor], torch.Tensor],
     image_newline: torch.Tensor | None,
 ) -> torch.Tensor:
-    """[L, D_text] embeddings of the kept visual tokens (and newlines) in packing order."""
-    order = torch.as_tensor(selection.order)
-    is_token = order[:, 0] >= 0
-    kept = order[is_token]
+    """[L, D_text] embeddings of the kept visual tokens (and newlines) in packing order.
+
+    The packing order is host data (numpy); only integer indices move to the tensors' devices,
+    so no device tensor is read back to the host here.
+    """
+    order = np.asarray(selection.order)
+    token_rows = np.flatnonzero(order[:, 0] >= 0)
+    newline_rows = np.flatnonzero(order[:, 0] < 0)
+    kept = torch.as_tensor(order[token_rows], device=features.device)
     vision = merged_features(features, selection)[kept[:, 0], kept[:, 1]]
     projected = projector(vision)
     out = projected.new_empty((len(order), projected.shape[-1]))
-    out[is_token] = projected
-    if not bool(is_token.all()):
+    out[torch.as_tensor(token_rows, device=out.device)] = projected
+    if len(newline_rows):
         if image_newline is None:
             raise InvalidArgumentError(
                 "packing order has newlines but the model has no image_newline"
             )
-        out[~is_token] = image_newline.to(out.dtype)
+        out[torch.as_tensor(newline_rows, device=out.device)] = image_newline.to(out)
     return out
 
 

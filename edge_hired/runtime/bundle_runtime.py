@@ -6,8 +6,11 @@ unless the caller opts out. The result is a `Pipeline`, the same one `run --mode
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -25,8 +28,11 @@ from edge_hired.bundle.layout import (
     VLM_CONFIG_DIR,
 )
 from edge_hired.bundle.manifest import Manifest, read_manifest
-from edge_hired.device.providers import choose_providers
-from edge_hired.device.torch_device import choose_torch_device
+from edge_hired.device import tensorrt
+from edge_hired.device.compute_dtype import runtime_dtype
+from edge_hired.device.ort_providers import import_onnxruntime
+from edge_hired.device.providers import ProviderChoice, choose_providers
+from edge_hired.device.torch_device import choose_torch_device, torch_dtype
 from edge_hired.runtime.loading import ModelFacts, VlmParts
 from edge_hired.runtime.pipeline import Pipeline
 from edge_hired.runtime.vision import LayerPlan, VisionOutput
@@ -36,17 +42,26 @@ PROJECTORS = {"llava_next": LlavaNextMultiModalProjector, "llava": LlavaMultiMod
 NUMPY_DTYPES = {"float16": np.float16, "float32": np.float32}
 
 
+ProviderEntry = str | tuple[str, dict[str, str]]
+
+
 class OnnxVisionEncoder:
     """The exported encoder graph behind the same call as the in-process encoder."""
 
-    def __init__(self, path: Path, providers: tuple[str, ...], input_dtype: str) -> None:
-        import onnxruntime as ort
-
+    def __init__(
+        self, path: Path, providers: Sequence[ProviderEntry], input_dtype: str, ort: Any = None
+    ) -> None:
+        ort = ort if ort is not None else import_onnxruntime()
         self.session = ort.InferenceSession(str(path), providers=list(providers))
         self.input_dtype = NUMPY_DTYPES[input_dtype]
 
+    @property
+    def provider(self) -> str:
+        """The execution provider ONNX Runtime really registered first for this session."""
+        return self.session.get_providers()[0]
+
     def __call__(self, pixel_values: torch.Tensor) -> VisionOutput:
-        """[P, 3, H, W] pixels -> features, CLS rows, keys (torch tensors on the CPU)."""
+        """[P, 3, H, W] host pixels -> features, CLS rows, keys (torch tensors on the CPU)."""
         pixels = pixel_values.detach().cpu().numpy().astype(self.input_dtype)
         features, init, final, keys = self.session.run(None, {"pixel_values": pixels})
         as_torch = [
@@ -62,6 +77,9 @@ class BundleLoadOptions:
     verify: bool = True
     providers: tuple[str, ...] | None = None
     device: str = "auto"
+    dtype: str | None = None  # "fp32" / "fp16" / "bf16"; None: decided for the device
+    cache_root: Path | None = None  # TensorRT engine cache root; None: edge-hired's cache
+    notify: Callable[[str], None] | None = None  # progress lines; None: stderr
 
 
 def facts_from_manifest(manifest: Manifest) -> ModelFacts:
@@ -104,17 +122,71 @@ def load_bundle_pipeline(
     manifest = read_manifest(root)
     verify_files(root, manifest.files, check_hashes=options.verify)
     providers = choose_providers(list(options.providers) if options.providers else None)
-    device = choose_torch_device(options.device, SHORT_DTYPES[manifest.llm.compute_dtype])
-    llm = load_language_model(root / LLM_DIR, device.device, device.dtype)
-    projector, newline = load_projector(root, manifest.vision.family, device.dtype, device.device)
+    device, dtype, dtype_reason = _llm_device(manifest, options)
+    llm = load_language_model(root / LLM_DIR, device.device, dtype)
+    projector, newline = load_projector(root, manifest.vision.family, dtype, device.device)
+    entries = session_providers(providers, manifest, options)
     parts = VlmParts(
         facts=facts_from_manifest(manifest),
         processor=AutoProcessor.from_pretrained(root / PROCESSOR_DIR),
-        encoder=OnnxVisionEncoder(root / ENCODER_FILE, providers.providers, manifest.vision.dtype),
-        projector=lambda x: projector(x.to(device=device.device, dtype=device.dtype)),
+        encoder=OnnxVisionEncoder(root / ENCODER_FILE, entries, manifest.vision.dtype),
+        projector=lambda x: projector(x.to(device=device.device, dtype=dtype)),
         image_newline=newline,
         llm=llm,
         device=device.device,
+        compute_dtype=dtype,
     )
-    reason = f"encoder {providers.reason}; LLM {device.reason}, {manifest.llm.quantization}"
+    reason = (
+        f"encoder {providers.reason}; LLM {device.reason}, {manifest.llm.quantization}, "
+        f"{dtype_reason}"
+    )
     return Pipeline(parts, reason)
+
+
+def _llm_device(manifest: Manifest, options: BundleLoadOptions):
+    """The torch device, the compute dtype on it, and why that dtype."""
+    saved = SHORT_DTYPES[manifest.llm.compute_dtype]
+    device = choose_torch_device(options.device, options.dtype or saved)
+    if options.dtype is not None:
+        return device, torch_dtype(options.dtype), f"compute {options.dtype}: requested"
+    dtype, why = runtime_dtype(torch_dtype(saved), device.device, manifest.llm.quantization)
+    return device, dtype, why
+
+
+def session_providers(
+    choice: ProviderChoice, manifest: Manifest, options: BundleLoadOptions
+) -> list[ProviderEntry]:
+    """The providers as ONNX Runtime takes them: TensorRT with its cache and profile options."""
+    if choice.providers[0] != "TensorrtExecutionProvider":
+        return list(choice.providers)
+    from edge_hired.models.tiny import cache_root
+
+    vision = manifest.vision
+    identity = tensorrt.EngineIdentity(
+        encoder_sha256=_encoder_sha256(manifest),
+        ort_version=import_onnxruntime().__version__,
+        trt_version=tensorrt.tensorrt_version(),
+        gpu=tensorrt.gpu_name(),
+    )
+    directory = tensorrt.cache_dir(options.cache_root or cache_root(), identity)
+    directory.mkdir(parents=True, exist_ok=True)
+    if tensorrt.is_cold(directory):
+        (options.notify or _to_stderr)(tensorrt.COLD_CACHE_MESSAGE)
+    trt_options = tensorrt.provider_options(
+        directory,
+        fp16=vision.dtype == "float16",
+        partitions=tensorrt.max_partitions(vision.pinpoints, vision.crop_size),
+        crop_size=vision.crop_size,
+    )
+    return [(choice.providers[0], trt_options), *choice.providers[1:]]
+
+
+def _encoder_sha256(manifest: Manifest) -> str:
+    """The encoder's identity: sha256 of its graph (and of its external data, if any)."""
+    stem = Path(ENCODER_FILE).stem
+    digests = [r.sha256 for name, r in sorted(manifest.files.items()) if name.startswith(stem)]
+    return "+".join(digests)
+
+
+def _to_stderr(line: str) -> None:
+    print(f"[edge-hired] {line}", file=sys.stderr, flush=True)

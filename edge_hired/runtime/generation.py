@@ -49,6 +49,7 @@ class TimingStreamer:
 
     decode: Callable[[list[int]], str]
     on_text: Callable[[str], None] | None = None
+    clock: Callable[[], float] = time.perf_counter  # DeviceClock.mark on CUDA
     token_ids: list[int] = field(default_factory=list)
     first_token_at: float | None = None
     _seen_prompt: bool = False
@@ -61,7 +62,7 @@ class TimingStreamer:
             self._seen_prompt = True
             return
         if self.first_token_at is None:
-            self.first_token_at = time.perf_counter()
+            self.first_token_at = self.clock()
         self.token_ids.extend(int(t) for t in value.reshape(-1))
         self._emit(final=False)
 
@@ -100,8 +101,9 @@ def generate_from_embeddings(
     options: SamplingOptions,
     streamer: TimingStreamer,
     pad_token_id: int | None,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> GenerationTiming:
-    """Run `llm.generate(inputs_embeds=...)` and time it through the streamer."""
+    """Run `llm.generate(inputs_embeds=...)` and time it through the streamer (and `clock`)."""
     if options.do_sample:
         torch.manual_seed(options.seed)
     mask = torch.ones(inputs_embeds.shape[:2], dtype=torch.long, device=inputs_embeds.device)
@@ -113,6 +115,6 @@ def generate_from_embeddings(
             pad_token_id=pad_token_id,
             **options.generate_kwargs(),
         )
-    finished = time.perf_counter()
+    finished = clock()
     first = streamer.first_token_at if streamer.first_token_at is not None else finished
     return GenerationTiming(list(streamer.token_ids), first, finished)

@@ -60,6 +60,7 @@ class VlmParts:
     image_newline: torch.Tensor | None
     llm: torch.nn.Module
     device: torch.device
+    compute_dtype: torch.dtype | None = None  # of the LLM and projector; None: the LLM's own
 
 
 def resolve_source(model_id: str) -> str:
@@ -108,18 +109,50 @@ def model_facts(config: Any, l_init: int = 0, l_final: int | None = None) -> Mod
     )
 
 
+#: Full module paths bitsandbytes must leave alone when `run --model --quant` quantizes at load:
+#: HiRED reads the vision tower's q/k projections, the projector runs on kept tokens only, and
+#: giving any skip list makes transformers quantize `lm_head` unless it is listed too.
+KEEP_UNQUANTIZED = ["model.vision_tower", "model.multi_modal_projector", "lm_head"]
+
+
+def load_kwargs(device: torch.device, dtype: torch.dtype, quantization: str = "none") -> dict:
+    """`from_pretrained` arguments that put the weights on `device` as they are read.
+
+    Loading on the CPU and then calling `.to(device)` holds the weights twice; on a Jetson's
+    unified memory that is twice the model in the same RAM. `device_map` streams each tensor to
+    the device, and with `quantization` ("8bit" / "4bit") bitsandbytes quantizes it on the way.
+    """
+    kwargs: dict[str, Any] = {"dtype": dtype, "device_map": {"": _placement(device)}}
+    if quantization != "none":
+        from edge_hired.device.bitsandbytes_check import require_bitsandbytes
+        from edge_hired.runtime.language_model import bitsandbytes_config, check_choice
+
+        check_choice(quantization, dtype)
+        require_bitsandbytes(quantization, device)
+        kwargs["quantization_config"] = bitsandbytes_config(quantization, dtype, KEEP_UNQUANTIZED)
+    return kwargs
+
+
+def _placement(device: torch.device) -> str:
+    """accelerate's spelling of a device: 'cpu', 'cuda:0'."""
+    device = torch.device(device)
+    return device.type if device.type == "cpu" else f"{device.type}:{device.index or 0}"
+
+
 def load_parts(
     model_id: str,
     device: torch.device,
     dtype: torch.dtype,
     l_init: int = 0,
     l_final: int | None = None,
+    quantization: str = "none",
 ) -> VlmParts:
-    """Load model and processor with `from_pretrained` and split them into parts."""
+    """Load model and processor with `from_pretrained` (straight onto `device`), split them."""
     config = read_config(model_id)
     facts = model_facts(config, l_init, l_final)
     source = resolve_source(model_id)
-    model = FAMILIES[facts.family].from_pretrained(source, dtype=dtype).to(device).eval()
+    kwargs = load_kwargs(device, dtype, quantization)
+    model = FAMILIES[facts.family].from_pretrained(source, **kwargs).eval()
     processor = AutoProcessor.from_pretrained(source)
     inner = model.model
     return VlmParts(
@@ -130,4 +163,5 @@ def load_parts(
         image_newline=getattr(inner, "image_newline", None),
         llm=model,
         device=device,
+        compute_dtype=dtype,
     )

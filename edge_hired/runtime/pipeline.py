@@ -6,7 +6,6 @@ code serves a transformers checkpoint and an exported bundle (`runtime.bundle_ru
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import pairwise
@@ -16,7 +15,9 @@ import numpy as np
 import torch
 from PIL import Image
 
+from edge_hired.device.device_memory import DeviceMeter, meter_for
 from edge_hired.device.memory import peak_rss_mib, reset_peak_rss
+from edge_hired.device.sync import DeviceClock
 from edge_hired.device.torch_device import choose_torch_device
 from edge_hired.errors import InvalidArgumentError, expected
 from edge_hired.hired import Selection, select_tokens
@@ -61,9 +62,17 @@ class SelectionOptions:
 class Pipeline:
     """A loaded model ready to answer requests; reuse it across images and prompts."""
 
-    def __init__(self, parts: VlmParts, device_reason: str = "") -> None:
+    def __init__(
+        self,
+        parts: VlmParts,
+        device_reason: str = "",
+        clock: DeviceClock | None = None,
+        meter: DeviceMeter | None = None,
+    ) -> None:
         self.parts = parts
         self.device_reason = device_reason
+        self.clock = clock or DeviceClock(parts.device)
+        self.meter = meter or meter_for(parts.device.type)
 
     @classmethod
     def from_pretrained(
@@ -73,11 +82,19 @@ class Pipeline:
         dtype: str | None = None,
         l_init: int = 0,
         l_final: int | None = None,
+        quantization: str = "none",
     ) -> Pipeline:
-        """Load a hub id or a local directory (the same path for both)."""
+        """Load a hub id or a local directory (the same path for both) straight onto the device.
+
+        `quantization` "8bit" / "4bit" quantizes the language model with bitsandbytes as it
+        loads (no export needed); LLM.int8 computes in fp16, so that is its default dtype.
+        """
+        if quantization == "8bit" and dtype is None:
+            dtype = "fp16"
         choice = choose_torch_device(device, dtype)
-        parts = load_parts(model_id, choice.device, choice.dtype, l_init, l_final)
-        return cls(parts, choice.reason)
+        parts = load_parts(model_id, choice.device, choice.dtype, l_init, l_final, quantization)
+        quant = "" if quantization == "none" else f", LLM {quantization} (bitsandbytes at load)"
+        return cls(parts, choice.reason + quant)
 
     def run(
         self,
@@ -95,26 +112,37 @@ class Pipeline:
         """
         _check_prompt(prompt)
         reset_peak_rss()
-        marks = {"start": time.perf_counter()}
+        self.meter.reset()
+        marks = {"start": self._mark()}
         picture = image if isinstance(image, Image.Image) else load_image(image)
         pixels, geometry = self.preprocess(picture)
-        marks["preprocessed"] = time.perf_counter()
+        marks["preprocessed"] = self._mark()
         vision = self.parts.encoder(pixels)
-        marks["encoded"] = time.perf_counter()
+        marks["encoded"] = self._mark()
         chosen = self.select(geometry, vision, selection)
-        marks["selected"] = time.perf_counter()
+        marks["selected"] = self._mark()
         embeds = self.input_embeddings(prompt, vision, chosen)
-        streamer = TimingStreamer(self._decode, on_text)
+        streamer = TimingStreamer(self._decode, on_text, clock=self._mark)
         timing = generate_from_embeddings(
-            self.parts.llm, embeds, sampling, streamer, self._pad_token_id()
+            self.parts.llm, embeds, sampling, streamer, self._pad_token_id(), self._mark
         )
         marks["first_token"], marks["finished"] = timing.first_token_at, timing.finished_at
         for name, key in PHASE_MARKS if on_phase else ():
             on_phase(name, marks[key])
         return self._result(geometry, chosen, embeds, timing, streamer, marks)
 
+    def _mark(self) -> float:
+        """A phase mark: the device drained, the time read, then its memory sampled."""
+        at = self.clock.mark()
+        self.meter.sample()
+        return at
+
     def preprocess(self, picture: Image.Image) -> tuple[torch.Tensor, ImageGeometry]:
-        """Pixel values [P, 3, H, W] and the image's token geometry."""
+        """Pixel values [P, 3, H, W] on the host, and the image's token geometry.
+
+        The encoder moves pixels where it runs: the in-process encoder to its weights' device,
+        ONNX Runtime takes host memory (a copy to CUDA here would only come straight back).
+        """
         geometry = self.parts.facts.geometry_for((picture.height, picture.width))
         batch = self.parts.processor.image_processor(images=picture, return_tensors="pt")
         pixels = batch["pixel_values"].reshape(-1, *batch["pixel_values"].shape[-3:])
@@ -124,7 +152,7 @@ class Pipeline:
                     "partitions from the image processor", geometry.num_partitions, pixels.shape[0]
                 )
             )
-        return pixels.to(self.parts.device), geometry
+        return pixels, geometry
 
     def select(
         self, geometry: ImageGeometry, vision: VisionOutput, options: SelectionOptions
@@ -199,7 +227,15 @@ class Pipeline:
             image_size=list(geometry.image_size),
             timings_s=_phase_durations(marks),
             device=str(self.parts.device),
+            compute_dtype=str(self._compute_dtype()).removeprefix("torch."),
+            encoder_provider=getattr(self.parts.encoder, "provider", None),
+            device_peak_mib=self.meter.peak_mib(),
         )
+
+    def _compute_dtype(self) -> torch.dtype:
+        """The LLM's compute dtype (its embeddings' dtype when the parts do not say)."""
+        dtype = self.parts.compute_dtype
+        return dtype if dtype is not None else self.parts.llm.get_input_embeddings().weight.dtype
 
 
 def _phase_durations(marks: dict[str, float]) -> dict[str, float]:

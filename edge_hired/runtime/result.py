@@ -26,6 +26,9 @@ class RunResult:
     image_size: list[int]
     timings_s: dict[str, float] = field(default_factory=dict)
     device: str = "cpu"
+    compute_dtype: str | None = None  # of the LLM and projector, e.g. "float16"
+    encoder_provider: str | None = None  # ORT provider that really ran, or "torch:<device>"
+    device_peak_mib: float | None = None  # device-level peak on a GPU / Jetson; None on a CPU
 
     def to_dict(self) -> dict:
         """Plain JSON-ready dictionary."""
@@ -48,6 +51,12 @@ class RunResult:
                 f"decode          {self.decode_tokens_per_s:.1f} tokens/s "
                 f"({len(self.token_ids)} new)",
                 f"peak RSS        {self.peak_rss_mib:.0f} MiB",
-                f"device          {self.device}",
+                *(
+                    [f"device peak     {self.device_peak_mib:.0f} MiB"]
+                    if self.device_peak_mib is not None
+                    else []
+                ),
+                f"device          {self.device}, compute {self.compute_dtype or '?'}",
+                f"encoder         {self.encoder_provider or '?'}",
             ]
         )

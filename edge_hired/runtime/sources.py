@@ -35,25 +35,29 @@ def load_pipeline(
     dtype: str | None = None,
     providers: tuple[str, ...] | None = None,
     verify: bool = True,
+    quantization: str = "none",
 ) -> Pipeline:
     """A pipeline from a checkpoint or an exported bundle; with neither, the demo model.
 
-    `device`: auto, cpu or cuda. `dtype` (fp32, fp16, bf16) applies to checkpoints only (a
-    bundle's manifest fixes it); `providers` and `verify` apply to bundles only.
+    `device`: auto, cpu or cuda. `dtype` (fp32, fp16, bf16): the compute dtype (None: chosen
+    for the device). `quantization` (none, 8bit, 4bit) quantizes a checkpoint's LLM as it loads;
+    a bundle's is fixed at export. `providers` and `verify` apply to bundles only.
     """
     if model is not None and bundle is not None:
         raise InvalidArgumentError(expected("model and bundle", "one of them", "both"))
     if bundle is None:
-        return Pipeline.from_pretrained(model or default_model(), device=device, dtype=dtype)
-    if dtype is not None:
+        checkpoint = model or default_model()
+        return Pipeline.from_pretrained(
+            checkpoint, device=device, dtype=dtype, quantization=quantization
+        )
+    if quantization != "none":
         raise InvalidArgumentError(
-            expected("dtype with a bundle", "none (the bundle's manifest fixes it)", dtype)
+            expected("quantization with a bundle", "none (fixed at export)", quantization)
         )
     from edge_hired.runtime.bundle_runtime import BundleLoadOptions, load_bundle_pipeline
 
-    return load_bundle_pipeline(
-        bundle, BundleLoadOptions(verify=verify, providers=providers, device=device)
-    )
+    options = BundleLoadOptions(verify=verify, providers=providers, device=device, dtype=dtype)
+    return load_bundle_pipeline(bundle, options)
 
 
 def providers_arg(text: str | None) -> tuple[str, ...] | None:

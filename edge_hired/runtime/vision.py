@@ -74,13 +74,20 @@ class TorchVisionEncoder:
         self.drop_cls = drop_cls
         self.num_heads = self.transformer.config.num_attention_heads
 
+    @property
+    def provider(self) -> str:
+        """What runs the encoder: PyTorch on its weights' device."""
+        return f"torch:{self.transformer.embeddings.patch_embedding.weight.device.type}"
+
     @torch.inference_mode()
     def __call__(self, pixel_values: torch.Tensor) -> VisionOutput:
         """Encode [P, 3, H, W] pixel values."""
         layers = self.transformer.encoder.layers
         watched = sorted({self.plan.l_init, self.plan.l_final})
         with _capture_qk(layers, watched) as captured:
-            hidden = self.transformer.embeddings(pixel_values.to(self._dtype))
+            weight = self.transformer.embeddings.patch_embedding.weight
+            pixels = pixel_values.to(device=weight.device, dtype=weight.dtype)
+            hidden = self.transformer.embeddings(pixels)
             hidden = self.transformer.pre_layrnorm(hidden)
             for layer in layers[: self.plan.layers_to_run]:
                 hidden = layer(hidden, None)
@@ -88,10 +95,6 @@ class TorchVisionEncoder:
         features = hidden[:, 1:] if self.drop_cls else hidden
         keys = captured[self.plan.l_final][1][:, 1:]
         return VisionOutput(features, rows[self.plan.l_init], rows[self.plan.l_final], keys)
-
-    @property
-    def _dtype(self) -> torch.dtype:
-        return self.transformer.embeddings.patch_embedding.weight.dtype
 
 
 def clip_transformer(vision_tower: nn.Module) -> nn.Module:

@@ -119,7 +119,8 @@ CSV_HEADER = (
     "visual_tokens_total,visual_tokens_kept,kept_share,llm_input_tokens,new_tokens,"
     "ttft_s,ttft_s_min,ttft_s_max,prefill_s,preprocess_s,encode_s,select_s,decode_s,"
     "decode_tokens_per_s,e2e_s,"
-    "peak_memory_mib,memory_source,peak_rss_mib,rss_before_mib,cuda_peak_mib,telemetry_peak_mib,"
+    "peak_memory_mib,memory_source,peak_rss_mib,rss_before_mib,cuda_peak_mib,device_peak_mib,"
+    "telemetry_peak_mib,"
     "energy_j,cpu_some_avg10_max,cpu_stall_pct_median,cpu_stall_pct_max,process_cores,"
     "profile,profile_cap_tokens,device"
 )
@@ -142,7 +143,7 @@ def test_csv_has_every_column_and_one_row_per_setting(out_dir: Path) -> None:
     for row in rows:
         assert (row["runs"], row["images"], float(row["new_tokens"])) == ("2", "1", 2.0)
         assert (row["memory_source"], row["device"]) == ("peak_rss_mib", "cpu")
-        assert row["cuda_peak_mib"] == row["energy_j"] == ""  # None is an empty cell
+        assert row["cuda_peak_mib"] == row["device_peak_mib"] == row["energy_j"] == ""  # None
         assert float(row["ttft_s_min"]) <= float(row["ttft_s"]) <= float(row["ttft_s_max"])
         assert float(row["visual_tokens_total"]) == valid
     assert float(rows[0]["visual_tokens_kept"]) == valid

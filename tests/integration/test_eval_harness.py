@@ -7,7 +7,6 @@ written, pipeline calls made, figures summarised), never how good they are.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import math
 import shutil
@@ -293,12 +292,8 @@ def test_cli_refuses_bad_budgets_and_strategies(capsys) -> None:
 
 def test_cli_bundle_goes_to_the_bundle_runtime(tmp_path) -> None:
     args = parse("--bundle", str(tmp_path), "--limit", "1")
-    if importlib.util.find_spec("edge_hired.runtime.bundle_runtime") is None:
-        message = "bundles need the exporter"
-    else:
-        message = "expected a bundle with manifest.json"  # an empty directory is no bundle
-    with pytest.raises(EdgeHiredError, match=message):
-        args.handler(args)
-    args = parse("--bundle", str(tmp_path), "--dtype", "fp16")
-    with pytest.raises(EdgeHiredError, match="dtype with a bundle"):
+    with pytest.raises(EdgeHiredError, match=r"expected a bundle with manifest\.json"):
+        args.handler(args)  # an empty directory is no bundle
+    args = parse("--bundle", str(tmp_path), "--quant", "4bit")
+    with pytest.raises(EdgeHiredError, match="quantization with a bundle: expected none"):
         args.handler(args)

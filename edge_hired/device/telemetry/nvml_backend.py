@@ -1,6 +1,8 @@
 """Discrete-GPU telemetry through NVML (nvidia-ml-py, `import pynvml`): memory, load, power, heat.
 
-NVML numbers GPUs in PCI bus order, which is not CUDA's default order: `index` is an NVML index.
+NVML numbers GPUs in PCI bus order, which is not CUDA's default order, so by default the GPU is
+the one torch uses, matched by UUID or PCI bus id (`gpu_identity`); `index` is an explicit NVML
+index, used only when given or when torch sees no CUDA device.
 Power is the GPU board's draw in mW (on recent GPUs a 1 s average), not the whole machine's.
 """
 
@@ -9,6 +11,8 @@ from __future__ import annotations
 from types import ModuleType
 from typing import Any
 
+from edge_hired.device import gpu_identity
+from edge_hired.device.gpu_identity import GpuIdentity, GpuMatchError, nvml_handle
 from edge_hired.device.telemetry.base import (
     POWER_KEY,
     Probe,
@@ -36,10 +40,14 @@ class NvmlSampler(Sampler):
     memory_key = "gpu_mem_used_mib"
     expected = ("gpu_mem_used_mib", "gpu_load_pct", POWER_KEY, "temp_gpu_c")
 
-    def __init__(self, nvml: Any = None, index: int = 0) -> None:
+    def __init__(
+        self, nvml: Any = None, index: int | None = None, gpu: GpuIdentity | None = None
+    ) -> None:
         self._nvml = nvml if nvml is not None else import_nvml()
-        self.device_name, self._handle = _open_gpu(self._nvml, index)
-        self.index = index
+        if gpu is None and index is None:
+            gpu = gpu_identity.torch_gpu()
+        self.device_name, self._handle = _open_gpu(self._nvml, index or 0, gpu)
+        self.index = index if index is not None else (gpu.index if gpu else 0)
         self._groups: dict[str, Probe] = {
             "memory": self._memory,
             "utilization": self._utilization,
@@ -70,8 +78,8 @@ class NvmlSampler(Sampler):
         return {"temp_gpu_c": float(self._nvml.nvmlDeviceGetTemperature(self._handle, sensor))}
 
 
-def _open_gpu(nvml: Any, index: int) -> tuple[str, Any]:
-    """Initialise NVML and open GPU `index`: (its name, its handle)."""
+def _open_gpu(nvml: Any, index: int, gpu: GpuIdentity | None = None) -> tuple[str, Any]:
+    """Initialise NVML and open `gpu` (torch's device) or else NVML GPU `index`."""
     try:
         nvml.nvmlInit()
     except Exception as e:  # NVMLError (no driver, no library) or OSError from ctypes
@@ -82,8 +90,11 @@ def _open_gpu(nvml: Any, index: int) -> tuple[str, Any]:
             raise TelemetryUnavailable("NVML runs but sees no GPU")
         if index >= count:
             raise TelemetryUnavailable(f"NVML sees {count} GPU(s), none with index {index}")
-        handle = nvml.nvmlDeviceGetHandleByIndex(index)
+        handle = nvml_handle(nvml, gpu) if gpu else nvml.nvmlDeviceGetHandleByIndex(index)
         name = nvml.nvmlDeviceGetName(handle)
+    except GpuMatchError as e:
+        nvml.nvmlShutdown()
+        raise TelemetryUnavailable(str(e)) from e
     except TelemetryUnavailable:
         nvml.nvmlShutdown()
         raise
