@@ -23,6 +23,7 @@ from edge_hired.cli.plan_command import (
     add_profile_parser,
     add_profiles_parser,
 )
+from edge_hired.cli.serve_command import add_serve_parser
 from edge_hired.cli.show_command import add_show_parser
 from edge_hired.errors import EdgeHiredError
 
@@ -107,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
         add_eval_parser,
         add_bench_parser,
         add_show_parser,
+        add_serve_parser,
     ):
         add(subparsers)
     return parser

@@ -1,0 +1,87 @@
+"""Run the app under uvicorn: plan first, load in the background, stop gracefully on SIGTERM.
+
+uvicorn handles SIGTERM/SIGINT: it stops accepting connections and waits (at most
+--graceful-timeout seconds) for in-flight responses, streams included; then the app's lifespan
+stops the batching worker. A model that fails to load stops the server with its reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+import uvicorn
+
+from edge_hired.errors import EdgeHiredError
+from edge_hired.runtime.pipeline import Pipeline
+from edge_hired.serve.admission import RequestPlanner
+from edge_hired.serve.app import create_app
+from edge_hired.serve.config import ServeConfig
+from edge_hired.serve.metrics import Metrics
+from edge_hired.serve.state import ServerState
+
+#: The image size the start-up plan checks (one 336 px tile): fails fast when nothing fits.
+PLAN_CHECK_HW = (336, 336)
+
+
+def build_planner(config: ServeConfig) -> RequestPlanner | None:
+    """The request planner for --profile / --memory-cap (None without them), before loading."""
+    if not config.wants_plan:
+        return None
+    from edge_hired.budget.run_plan import bundle_run_facts, plan_for_run, run_facts
+    from edge_hired.profiles import load_profile
+
+    if config.bundle:
+        facts = bundle_run_facts(config.bundle, PLAN_CHECK_HW, "", config.device)
+    else:
+        facts = run_facts(config.model, PLAN_CHECK_HW, "", config.device, config.dtype)
+    plan = plan_for_run(facts, config.profile, config.memory_cap_gib, config.default_max_tokens)
+    return RequestPlanner(facts.inputs, load_profile(plan.profile), plan.cap, facts.device)
+
+
+def pipeline_loader(config: ServeConfig) -> Callable[[], Pipeline]:
+    """Loads --bundle or --model as `edge-hired run` does."""
+
+    def load() -> Pipeline:
+        if config.bundle:
+            from edge_hired.runtime.bundle_runtime import BundleLoadOptions, load_bundle_pipeline
+
+            return load_bundle_pipeline(config.bundle, BundleLoadOptions(device=config.device))
+        return Pipeline.from_pretrained(config.model, device=config.device, dtype=config.dtype)
+
+    return load
+
+
+def make_server(config: ServeConfig) -> tuple[uvicorn.Server, ServerState]:
+    """A uvicorn server (not started) and the state it serves."""
+    state = ServerState(config, pipeline_loader(config), build_planner(config), Metrics())
+    app = create_app(state)
+    app.router.lifespan_context = _lifespan(state)
+    settings = uvicorn.Config(
+        app,
+        host=config.host,
+        port=config.port,
+        log_level="warning",
+        timeout_graceful_shutdown=int(config.graceful_timeout_s),
+    )
+    server = uvicorn.Server(settings)
+    state.on_failure = lambda: setattr(server, "should_exit", True)
+    return server, state
+
+
+def _lifespan(state: ServerState):
+    @asynccontextmanager
+    async def lifespan(_app) -> AsyncIterator[None]:
+        state.start_loading()
+        yield
+        state.stop()
+
+    return lifespan
+
+
+def serve(config: ServeConfig) -> None:
+    """Serve until SIGTERM/SIGINT; raises the load error if the model would not load."""
+    server, state = make_server(config)
+    server.run()
+    if state.error:
+        raise EdgeHiredError(state.error)
