@@ -1,6 +1,7 @@
 """Token ids -> text deltas, honouring stop strings and holding back half a character.
 
-Text is decoded from all ids each time (as `TimingStreamer` does), so a multi-byte character
+Only a short window of ids is decoded per token (the ids since the last emitted text, plus the
+ones before them for context), so a long answer costs O(n), not O(n^2); a multi-byte character
 split over tokens is sent whole, and text that may be the start of a stop string waits until
 it is known not to be one.
 """
@@ -18,28 +19,38 @@ class TextTracker:
     decode: Callable[[list[int]], str]
     stops: tuple[str, ...] = ()
     token_ids: list[int] = field(default_factory=list)
-    sent: str = ""
+    text: str = ""  # decoded so far
+    sent: int = 0  # characters of `text` already sent
     stopped: bool = False
+    _prefix: int = 0  # ids[_prefix:_read] decode to the text's tail (context)
+    _read: int = 0
 
     def feed(self, token_id: int) -> str:
         """Add a token; return the new text that can be sent now."""
         self.token_ids.append(token_id)
-        text = self.decode(self.token_ids)
-        cut = min((i for i in (text.find(s) for s in self.stops) if i >= 0), default=-1)
+        self.text += self._new_text()
+        cut = min((i for i in (self.text.find(s) for s in self.stops) if i >= 0), default=-1)
         if cut >= 0:
             self.stopped = True
-            return self._send(text[:cut])
-        if text.endswith("\ufffd"):
-            return ""
+            return self._send(cut)
         hold = max((len(s) - 1 for s in self.stops), default=0)
-        return self._send(text[: len(text) - hold] if hold else text)
+        return self._send(len(self.text) - hold)
 
     def finish(self) -> str:
         """The rest of the text once generation ended without a stop string."""
-        return "" if self.stopped else self._send(self.decode(self.token_ids))
+        return "" if self.stopped else self._send(len(self.text))
 
-    def _send(self, text: str) -> str:
-        if not text.startswith(self.sent):
-            return ""  # a later token changed earlier text: wait for it to settle
-        delta, self.sent = text[len(self.sent) :], text
+    def _new_text(self) -> str:
+        """Text the newest ids add, or "" while they end inside a character."""
+        context = self.decode(self.token_ids[self._prefix : self._read])
+        window = self.decode(self.token_ids[self._prefix :])
+        if len(window) <= len(context) or window.endswith("\ufffd"):
+            return ""
+        self._prefix, self._read = self._read, len(self.token_ids)
+        return window[len(context) :]
+
+    def _send(self, upto: int) -> str:
+        if upto <= self.sent:
+            return ""
+        delta, self.sent = self.text[self.sent : upto], upto
         return delta

@@ -7,8 +7,10 @@ stops the batching worker. A model that fails to load stops the server with its 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+import signal
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 
 import uvicorn
 
@@ -22,6 +24,27 @@ from edge_hired.serve.state import ServerState
 
 #: The image size the start-up plan checks (one 336 px tile): fails fast when nothing fits.
 PLAN_CHECK_HW = (336, 336)
+
+
+class GracefulServer(uvicorn.Server):
+    """uvicorn's server, except that a handled SIGTERM/SIGINT ends with exit status 0.
+
+    uvicorn re-raises the captured signal after its graceful shutdown, so the process would
+    die by SIGTERM; a server that drained cleanly has nothing to report.
+    """
+
+    @contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        signals = (signal.SIGINT, signal.SIGTERM)
+        previous = {sig: signal.signal(sig, self.handle_exit) for sig in signals}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
 
 def build_planner(config: ServeConfig) -> RequestPlanner | None:
@@ -52,7 +75,7 @@ def pipeline_loader(config: ServeConfig) -> Callable[[], Pipeline]:
     return load
 
 
-def make_server(config: ServeConfig) -> tuple[uvicorn.Server, ServerState]:
+def make_server(config: ServeConfig) -> tuple[GracefulServer, ServerState]:
     """A uvicorn server (not started) and the state it serves."""
     state = ServerState(config, pipeline_loader(config), build_planner(config), Metrics())
     app = create_app(state)
@@ -64,7 +87,7 @@ def make_server(config: ServeConfig) -> tuple[uvicorn.Server, ServerState]:
         log_level="warning",
         timeout_graceful_shutdown=int(config.graceful_timeout_s),
     )
-    server = uvicorn.Server(settings)
+    server = GracefulServer(settings)
     state.on_failure = lambda: setattr(server, "should_exit", True)
     return server, state
 
