@@ -83,6 +83,8 @@ class ChatFlow:
                 delta = self._token(value)
                 if delta:
                     yield delta
+            elif kind == "error":
+                raise value
             elif kind == "done":
                 self.outcome.finish_reason = "stop" if value == "cancelled" else value
         rest = self.text.finish()

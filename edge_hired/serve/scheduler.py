@@ -8,6 +8,7 @@ their slot and their memory reservation at once. Events go back to each request 
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import deque
@@ -25,6 +26,7 @@ from edge_hired.serve.engine import Engine, ImageInput, Prefill
 from edge_hired.serve.kv import join_rows, keep_rows
 from edge_hired.serve.sampling import Sampler
 
+log = logging.getLogger("edge_hired.serve")
 Event = tuple[str, Any]  # ("started", Prefill) | ("token", id) | ("done", reason) | ("error", e)
 
 
@@ -104,11 +106,25 @@ class Scheduler:
                 if not self.rows and not self.pending:
                     self._wake.wait(0.5)
                     continue
-            self._admit()
-            if self.rows:
-                self._decode_step()
-            elif self.pending:
-                time.sleep(0.01)  # waiting for memory held by nothing: a cancelled head
+            try:
+                self._work()
+            except Exception as error:  # a bug: fail the batch, keep serving the rest
+                log.exception("batch step failed")
+                self._fail_batch(error)
+
+    def _work(self) -> None:
+        self._admit()
+        if self.rows:
+            self._decode_step()
+        elif self.pending:
+            time.sleep(0.01)  # the head waits for memory that cancelled jobs still release
+
+    def _fail_batch(self, error: Exception) -> None:
+        """Answer every row of the batch with a 500 and start an empty batch."""
+        for row in self.rows:
+            self.gate.release(row.job.cost)
+            row.job.emit(("error", ApiError(500, f"internal error ({type(error).__name__})")))
+        self.rows, self._cache, self._mask = [], None, None
 
     def _next_admissible(self) -> Job | None:
         """The head of the queue if it fits now (cancelled heads are dropped)."""
@@ -131,6 +147,10 @@ class Scheduler:
                 )
             except (EdgeHiredError, ApiError) as error:
                 self._fail(job, error)
+                continue
+            except Exception as error:  # a bug: this request gets a 500, the rest go on
+                log.exception("prefill failed")
+                self._fail(job, ApiError(500, f"internal error ({type(error).__name__})"))
                 continue
             self._join(job, prefill)
 

@@ -217,3 +217,23 @@ def test_stop_string_ends_the_answer_before_it(base, image_file) -> None:
     )
     assert cut.choices[0].message.content == full[: full.find(stop)]
     assert cut.choices[0].finish_reason == "stop"
+
+
+def test_metrics_export_every_documented_family(base, image_file) -> None:
+    for _ in range(2):  # a miss or a hit, then a hit
+        ask(client_for(base), [user_turn(file_url(image_file), QUESTION)], 3)
+    text = httpx.get(f"{base}/metrics").text
+    for name in (
+        'edge_hired_requests_total{status="200"}',
+        "edge_hired_ttft_seconds_bucket",
+        "edge_hired_e2e_seconds_count",
+        "edge_hired_visual_tokens_kept_sum",
+        "edge_hired_queue_depth",
+        "edge_hired_batch_size_count",
+        'edge_hired_image_cache_total{result="hit"}',
+        "edge_hired_rss_bytes",
+        "edge_hired_peak_rss_bytes",
+        "edge_hired_device_allocated_bytes",
+    ):
+        assert name in text, name
+    assert metric_values(base)["edge_hired_rss_bytes"] > 50 * 2**20

@@ -133,3 +133,54 @@ def test_missing_or_wrong_key_is_401(base, key) -> None:
 def test_unknown_route_is_an_openai_404(base) -> None:
     response = httpx.get(f"{base}/v1/nothing")
     assert response.status_code == 404 and "error" in response.json()
+
+
+def test_health_is_503_loading_until_the_model_is_loaded(tiny_next_dir) -> None:
+    import threading
+
+    import uvicorn
+
+    from edge_hired.runtime.pipeline import Pipeline
+    from edge_hired.serve.app import create_app
+    from edge_hired.serve.metrics import Metrics
+    from edge_hired.serve.server import _lifespan
+    from edge_hired.serve.state import ServerState
+    from tests.integration.serve_support import free_port, wait_healthy
+
+    release = threading.Event()
+
+    def slow_load() -> Pipeline:
+        release.wait(30)
+        return Pipeline.from_pretrained(str(tiny_next_dir), device="cpu")
+
+    state = ServerState(ServeConfig(model_name=MODEL), slow_load, None, Metrics())
+    app = create_app(state)
+    app.router.lifespan_context = _lifespan(state)
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{port}"
+    try:
+        assert wait_for_status(f"{base}/health") == 503
+        assert httpx.get(f"{base}/health").json() == {"status": "loading"}
+        loading = post(base, with_image(GOOD), key=None)
+        assert loading.status_code == 503 and loading.headers["Retry-After"] == "5"
+        release.set()
+        wait_healthy(base)
+        assert post(base, with_image(GOOD, max_tokens=2), key=None).status_code == 200
+    finally:
+        release.set()
+        server.should_exit = True
+        thread.join(30)
+
+
+def wait_for_status(url: str) -> int:
+    import time
+
+    for _ in range(200):
+        try:
+            return httpx.get(url, timeout=2).status_code
+        except httpx.ConnectError:
+            time.sleep(0.05)
+    raise TimeoutError(url)
