@@ -32,8 +32,10 @@ class ChatFlow:
         self.start = time.perf_counter()
         self.events: asyncio.Queue = asyncio.Queue()
         self.outcome = Outcome()
-        decode = ready.pipeline._decode
-        self.text = TextTracker(decode, request.stop_strings())
+        tokenizer = ready.pipeline.parts.processor.tokenizer
+        self.text = TextTracker(
+            lambda ids: tokenizer.decode(ids, skip_special_tokens=True), request.stop_strings()
+        )
         self.job: Job | None = None
         self._open = False  # counted in the in-flight gauge
 
