@@ -7,6 +7,7 @@ context length, and whether the memory plan can serve it at all.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, replace
 
 from edge_hired.errors import EdgeHiredError
@@ -47,11 +48,14 @@ class Preparer:
         )
         text_config = pipeline.parts.llm.config.get_text_config()
         self.max_positions = int(getattr(text_config, "max_position_embeddings", 1 << 30))
+        self._tokenizer_lock = threading.Lock()  # requests are prepared in a thread pool
 
     def prepare(self, request: ChatRequest) -> Prepared:
         """Check and convert; raises ApiError for anything the client got wrong."""
         facts = self.pipeline.parts.facts
-        prompt = prompt_ids(self.pipeline.parts.processor, request.messages, facts.image_token_id)
+        with self._tokenizer_lock:
+            processor = self.pipeline.parts.processor
+            prompt = prompt_ids(processor, request.messages, facts.image_token_id)
         image = self._image(prompt.image_url)
         selection = self._selection(request.hired)
         max_tokens = request.max_completion_tokens or request.max_tokens

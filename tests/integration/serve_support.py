@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -67,16 +68,24 @@ def thread_server(config: ServeConfig) -> Iterator[str]:
 
 @contextlib.contextmanager
 def process_server(*flags: str) -> Iterator[tuple[str, subprocess.Popen]]:
-    """`edge-hired serve FLAGS` in a subprocess on a free port; yields (base URL, process)."""
+    """`edge-hired serve FLAGS` in a subprocess on a free port; yields (base URL, process).
+
+    The server's stderr goes to a file, never a pipe (a full pipe would stall the server), and
+    is printed when the test fails.
+    """
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     command = [sys.executable, "-m", "edge_hired.cli.main", "serve", "--port", str(port), *flags]
-    process = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_healthy(base)
-        yield base, process
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGKILL)
-        process.wait(30)
+    with tempfile.TemporaryFile(mode="w+") as log:
+        process = subprocess.Popen(command, env=env, stderr=log, text=True)
+        try:
+            wait_healthy(f"http://127.0.0.1:{port}")
+            yield f"http://127.0.0.1:{port}", process
+        except BaseException:
+            log.seek(0)
+            print("server stderr:\n" + log.read()[-4000:], file=sys.stderr)
+            raise
+        finally:
+            if process.poll() is None:
+                process.send_signal(signal.SIGKILL)
+            process.wait(30)

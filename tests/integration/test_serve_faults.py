@@ -86,7 +86,8 @@ def test_burst_beyond_the_queue_gets_503_with_retry_after(one_slot) -> None:
 
 
 def test_sigterm_finishes_the_stream_in_flight_then_exits_0(tiny_next_dir) -> None:
-    with process_server("--model", str(tiny_next_dir), "--model-name", MODEL) as (base, proc):
+    flags = ("--model", str(tiny_next_dir), "--model-name", MODEL, "--graceful-timeout", "120")
+    with process_server(*flags) as (base, proc):
         lines: list[str] = []
         started = threading.Event()
 
@@ -102,7 +103,7 @@ def test_sigterm_finishes_the_stream_in_flight_then_exits_0(tiny_next_dir) -> No
         reader.start()
         assert started.wait(60)
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(90) == 0
+        assert proc.wait(150) == 0
         reader.join(30)
     data = [json.loads(x.removeprefix("data: ")) for x in lines if x != "data: [DONE]"]
     assert lines[-1] == "data: [DONE]"
