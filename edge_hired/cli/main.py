@@ -25,6 +25,7 @@ from edge_hired.cli.flags import (
 from edge_hired.cli.plan_command import add_plan_parser, add_profile_parser, add_profiles_parser
 from edge_hired.cli.run_planning import add_profile_args
 from edge_hired.cli.runtime_flags import add_runtime_flags
+from edge_hired.cli.serve_command import add_serve_parser
 from edge_hired.cli.show_command import add_show_parser
 from edge_hired.errors import EdgeHiredError
 from edge_hired.signals import EXIT_TERMINATED, Terminated
@@ -105,6 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
         add_eval_parser,
         add_bench_parser,
         add_show_parser,
+        add_serve_parser,
     ):
         add(subparsers)
     return parser

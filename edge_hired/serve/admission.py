@@ -1,0 +1,113 @@
+"""Memory admission: what one request costs under the memory plan, and whether it fits now.
+
+A request's plan (`plan_budget`, the planner's arithmetic) gives its peak at the visual-token
+count it will keep, split into its KV cache (held while it decodes) and the rest (weights,
+runtime, encoder and prefill activations: counted once, since requests prefill one at a time).
+Everything in flight fits when max(rest) + sum(KV) + the image cache's bytes <= the cap; the
+cache is evicted first, then a request waits. A request asking more visual tokens than fit
+alone gets the plan's budget (`capped_by_memory`).
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+from edge_hired.planner.arithmetic import (
+    MemoryCap,
+    PlanError,
+    plan_budget,
+    predict_lines,
+    required_bytes,
+)
+from edge_hired.planner.inputs import PlanInputs, PlanRequest
+from edge_hired.profiles import DeviceProfile
+from edge_hired.serve.api_errors import bad_request
+from edge_hired.serve.prefix_cache import ByteLRU
+
+
+@dataclass(frozen=True)
+class Cost:
+    """A request's planned bytes: its KV cache and the rest of its peak."""
+
+    kv_bytes: int = 0
+    rest_bytes: int = 0
+
+
+@dataclass(frozen=True)
+class Admission:
+    """The planned visual-token ceiling of a request and what it costs."""
+
+    token_cap: int | None
+    capped: bool
+    cost: Cost
+
+
+class RequestPlanner:
+    """Plans one request from the model's facts, the profile and the cap fixed at start."""
+
+    def __init__(
+        self, inputs: PlanInputs, profile: DeviceProfile, cap: MemoryCap, allocator: str
+    ) -> None:
+        self.inputs, self.profile, self.cap, self.allocator = inputs, profile, cap, allocator
+
+    def admit(self, geometry, asked_tokens: int, prompt_tokens: int, max_new: int) -> Admission:
+        """The request's ceiling and cost at min(asked, what fits alone) visual tokens."""
+        request = PlanRequest(
+            prompt_tokens=prompt_tokens,
+            max_new_tokens=max_new,
+            partitions=geometry.num_partitions,
+            visual_tokens=int(geometry.valid_counts().sum()),
+            image_hw=tuple(geometry.image_size),
+            allocator=self.allocator,
+        )
+        try:
+            plan = plan_budget(self.inputs, self.profile, request, self.cap)
+        except PlanError as error:
+            raise bad_request(f"memory plan: {error}", "messages") from error
+        kept = min(asked_tokens, plan.budget_tokens)
+        return Admission(plan.budget_tokens, asked_tokens > kept, self._cost(request, kept))
+
+    def _cost(self, request: PlanRequest, visual: int) -> Cost:
+        lines = predict_lines(self.inputs, self.profile, request, visual)
+        kv = sum(line.bytes for line in lines if line.name == "KV cache")
+        peak = required_bytes(self.inputs, self.profile, request, visual)
+        return Cost(kv, peak - kv)
+
+
+class MemoryGate:
+    """Admits a request when everything in flight plus the image cache fits the cap."""
+
+    def __init__(self, cap_bytes: int | None, cache: ByteLRU) -> None:
+        self.cap_bytes = cap_bytes
+        self.cache = cache
+        self.in_flight: list[Cost] = []
+        self.peak_planned_bytes = 0
+        self._lock = threading.Lock()
+
+    def try_admit(self, cost: Cost) -> bool:
+        """Reserve `cost` if it fits (evicting cached prefixes first); False: wait."""
+        with self._lock:
+            if self.cap_bytes is None:
+                self.in_flight.append(cost)
+                return True
+            costs = [*self.in_flight, cost]
+            need = max(c.rest_bytes for c in costs) + sum(c.kv_bytes for c in costs)
+            over = need + self.cache.bytes_used - self.cap_bytes
+            if over > 0:
+                self.cache.evict(over)
+            if self.in_flight and need + self.cache.bytes_used > self.cap_bytes:
+                return False
+            self.in_flight.append(cost)
+            self.peak_planned_bytes = max(self.peak_planned_bytes, need + self.cache.bytes_used)
+            return True
+
+    def release(self, cost: Cost) -> None:
+        """The request finished (or left): its reservation is free again."""
+        with self._lock:
+            self.in_flight.remove(cost)
+
+
+def text_cost(inputs: PlanInputs, prompt_tokens: int, max_new: int) -> Cost:
+    """A request without an image holds only the KV of its text."""
+    return Cost(inputs.kv_bytes_per_token * (prompt_tokens + max_new), 0)
