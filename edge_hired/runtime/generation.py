@@ -7,7 +7,7 @@ token reaches the streamer, which is when a user would see it.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import torch
@@ -37,24 +37,49 @@ class SamplingOptions:
 
 
 @dataclass
-class TimingStreamer:
-    """A transformers streamer that timestamps the first token and streams decoded text.
+class IncrementalDecoder:
+    """Token ids in, the text they add out, decoding a short window per call (O(n) in all).
 
-    Text is decoded incrementally over a short window, not the whole answer at every token
-    (which costs O(n^2)): the window holds the tokens emitted last (`_prefix` to `_read`) as
-    context, so tokenizers that drop a leading space at the start of a decode still produce it,
-    then the unread ones. A window whose text ends in an incomplete multi-byte character waits
-    for the next token.
+    Re-decoding the whole answer at every token costs O(n^2). The window holds the ids whose
+    text was returned last (`_prefix` to `_read`) as context, so tokenizers that drop a leading
+    space at the start of a decode still produce it, then the unread ids. Text ending in an
+    incomplete multi-byte character waits for the next id (`final` sends what there is).
     """
+
+    decode: Callable[[list[int]], str]
+    token_ids: list[int] = field(default_factory=list)
+    _prefix: int = 0
+    _read: int = 0
+
+    def add(self, ids: Iterable[int], final: bool = False) -> str:
+        """Append `ids`; return the text they complete ("" while a character is unfinished)."""
+        self.token_ids.extend(ids)
+        context = self.decode(self.token_ids[self._prefix : self._read])
+        window = self.decode(self.token_ids[self._prefix :])
+        if len(window) <= len(context) or (not final and window.endswith("\ufffd")):
+            return ""
+        self._prefix, self._read = self._read, len(self.token_ids)
+        return window[len(context) :]
+
+
+@dataclass
+class TimingStreamer:
+    """A transformers streamer that timestamps the first token and streams decoded text."""
 
     decode: Callable[[list[int]], str]
     on_text: Callable[[str], None] | None = None
     clock: Callable[[], float] = time.perf_counter  # DeviceClock.mark on CUDA
-    token_ids: list[int] = field(default_factory=list)
     first_token_at: float | None = None
     _seen_prompt: bool = False
-    _prefix: int = 0
-    _read: int = 0
+    _text: IncrementalDecoder | None = None
+
+    def __post_init__(self) -> None:
+        self._text = IncrementalDecoder(self.decode)
+
+    @property
+    def token_ids(self) -> list[int]:
+        """The new tokens so far."""
+        return self._text.token_ids
 
     def put(self, value: torch.Tensor) -> None:
         """Called by generate: first with the prompt ids, then with each new token."""
@@ -63,22 +88,15 @@ class TimingStreamer:
             return
         if self.first_token_at is None:
             self.first_token_at = self.clock()
-        self.token_ids.extend(int(t) for t in value.reshape(-1))
-        self._emit(final=False)
+        self._send(self._text.add(int(t) for t in value.reshape(-1)))
 
     def end(self) -> None:
         """Called by generate when it stops."""
-        self._emit(final=True)
+        self._send(self._text.add((), final=True))
 
-    def _emit(self, final: bool) -> None:
-        """Send the text the unread tokens add to the window's context."""
-        context = self.decode(self.token_ids[self._prefix : self._read])
-        text = self.decode(self.token_ids[self._prefix :])
-        if not final and text.endswith("\ufffd"):
-            return
-        if self.on_text and len(text) > len(context):
-            self.on_text(text[len(context) :])
-        self._prefix, self._read = self._read, len(self.token_ids)
+    def _send(self, text: str) -> None:
+        if text and self.on_text:
+            self.on_text(text)
 
 
 @dataclass(frozen=True)

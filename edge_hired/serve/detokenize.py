@@ -1,15 +1,16 @@
 """Token ids -> text deltas, honouring stop strings and holding back half a character.
 
-Only a short window of ids is decoded per token (the ids since the last emitted text, plus the
-ones before them for context), so a long answer costs O(n), not O(n^2); a multi-byte character
-split over tokens is sent whole, and text that may be the start of a stop string waits until
-it is known not to be one.
+Decoding is `edge_hired.runtime.generation.IncrementalDecoder` (a short window per token, O(n)
+in all; a multi-byte character split over tokens is sent whole); on top of it, text that may be
+the start of a stop string waits until it is known not to be one.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+
+from edge_hired.runtime.generation import IncrementalDecoder
 
 
 @dataclass
@@ -18,17 +19,22 @@ class TextTracker:
 
     decode: Callable[[list[int]], str]
     stops: tuple[str, ...] = ()
-    token_ids: list[int] = field(default_factory=list)
     text: str = ""  # decoded so far
     sent: int = 0  # characters of `text` already sent
     stopped: bool = False
-    _prefix: int = 0  # ids[_prefix:_read] decode to the text's tail (context)
-    _read: int = 0
+    _decoder: IncrementalDecoder | None = None
+
+    def __post_init__(self) -> None:
+        self._decoder = IncrementalDecoder(self.decode)
+
+    @property
+    def token_ids(self) -> list[int]:
+        """The generated ids so far."""
+        return self._decoder.token_ids
 
     def feed(self, token_id: int) -> str:
         """Add a token; return the new text that can be sent now."""
-        self.token_ids.append(token_id)
-        self.text += self._new_text()
+        self.text += self._decoder.add((token_id,))
         cut = min((i for i in (self.text.find(s) for s in self.stops) if i >= 0), default=-1)
         if cut >= 0:
             self.stopped = True
@@ -39,15 +45,6 @@ class TextTracker:
     def finish(self) -> str:
         """The rest of the text once generation ended without a stop string."""
         return "" if self.stopped else self._send(len(self.text))
-
-    def _new_text(self) -> str:
-        """Text the newest ids add, or "" while they end inside a character."""
-        context = self.decode(self.token_ids[self._prefix : self._read])
-        window = self.decode(self.token_ids[self._prefix :])
-        if len(window) <= len(context) or window.endswith("\ufffd"):
-            return ""
-        self._prefix, self._read = self._read, len(self.token_ids)
-        return window[len(context) :]
 
     def _send(self, upto: int) -> str:
         if upto <= self.sent:
