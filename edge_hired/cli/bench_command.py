@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from edge_hired.cli.args import budgets_arg, positive_int, strategies_arg
-from edge_hired.cli.flags import add_telemetry_backend_args
+from edge_hired.cli.flags import add_telemetry_backend_args, pipeline_from_args
 from edge_hired.cli.runtime_flags import add_runtime_flags
 from edge_hired.units import DTYPE_ALIASES
 
@@ -140,7 +140,6 @@ def bench_from_args(args: argparse.Namespace) -> int:
     )
     from edge_hired.bench.runner import run_bench
     from edge_hired.cli.runtime_flags import resolved_args
-    from edge_hired.runtime.sources import load_pipeline, providers_arg
 
     args = resolved_args(args)  # --profile's [runtime] for unset flags
     options = options_from_args(args)
@@ -149,15 +148,7 @@ def bench_from_args(args: argparse.Namespace) -> int:
     image_paths(options.images)
     load_device_profile(options.profile)
     _note(f"loading {args.bundle or args.model}")
-    pipeline = load_pipeline(
-        args.model,
-        args.bundle,
-        args.device,
-        args.dtype,
-        providers_arg(args.providers),
-        verify=not args.no_verify,
-        quantization=args.quant or "none",
-    )
+    pipeline = pipeline_from_args(args)
     _note(f"running on {pipeline.device_reason}")
     report = run_bench(pipeline, options, args.out)
     _note(f"telemetry: {report.environment['telemetry']}")

@@ -161,10 +161,10 @@ def _print_report(report: EvalReport, as_json: bool) -> None:
 
 def eval_from_args(args: argparse.Namespace) -> int:
     """Validate the set and the settings, load the model, evaluate, print the summary."""
+    from edge_hired.cli.flags import pipeline_from_args
     from edge_hired.cli.runtime_flags import resolved_args
     from edge_hired.evaluation.dataset import default_eval_set_path, load_jsonl
     from edge_hired.evaluation.harness import evaluate, plan_settings
-    from edge_hired.runtime.sources import load_pipeline, providers_arg
 
     args = resolved_args(args, quiet=args.json)  # --profile's [runtime] for unset flags
 
@@ -174,14 +174,7 @@ def eval_from_args(args: argparse.Namespace) -> int:
     label = model_label(args)
     out = Path(args.out) if args.out else default_out_dir(label, data, args.metric)
     _announce(label)
-    pipeline = load_pipeline(
-        args.model,
-        args.bundle,
-        args.device,
-        args.dtype,
-        providers_arg(args.providers),
-        quantization=args.quant or "none",
-    )
+    pipeline = pipeline_from_args(args)
     report = evaluate(
         pipeline,
         rows,

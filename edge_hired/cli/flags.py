@@ -98,3 +98,18 @@ def add_telemetry_backend_args(group: Any, interval_s: float) -> None:
         help="auto: jtop on a Jetson, else NVML, else psutil",
     )
     group.add_argument("--telemetry-interval", type=float, default=interval_s, metavar="SECONDS")
+
+
+def pipeline_from_args(args: argparse.Namespace) -> Any:
+    """The pipeline the source flags name (--model / --bundle / the demo), loaded once."""
+    from edge_hired.runtime.sources import load_pipeline, providers_arg
+
+    return load_pipeline(
+        getattr(args, "model", None),
+        getattr(args, "bundle", None),
+        args.device,
+        getattr(args, "dtype", None),
+        providers_arg(getattr(args, "providers", None)),
+        verify=not getattr(args, "no_verify", False),
+        quantization=getattr(args, "quant", None) or "none",
+    )

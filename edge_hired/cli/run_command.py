@@ -6,13 +6,13 @@ import argparse
 import sys
 from dataclasses import replace
 
+from edge_hired.cli.flags import pipeline_from_args
 from edge_hired.cli.run_planning import planned_cap
-from edge_hired.runtime import sources
 from edge_hired.runtime.generation import SamplingOptions
 from edge_hired.runtime.images import load_image
 from edge_hired.runtime.pipeline import Pipeline, SelectionOptions
 from edge_hired.runtime.result import RunResult
-from edge_hired.runtime.sources import default_image, default_model, providers_arg
+from edge_hired.runtime.sources import default_image, default_model
 
 DEMO_NOTE = (
     "edge-hired demo: a tiny LLaVA-NeXT with RANDOM weights, built from configs on this machine.\n"
@@ -73,15 +73,7 @@ def load_pipeline(args: argparse.Namespace) -> Pipeline:
     """From --bundle (exported, runs alone), --model (transformers checkpoint) or the demo."""
     source = f"bundle {args.bundle}" if args.bundle else args.model or "the demo model"
     _note(args, f"loading {source}")
-    return sources.load_pipeline(
-        args.model,
-        args.bundle,
-        args.device,
-        args.dtype,
-        providers_arg(getattr(args, "providers", None)),
-        verify=not getattr(args, "no_verify", False),
-        quantization=getattr(args, "quant", None) or "none",
-    )
+    return pipeline_from_args(args)
 
 
 def _note(args: argparse.Namespace, text: str) -> None:
