@@ -64,6 +64,15 @@ def add_eval_parser(subparsers: argparse._SubParsersAction) -> None:
         default="vqa",
         help="vqa (VQAv2 accuracy), anls (DocVQA), relaxed (ChartQA), exact",
     )
+    _add_sweep_args(parser)
+    _add_device_args(parser)
+    parser.add_argument("--json", action="store_true", help="print summary.json, not the table")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.set_defaults(handler=eval_from_args)
+
+
+def _add_sweep_args(parser: argparse.ArgumentParser) -> None:
+    """What is asked, under which settings, and where the answers go."""
     parser.add_argument(
         "--budgets",
         type=budgets_arg,
@@ -102,12 +111,16 @@ def add_eval_parser(subparsers: argparse._SubParsersAction) -> None:
         "(default: lmms-eval's 'Answer the question using a single word or "
         "phrase.'; '' for none)",
     )
+
+
+def _add_device_args(parser: argparse.ArgumentParser) -> None:
+    """Where and how the model runs; --profile fills what is left unset."""
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.add_argument(
         "--dtype",
         choices=tuple(DTYPE_ALIASES),
-        help="compute dtype of a --model (default fp16 on CUDA, fp32 on CPU); a bundle's is "
-        "fixed at export",
+        help="compute dtype (default: fp16 on CUDA, fp32 on CPU; a bundle's exported dtype "
+        "where the device does it well)",
     )
     parser.add_argument(
         "--profile",
@@ -119,9 +132,6 @@ def add_eval_parser(subparsers: argparse._SubParsersAction) -> None:
         "--providers", metavar="LIST", help="ONNX Runtime providers for --bundle, e.g. cuda,cpu"
     )
     add_runtime_flags(parser)
-    parser.add_argument("--json", action="store_true", help="print summary.json, not the table")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parser.set_defaults(handler=eval_from_args)
 
 
 def model_label(args: argparse.Namespace) -> str:
