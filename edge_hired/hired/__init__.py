@@ -48,6 +48,7 @@ class Selection:
     content_scores: np.ndarray | None  # [P] int64 S[p] for hired / hired-ref, else None
     merge: MergeInfo | None  # prumerge only: per partition (indices, weights) [K, k + 1]
     num_valid: int = 0  # valid tokens of the image (what `full` keeps)
+    geometry: ImageGeometry | None = None  # where `order`'s tokens sit (OneVision's resize)
 
     @property
     def num_kept(self) -> int:
@@ -149,6 +150,7 @@ def _selection(inputs: _Inputs, strategy: str, plan: Plan, newline: str) -> Sele
         plan.content_scores,
         plan.merge,
         num_valid,
+        inputs.geometry,
     )
 
 
