@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import onnx
 import pytest
 from transformers import LlavaForConditionalGeneration, LlavaOnevisionForConditionalGeneration
@@ -98,3 +99,24 @@ def test_bundle_and_in_process_signal_agree(onevision_bundle, tiny_onevision_dir
     assert (ours.cls_init - theirs.cls_init).abs().max() <= tolerance["received_attn_init"]
     assert (ours.cls_final - theirs.cls_final).abs().max() <= tolerance["received_attn_final"]
     assert (ours.features - theirs.features).abs().max() <= tolerance["features"]
+
+
+def test_show_draws_the_onevision_grid(onevision_bundle, tmp_path: Path) -> None:
+    """Kept cells read back from the PNG's pixels are the anchors HiRED kept in each tile."""
+    from edge_hired.visualize import show
+    from tests.helpers import highlighted_from_pixels, read_png
+
+    pipeline = load_bundle_pipeline(onevision_bundle)
+    image = textured_image(1080, 1920, seed=2)
+    options = SelectionOptions(ratio=0.2)
+    report = show(pipeline, image, tmp_path / "kept.png", options)
+    result = pipeline.run(image, PROMPT, options, GREEDY)
+    assert len(report.partition_budgets) == 16  # full image + 3x5 grid
+    drawn = highlighted_from_pixels(
+        read_png(report.path), list(report.cell_boxes), report.cell_px, report.outline_px
+    )
+    assert drawn == result.kept
+    _, geometry = pipeline.preprocess(image)
+    valid = geometry.valid_mask()
+    for part, cells in enumerate(report.invalid):
+        assert sorted(cells) == np.flatnonzero(~valid[part]).tolist()
