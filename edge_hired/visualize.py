@@ -206,8 +206,13 @@ def selection_figure(
     views: list[Image.Image] | None = None,
     alpha: float = 0.5,
     cell_px: int = DEFAULT_CELL_PX,
+    signal: str = "cls",
 ) -> ShowReport:
     """Draw `selection` over the image's partitions and write it to `out_path` as a PNG.
+
+    `signal` names the heat map: "cls" (CLS attention) or "received" (attention received).
+    On a OneVision grid shrunk by its bilinear resize, each kept cell is the anchor token of a
+    shrunk position; tokens that anchor none are drawn as removed (the LLM never sees them).
 
     `cls_init_summed`: layer-0 CLS attention summed over heads, [P, N] or the full image's [N].
     `views`: the P partition images the encoder saw (e.g. `views_from_pixels`); rebuilt from
@@ -226,7 +231,7 @@ def selection_figure(
     canvas.paste(_heat_panel(views[0], heat, layout), layout.heat)
     draw = ImageDraw.Draw(canvas)
     _draw_regions(draw, scene)
-    _draw_texts(draw, scene)
+    _draw_texts(draw, scene, SIGNAL_TITLES.get(signal, signal))
     pixels = _paint_outlines(_without_marker(canvas), scene)
     return _report(_save_atomic(Image.fromarray(pixels), Path(out_path)), scene)
 
@@ -381,7 +386,10 @@ def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
     return ImageFont.load_default(size=size)
 
 
-def _draw_texts(draw: ImageDraw.ImageDraw, scene: _Scene) -> None:
+SIGNAL_TITLES = {"cls": "CLS attention", "received": "attention received"}
+
+
+def _draw_texts(draw: ImageDraw.ImageDraw, scene: _Scene, signal_title: str) -> None:
     """Header, legend, one title per panel."""
     draw.multiline_text((MARGIN, MARGIN), _header(scene), fill=INK, font=_font(16), spacing=4)
     _legend(draw, MARGIN + 2, MARGIN + 50)
@@ -391,7 +399,7 @@ def _draw_texts(draw: ImageDraw.ImageDraw, scene: _Scene) -> None:
         if scene.counted is not None
         else "one partition: no sub-image regions, no content scores"
     )
-    titles.append(f"layer-0 CLS attention of the full image (sum over heads)\n{note}")
+    titles.append(f"layer-0 {signal_title} of the full image (sum over heads)\n{note}")
     for (x, y), text in zip((*scene.layout.origins, scene.layout.heat), titles, strict=True):
         draw.multiline_text((x, y - TITLE_H + 2), text, fill=INK, font=_font(14), spacing=3)
 
@@ -416,7 +424,11 @@ def _header(scene: _Scene) -> str:
 def _legend(draw: ImageDraw.ImageDraw, x: int, y: int) -> None:
     """Swatches: kept, dropped, removed by unpadding. The kept swatch is near-magenta."""
     font = _font(14)
-    entries = ("kept token", "dropped token", "removed by unpadding (never sent to the LLM)")
+    entries = (
+        "kept token",
+        "dropped token",
+        "removed by unpadding or resize (never sent to the LLM)",
+    )
     for entry, text in enumerate(entries):
         box = [x, y, x + 15, y + 15]
         if entry == 0:
@@ -536,6 +548,7 @@ def show(
         views=views,
         alpha=options.alpha,
         cell_px=cell_px,
+        signal=vision.signal,
     )
 
 

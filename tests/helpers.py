@@ -59,6 +59,44 @@ def stock_inputs(model_dir: Path, image, prompt: str = PROMPT):
     return processor(images=image, text=text, return_tensors="pt")
 
 
+def stock_onevision_inputs(model_dir: Path, image, prompt: str = PROMPT):
+    """What LlavaOnevisionProcessor would produce, from its parts and transformers' own counts.
+
+    transformers cannot build the OneVision processor without torchvision (its video
+    processor), so the image processor, the chat template and the processor's own token-count
+    arithmetic (`_get_number_of_features`, unbound) stand in for it.
+    """
+    from types import SimpleNamespace
+
+    from transformers import AutoConfig, AutoImageProcessor, AutoTokenizer
+    from transformers.models.llava_onevision.processing_llava_onevision import (
+        LlavaOnevisionProcessor as Stock,
+    )
+
+    image_processor = AutoImageProcessor.from_pretrained(model_dir)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    config = AutoConfig.from_pretrained(model_dir)
+    pixels = image_processor(images=image, return_tensors="pt")
+    side = config.vision_config.image_size // config.vision_config.patch_size
+    counter = SimpleNamespace(
+        image_processor=image_processor,
+        num_image_tokens=side * side,
+        vision_aspect_ratio=config.vision_aspect_ratio,
+    )
+    counter._get_unpadded_features = Stock._get_unpadded_features.__get__(counter)
+    size = config.vision_config.image_size
+    count = Stock._get_number_of_features(counter, image.height, image.width, size, size)
+    conversation = [
+        {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}
+    ]
+    template = (Path(model_dir) / "chat_template.jinja").read_text()
+    text = tokenizer.apply_chat_template(
+        conversation, chat_template=template, tokenize=False, add_generation_prompt=True
+    )
+    encoded = tokenizer(text.replace("<image>", "<image>" * count), return_tensors="pt")
+    return {**encoded, "pixel_values": pixels["pixel_values"], "image_sizes": pixels["image_sizes"]}
+
+
 def stock_generate(model, inputs, max_new_tokens: int = 6) -> list[int]:
     """The ids stock greedy `generate` appends to the prompt."""
     import torch

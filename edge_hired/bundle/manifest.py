@@ -38,7 +38,7 @@ class FileRecord:
 class VisionSpec:
     """The exported vision encoder and the image geometry it serves."""
 
-    family: StrictStr  # "llava_next" or "llava"
+    family: StrictStr  # "llava_next", "llava" or "llava_onevision"
     crop_size: StrictInt  # pixels per partition side (336)
     patch_size: StrictInt  # ViT patch (14)
     tokens_per_partition: StrictInt  # N (576)
@@ -54,6 +54,8 @@ class VisionSpec:
     # measured peak above the weights, per partition, at export
     activation_bytes_per_partition: StrictInt
     dtype: StrictStr  # "float32" or "float16"
+    signal: StrictStr = "cls"  # HiRED's signal: "cls" (CLIP CLS rows) or "received" (SigLIP)
+    max_tiles: StrictInt = 0  # OneVision's anyres_max_K (0: no downsampling)
 
 
 @dataclass(frozen=True, config=SCHEMA)

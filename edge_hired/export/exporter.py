@@ -1,10 +1,10 @@
 """`edge-hired export`: a LLaVA checkpoint -> a self-describing bundle directory.
 
-The bundle holds the ONNX vision encoder (features + CLS rows), the projector and image_newline
-in safetensors, the language model alone (bitsandbytes 4/8-bit or unquantized) saved with
-`save_pretrained`, the processor, and `manifest.json` with every fact, hash and measured parity
-figure. Everything is written into a temporary sibling directory that is renamed into place at
-the end, so an interrupted or failed export leaves no half bundle.
+The bundle holds the ONNX vision encoder (features + the attention signal, named for it), the
+projector and image_newline in safetensors, the language model alone (bitsandbytes 4/8-bit or
+unquantized) saved with `save_pretrained`, the processor, and `manifest.json` with every fact,
+hash and measured parity figure. Everything is written into a temporary sibling directory that
+is renamed into place at the end, so an interrupted or failed export leaves no half bundle.
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ from edge_hired.export.measure import activation_bytes_per_partition
 from edge_hired.export.onnx_encoder import ParityFigure, check_parity, export_encoder
 from edge_hired.export.recipes import Recipe, load_recipe
 from edge_hired.runtime.loading import ModelFacts, model_facts, read_config, resolve_source
+from edge_hired.runtime.processors import load_processor
 from edge_hired.signals import sigterm_raises
 from edge_hired.units import DTYPE_ALIASES, EXPORT_DTYPES, check_quantization
 
@@ -177,7 +178,7 @@ def _save_projector(model, recipe: Recipe, staging: Path) -> int:
 
 def _save_processor_and_config(source: str, config, staging: Path, revision: str | None) -> None:
     """The processor (tokenizer, chat template, image processor) and the VLM config."""
-    processor = transformers.AutoProcessor.from_pretrained(source, revision=revision)
+    processor = load_processor(source, config.model_type, revision)
     processor.save_pretrained(staging / PROCESSOR_DIR)
     config.save_pretrained(staging / VLM_CONFIG_DIR)
 
@@ -203,6 +204,8 @@ def _vision_spec(
         encoder_bytes=encoder_bytes,
         activation_bytes_per_partition=activation,
         dtype=DTYPE_ALIASES[options.dtype],
+        signal=facts.signal,
+        max_tiles=facts.max_tiles,
     )
 
 

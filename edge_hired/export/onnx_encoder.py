@@ -1,7 +1,8 @@
 """Export the vision encoder to ONNX and prove it matches PyTorch, output by output.
 
 The graph takes `pixel_values` [P, 3, H, W] with P dynamic and emits `features`, the per-head
-CLS rows `cls_attn_init` / `cls_attn_final` and `keys_final` (PruMerge's key similarity). After
+signal (`cls_attn_init` / `cls_attn_final` for CLIP, `received_attn_init` /
+`received_attn_final` for SigLIP) and `keys_final` (PruMerge's key similarity). After
 export, ONNX Runtime runs a probe batch and every output is compared with PyTorch against the
 recipe's declared tolerance; a miss raises `ExportParityError` naming the output and the gap.
 """
@@ -19,7 +20,7 @@ import numpy as np
 import torch
 
 from edge_hired.errors import EdgeHiredError
-from edge_hired.export.encoder_graph import INPUT_NAME, OUTPUT_NAMES, EncoderGraph
+from edge_hired.export.encoder_graph import INPUT_NAME, EncoderGraph
 
 EXTERNAL_DATA_BYTES = 1 << 30  # protobuf caps a file at 2 GiB; move weights out well before
 
@@ -48,7 +49,7 @@ def export_encoder(graph: EncoderGraph, path: Path, probe: torch.Tensor, opset: 
             (probe,),
             str(path),
             input_names=[INPUT_NAME],
-            output_names=list(OUTPUT_NAMES),
+            output_names=list(graph.output_names),
             dynamic_shapes={INPUT_NAME: {0: partitions}},
             dynamo=True,
             opset_version=opset,
@@ -73,7 +74,7 @@ def check_parity(
         with torch.inference_mode():
             expected_out = [t.numpy() for t in reference(batch.float())]
         got = session.run(None, {INPUT_NAME: batch.numpy()})
-        for name, want, have in zip(OUTPUT_NAMES, expected_out, got, strict=True):
+        for name, want, have in zip(reference.output_names, expected_out, got, strict=True):
             figure = _compare(name, want, have, tolerances[name])
             if name not in figures or figure.max_abs_diff > figures[name].max_abs_diff:
                 figures[name] = figure

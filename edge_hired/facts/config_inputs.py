@@ -48,6 +48,8 @@ def inputs_from_config(
         facts.patch_size,
         facts.family,
         facts.pinpoints,
+        has_cls=facts.signal == "cls",
+        max_tiles=facts.max_tiles,
     )
     weights = _count_weights(config, quantization, dtype_bytes(compute))
     return PlanInputs(

@@ -48,6 +48,7 @@ class Selection:
     content_scores: np.ndarray | None  # [P] int64 S[p] for hired / hired-ref, else None
     merge: MergeInfo | None  # prumerge only: per partition (indices, weights) [K, k + 1]
     num_valid: int = 0  # valid tokens of the image (what `full` keeps)
+    geometry: ImageGeometry | None = None  # where `order`'s tokens sit (OneVision's resize)
 
     @property
     def num_kept(self) -> int:
@@ -104,9 +105,11 @@ def select_tokens(
 ) -> Selection:
     """Select and order the visual tokens of one image.
 
-    `cls_init` / `cls_final`: CLS attention rows per head, [P, heads, N], of the initial and
-    the feature layer (either may be None where the strategy does not read it: both for
-    `full`, `cls_init` for prumerge). `keys`: final-layer keys [P, N, Dk], prumerge only.
+    `cls_init` / `cls_final`: the attention signal per head, [P, heads, N], of the initial and
+    the feature layer: CLS rows (CLIP) or the attention each patch receives (SigLIP, HIRED.md
+    "Encoders without a CLS token"); the core treats both alike. Either may be None where
+    the strategy does not read it (both for `full`, `cls_init` for prumerge).
+    `keys`: final-layer keys [P, N, Dk], prumerge only.
     Budget arguments are validated for every strategy but only used by the budgeted ones
     (`full` keeps every valid token, prumerge's count is adaptive).
 
@@ -118,7 +121,7 @@ def select_tokens(
     inputs = _Inputs(
         geometry,
         _head_sum("cls_init", cls_init, geometry, strategy in _NEEDS_INIT),
-        _head_sum("cls_final", cls_final, geometry, strategy in _NEEDS_FINAL),
+        _visible(geometry, _head_sum("cls_final", cls_final, geometry, strategy in _NEEDS_FINAL)),
         resolve_budget(geometry, ratio, tokens, cap),
         float(check_alpha(alpha)),
         _check_seed(seed),
@@ -147,6 +150,7 @@ def _selection(inputs: _Inputs, strategy: str, plan: Plan, newline: str) -> Sele
         plan.content_scores,
         plan.merge,
         num_valid,
+        inputs.geometry,
     )
 
 
@@ -198,6 +202,11 @@ def _head_sum(name: str, rows: Any, geometry: ImageGeometry, required: bool) -> 
         bad = int((~np.isfinite(values)).sum())
         raise AttentionShapeError(expected(name, "finite values", f"{bad} non-finite"))
     return values.sum(axis=1, dtype=np.float32)
+
+
+def _visible(geometry: ImageGeometry, scores: np.ndarray | None) -> np.ndarray | None:
+    """Feature-layer scores as the LLM-visible positions carry them (OneVision's resize)."""
+    return None if scores is None else geometry.feature_scores(scores)
 
 
 def _check_heads(cls_init: Any, cls_final: Any) -> None:

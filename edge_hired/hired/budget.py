@@ -53,12 +53,25 @@ def check_count(name: str, value: object) -> int:
 
 
 def ratio_tokens(geometry: ImageGeometry, ratio: object) -> int:
-    """Paper semantics: floor(r * (1 + m) * N), which must be at least one token."""
-    partitions = geometry.num_partitions * geometry.tokens_per_partition
-    count = math.floor(check_ratio(ratio) * partitions)
+    """floor(r * ratio_base(geometry)), which must be at least one token."""
+    base = ratio_base(geometry)
+    count = math.floor(check_ratio(ratio) * base)
     if count < 1:
-        raise BudgetError(expected("budget ratio", f"at least 1/{partitions}", ratio))
+        raise BudgetError(expected("budget ratio", f"at least 1/{base}", ratio))
     return count
+
+
+def ratio_base(geometry: ImageGeometry) -> int:
+    """The tokens a budget ratio is a share of: (1 + m) x N, the paper's semantics.
+
+    A OneVision grid shrunk by anyres_max is the exception: its encoder sees up to 36 tiles but
+    the stock model feeds the full image plus the shrunk grid's positions (7,290 of 26,973 for a
+    2304 x 2304 image), so a ratio is a share of those, as it is of the stock sequence elsewhere.
+    """
+    if geometry.resized is not None:
+        rows, cols = geometry.resized
+        return geometry.tokens_per_partition + rows * cols
+    return geometry.num_partitions * geometry.tokens_per_partition
 
 
 def resolve_budget(

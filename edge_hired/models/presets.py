@@ -1,8 +1,9 @@
 """Shapes of the random-weight LLaVA checkpoints that `edge_hired.models.tiny` can build.
 
-Presets are plain data: the keyword arguments of the vision (CLIP) and text (Llama) configs plus a
-few top-level LLaVA settings. Nothing here allocates a model, so reading a preset is free; the
-vocabulary size and special-token ids are filled in by the builder from the offline tokenizer.
+Presets are plain data: the keyword arguments of the vision (CLIP or SigLIP) and text (Llama or
+Qwen2) configs plus a few top-level LLaVA settings. Nothing here allocates a model, so reading a
+preset is free; the vocabulary size and special-token ids are filled in by the builder from the
+offline tokenizer.
 """
 
 from __future__ import annotations
@@ -14,15 +15,15 @@ from typing import Any, Literal
 
 from edge_hired.hired.geometry import LLAVA_V16_PINPOINTS
 
-Family = Literal["llava_next", "llava"]
+Family = Literal["llava_next", "llava", "llava_onevision"]
 
 
 @dataclass(frozen=True)
 class ModelPreset:
     """One buildable checkpoint shape.
 
-    `vision` and `text` are keyword arguments of `CLIPVisionConfig` and `LlamaConfig`;
-    `dtype` is the dtype the weights are initialised and saved in.
+    `vision` and `text` are keyword arguments of the configs named by `vision_type` and
+    `text_type`; `dtype` is the dtype the weights are initialised and saved in.
     """
 
     name: str
@@ -34,10 +35,12 @@ class ModelPreset:
     vision_feature_select_strategy: Literal["default", "full"] = "default"
     image_grid_pinpoints: tuple[tuple[int, int], ...] = LLAVA_V16_PINPOINTS
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    vision_type: Literal["clip_vision_model", "siglip_vision_model"] = "clip_vision_model"
+    text_type: Literal["llama", "qwen2"] = "llama"
 
     @property
     def image_size(self) -> int:
-        """Side of the square the vision tower sees (336 for all presets)."""
+        """Side of the square the vision tower sees (336 for CLIP, 384 for SigLIP presets)."""
         return int(self.vision["image_size"])
 
     @property
@@ -47,8 +50,13 @@ class ModelPreset:
 
     @property
     def patches_per_image(self) -> int:
-        """Patch tokens of one 336x336 partition, without the CLS token (576 for 336/14)."""
+        """Patch tokens of one partition, without a CLS token (576 for 336/14, 729 for 384/14)."""
         return (self.image_size // self.patch_size) ** 2
+
+    @property
+    def has_cls(self) -> bool:
+        """Whether the tower carries a CLS token (CLIP does, SigLIP does not)."""
+        return self.vision_type == "clip_vision_model"
 
 
 def _frozen(**kwargs: Any) -> Mapping[str, Any]:
@@ -74,6 +82,57 @@ VIT_L_14_336 = _frozen(
     num_hidden_layers=24,
     num_attention_heads=16,
     projection_dim=768,
+)
+
+_SIGLIP_384_GEOMETRY = {"image_size": 384, "patch_size": 14, "num_channels": 3}
+
+TINY_SIGLIP = _frozen(
+    **_SIGLIP_384_GEOMETRY,
+    hidden_size=32,
+    intermediate_size=64,
+    num_hidden_layers=4,
+    num_attention_heads=4,
+    vision_use_head=False,
+)
+
+#: SigLIP-so400m-patch14-384 as llava-hf's checkpoints ship it: 26 of its 27 layers (LLaVA drops
+#: the last one), 1152 wide, 16 heads, 384 px / 14 = 27 x 27 = 729 tokens.
+SIGLIP_SO400M_384 = _frozen(
+    **_SIGLIP_384_GEOMETRY,
+    hidden_size=1152,
+    intermediate_size=4304,
+    num_hidden_layers=26,
+    num_attention_heads=16,
+    vision_use_head=False,
+)
+
+#: The SigLIP-so400m geometry and width with 8 layers: OneVision-shaped and CPU-sized.
+SIGLIP_384_8L = _frozen(**{**SIGLIP_SO400M_384, "num_hidden_layers": 8})
+
+#: llava-onevision's 36 pinpoints: every (h, w) of 1..6 tiles of 384 px per side.
+ONEVISION_PINPOINTS: tuple[tuple[int, int], ...] = tuple(
+    (384 * h, 384 * w) for h in range(1, 7) for w in range(1, 7)
+)
+
+TINY_QWEN2 = _frozen(
+    hidden_size=64,
+    intermediate_size=128,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    max_position_embeddings=16384,
+)
+
+#: Qwen2-0.5B (llava-interleave-qwen-0.5b, llava-onevision-qwen2-0.5b): 24 layers, 896 wide,
+#: 14 heads, 2 KV heads, MLP 4864, tied embeddings.
+QWEN2_0_5B = _frozen(
+    hidden_size=896,
+    intermediate_size=4864,
+    num_hidden_layers=24,
+    num_attention_heads=14,
+    num_key_value_heads=2,
+    max_position_embeddings=32768,
+    tie_word_embeddings=True,
 )
 
 TINY_LLAMA = _frozen(
@@ -124,6 +183,44 @@ PRESETS: dict[str, ModelPreset] = {
             description="LLaVA-NeXT with a ViT-L/14-336 encoder and a ~0.75B Llama (~1.1B total)",
             vision=VIT_L_14_336,
             text=LLAMA_1B,
+            dtype="bfloat16",
+        ),
+        ModelPreset(
+            name="tiny-llava-siglip",
+            family="llava",
+            description="LLaVA-1.5 with a SigLIP 384/14 tower (no CLS, 729 tokens, feature layer "
+            "-1, strategy full) as llava-interleave, 4-layer 32-wide, 2-layer Qwen2",
+            vision=TINY_SIGLIP,
+            text=TINY_QWEN2,
+            vision_feature_layer=-1,
+            vision_feature_select_strategy="full",
+            vision_type="siglip_vision_model",
+            text_type="qwen2",
+        ),
+        ModelPreset(
+            name="tiny-llava-onevision",
+            family="llava_onevision",
+            description="LLaVA-OneVision (anyres_max_9, 36 pinpoints) with a 4-layer 32-wide "
+            "SigLIP 384/14 and a 2-layer Qwen2",
+            vision=TINY_SIGLIP,
+            text=TINY_QWEN2,
+            vision_feature_layer=-1,
+            vision_feature_select_strategy="full",
+            image_grid_pinpoints=ONEVISION_PINPOINTS,
+            vision_type="siglip_vision_model",
+            text_type="qwen2",
+        ),
+        ModelPreset(
+            name="mid-llava-onevision",
+            family="llava_onevision",
+            description="LLaVA-OneVision with an 8-layer SigLIP-so400m-wide tower and Qwen2-0.5B",
+            vision=SIGLIP_384_8L,
+            text=QWEN2_0_5B,
+            vision_feature_layer=-1,
+            vision_feature_select_strategy="full",
+            image_grid_pinpoints=ONEVISION_PINPOINTS,
+            vision_type="siglip_vision_model",
+            text_type="qwen2",
             dtype="bfloat16",
         ),
     )

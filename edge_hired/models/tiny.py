@@ -1,6 +1,7 @@
 """Random-weight LLaVA checkpoints built offline, saved exactly like a hub checkpoint.
 
-Tests, demos and benchmarks need a LLaVA-NeXT / LLaVA-1.5 model without network access. This
+Tests, demos and benchmarks need a LLaVA-NeXT / LLaVA-1.5 / LLaVA-OneVision model (CLIP or SigLIP
+tower) without network access. This
 module builds one from a preset (`edge_hired.models.presets`) with the real transformers classes,
 a byte-level BPE tokenizer trained in-process on a short embedded text, and a Vicuna-style chat
 template, then writes it with `save_pretrained`. Loading it back goes through the very same
@@ -27,7 +28,6 @@ if TYPE_CHECKING:  # transformers is imported lazily: reading PRESETS must stay 
         PreTrainedConfig,
         PreTrainedModel,
         PreTrainedTokenizerFast,
-        ProcessorMixin,
     )
 
 __all__ = [
@@ -160,9 +160,9 @@ def build_tokenizer() -> PreTrainedTokenizerFast:
 
 
 def _text_kwargs(spec: ModelPreset, tokenizer: PreTrainedTokenizerFast) -> dict[str, Any]:
-    """LlamaConfig kwargs: the preset's shape plus the tokenizer's vocabulary and special ids."""
+    """Text config kwargs: the preset's shape plus the tokenizer's vocabulary and special ids."""
     return {
-        "model_type": "llama",
+        "model_type": spec.text_type,
         **spec.text,
         "vocab_size": len(tokenizer),
         "bos_token_id": tokenizer.bos_token_id,
@@ -179,7 +179,7 @@ def config_kwargs(preset: str, tokenizer: PreTrainedTokenizerFast | None = None)
     spec = get_preset(preset)
     tokenizer = tokenizer if tokenizer is not None else build_tokenizer()
     kwargs: dict[str, Any] = {
-        "vision_config": {"model_type": "clip_vision_model", **spec.vision},
+        "vision_config": {"model_type": spec.vision_type, **spec.vision},
         "text_config": _text_kwargs(spec, tokenizer),
         "image_token_id": tokenizer.convert_tokens_to_ids(IMAGE),
         "image_seq_length": spec.patches_per_image,
@@ -188,47 +188,82 @@ def config_kwargs(preset: str, tokenizer: PreTrainedTokenizerFast | None = None)
         "pad_token_id": tokenizer.pad_token_id,
         "dtype": spec.dtype,
     }
-    if spec.family == "llava_next":
+    if spec.family != "llava":
         kwargs["image_grid_pinpoints"] = [list(pair) for pair in spec.image_grid_pinpoints]
+    if spec.family == "llava_onevision":  # no image_seq_length; the video token stays unused
+        kwargs.pop("image_seq_length")
     return kwargs
 
 
 def make_config(preset: str, tokenizer: PreTrainedTokenizerFast | None = None) -> PreTrainedConfig:
-    """The LlavaNextConfig / LlavaConfig of `preset` (no weights are allocated)."""
-    from transformers import LlavaConfig, LlavaNextConfig
+    """The LlavaNextConfig / LlavaConfig / LlavaOnevisionConfig of `preset` (no weights)."""
+    import transformers
 
-    config_cls = LlavaNextConfig if get_preset(preset).family == "llava_next" else LlavaConfig
+    config_cls = getattr(transformers, CONFIG_CLASSES[get_preset(preset).family])
     return config_cls(**config_kwargs(preset, tokenizer))
 
 
+CONFIG_CLASSES = {
+    "llava_next": "LlavaNextConfig",
+    "llava": "LlavaConfig",
+    "llava_onevision": "LlavaOnevisionConfig",
+}
+
+
 def _image_processor(spec: ModelPreset) -> Any:
-    """The PIL image processor a hub checkpoint of this family would ship."""
-    from transformers import CLIPImageProcessorPil, LlavaNextImageProcessorPil
+    """The PIL image processor a hub checkpoint of this family and tower would ship."""
+    import transformers
 
     side = spec.image_size
+    pinpoints = [list(pair) for pair in spec.image_grid_pinpoints]
+    if spec.family == "llava_onevision":  # as llava-onevision-qwen2-*: the full image squashed
+        square = {"size": {"height": side, "width": side}}
+        return transformers.LlavaOnevisionImageProcessorPil(
+            **square, image_grid_pinpoints=pinpoints
+        )
+    if not spec.has_cls:  # SigLIP, as llava-interleave: squashed to the square, mean 0.5
+        return transformers.SiglipImageProcessorPil(size={"height": side, "width": side})
     common = {"size": {"shortest_edge": side}, "crop_size": {"height": side, "width": side}}
     if spec.family == "llava":
-        return CLIPImageProcessorPil(**common)
-    pinpoints = [list(pair) for pair in spec.image_grid_pinpoints]
-    return LlavaNextImageProcessorPil(**common, image_grid_pinpoints=pinpoints)
+        return transformers.CLIPImageProcessorPil(**common)
+    return transformers.LlavaNextImageProcessorPil(**common, image_grid_pinpoints=pinpoints)
 
 
-def build_processor(
-    preset: str, tokenizer: PreTrainedTokenizerFast | None = None
-) -> ProcessorMixin:
-    """The LlavaNextProcessor / LlavaProcessor of `preset`, with the chat template set."""
+def build_processor(preset: str, tokenizer: PreTrainedTokenizerFast | None = None) -> Any:
+    """The processor of `preset`, with the chat template set.
+
+    LlavaNextProcessor / LlavaProcessor; for OneVision, whose processor transformers cannot
+    build without torchvision, its image processor, tokenizer and chat template
+    (`runtime.processors.ImageTextProcessor`'s parts, saved the way the hub ships them).
+    """
     from transformers import LlavaNextProcessor, LlavaProcessor
 
     spec = get_preset(preset)
+    tokenizer = tokenizer if tokenizer is not None else build_tokenizer()
+    if spec.family == "llava_onevision":
+        return _OnevisionParts(_image_processor(spec), tokenizer)
     processor_cls = LlavaNextProcessor if spec.family == "llava_next" else LlavaProcessor
     return processor_cls(
         image_processor=_image_processor(spec),
-        tokenizer=tokenizer if tokenizer is not None else build_tokenizer(),
+        tokenizer=tokenizer,
         patch_size=spec.patch_size,
         vision_feature_select_strategy=spec.vision_feature_select_strategy,
-        num_additional_image_tokens=1,
+        num_additional_image_tokens=1 if spec.has_cls else 0,
         chat_template=CHAT_TEMPLATE,
     )
+
+
+class _OnevisionParts:
+    """Image processor + tokenizer (chat template inside) saved side by side, as the hub does."""
+
+    def __init__(self, image_processor: Any, tokenizer: PreTrainedTokenizerFast) -> None:
+        self.image_processor = image_processor
+        self.tokenizer = tokenizer
+
+    def save_pretrained(self, directory: Path) -> None:
+        self.image_processor.save_pretrained(directory)
+        self.tokenizer.save_pretrained(directory)
+        (Path(directory) / "chat_template.jinja").write_text(CHAT_TEMPLATE)
 
 
 def _random_model(config: PreTrainedConfig, seed: int) -> PreTrainedModel:

@@ -100,6 +100,8 @@ def _inputs_from_manifest(manifest: Manifest, kv_dtype: str | None) -> PlanInput
         vision_spec.patch_size,
         vision_spec.family,
         tuple((int(h), int(w)) for h, w in vision_spec.pinpoints),
+        has_cls=vision_spec.signal == "cls",
+        max_tiles=vision_spec.max_tiles,
     )
     quantized = llm_spec.quantization != "none"
     compute = normal_dtype(llm_spec.compute_dtype)

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from edge_hired.hired.geometry import ImageGeometry, anyres_geometry, single_geometry
+from edge_hired.hired.geometry import (
+    ImageGeometry,
+    anyres_geometry,
+    onevision_geometry,
+    single_geometry,
+)
 from edge_hired.units import dtype_bytes
 
 
@@ -35,30 +40,35 @@ class VisionShape:
     num_heads: int
     crop_size: int
     patch_size: int
-    family: str  # "llava_next" or "llava"
+    family: str  # "llava_next", "llava" or "llava_onevision"
     pinpoints: tuple[tuple[int, int], ...] = ()
+    has_cls: bool = True  # CLIP carries a CLS token, SigLIP does not
+    max_tiles: int = 0  # OneVision's anyres_max_K
 
     @property
     def tokens_per_partition(self) -> int:
-        """Patch tokens plus the CLS token that the encoder carries."""
-        return (self.crop_size // self.patch_size) ** 2 + 1
+        """Patch tokens plus the CLS token, if the encoder carries one."""
+        return (self.crop_size // self.patch_size) ** 2 + int(self.has_cls)
 
 
 def image_geometry(vision: VisionShape, image_hw: tuple[int, int]) -> ImageGeometry:
     """Token geometry of an image of (height, width) under the model's layout."""
+    crop, patch = vision.crop_size, vision.patch_size
+    if vision.family == "llava_onevision" and vision.pinpoints:
+        return onevision_geometry(image_hw, vision.pinpoints, crop, patch, vision.max_tiles)
     if vision.family == "llava_next" and vision.pinpoints:
-        return anyres_geometry(image_hw, vision.pinpoints, vision.crop_size, vision.patch_size)
-    return single_geometry(image_hw, vision.crop_size, vision.patch_size)
+        return anyres_geometry(image_hw, vision.pinpoints, crop, patch)
+    return single_geometry(image_hw, crop, patch)
 
 
 def max_geometry(vision: VisionShape) -> tuple[int, int]:
     """(partitions, valid visual tokens) of the largest layout: an image shaped like a pinpoint."""
-    if vision.family != "llava_next" or not vision.pinpoints:
+    if vision.family == "llava" or not vision.pinpoints:
         single = single_geometry((vision.crop_size,) * 2, vision.crop_size, vision.patch_size)
         return 1, single.tokens_per_partition
     best = (0, 0)
     for pin in vision.pinpoints:
-        geometry = anyres_geometry(pin, vision.pinpoints, vision.crop_size, vision.patch_size)
+        geometry = image_geometry(vision, pin)
         best = max(best, (geometry.num_partitions, int(geometry.valid_counts().sum())))
     return best
 

@@ -15,9 +15,12 @@ from typing import Any
 import numpy as np
 import torch
 from safetensors.torch import load_file
-from transformers import AutoConfig, AutoProcessor
+from transformers import AutoConfig
 from transformers.models.llava.modeling_llava import LlavaMultiModalProjector
 from transformers.models.llava_next.modeling_llava_next import LlavaNextMultiModalProjector
+from transformers.models.llava_onevision.modeling_llava_onevision import (
+    LlavaOnevisionMultiModalProjector,
+)
 
 from edge_hired.bundle.hashing import verify_files
 from edge_hired.bundle.layout import (
@@ -35,10 +38,15 @@ from edge_hired.device.providers import ProviderChoice, choose_providers
 from edge_hired.device.torch_device import choose_torch_device, torch_dtype
 from edge_hired.runtime.loading import ModelFacts, VlmParts
 from edge_hired.runtime.pipeline import Pipeline
+from edge_hired.runtime.processors import load_processor
 from edge_hired.runtime.vision import LayerPlan, VisionOutput
 from edge_hired.units import SHORT_DTYPES
 
-PROJECTORS = {"llava_next": LlavaNextMultiModalProjector, "llava": LlavaMultiModalProjector}
+PROJECTORS = {
+    "llava_next": LlavaNextMultiModalProjector,
+    "llava": LlavaMultiModalProjector,
+    "llava_onevision": LlavaOnevisionMultiModalProjector,
+}
 NUMPY_DTYPES = {"float16": np.float16, "float32": np.float32}
 
 
@@ -49,11 +57,17 @@ class OnnxVisionEncoder:
     """The exported encoder graph behind the same call as the in-process encoder."""
 
     def __init__(
-        self, path: Path, providers: Sequence[ProviderEntry], input_dtype: str, ort: Any = None
+        self,
+        path: Path,
+        providers: Sequence[ProviderEntry],
+        input_dtype: str,
+        ort: Any = None,
+        signal: str = "cls",
     ) -> None:
         ort = ort if ort is not None else import_onnxruntime()
         self.session = ort.InferenceSession(str(path), providers=list(providers))
         self.input_dtype = NUMPY_DTYPES[input_dtype]
+        self.signal = signal
 
     @property
     def provider(self) -> str:
@@ -61,13 +75,13 @@ class OnnxVisionEncoder:
         return self.session.get_providers()[0]
 
     def __call__(self, pixel_values: torch.Tensor) -> VisionOutput:
-        """[P, 3, H, W] host pixels -> features, CLS rows, keys (torch tensors on the CPU)."""
+        """[P, 3, H, W] host pixels -> features, signal rows, keys (torch tensors on the CPU)."""
         pixels = pixel_values.detach().cpu().numpy().astype(self.input_dtype)
         features, init, final, keys = self.session.run(None, {"pixel_values": pixels})
         as_torch = [
             torch.from_numpy(np.ascontiguousarray(a)) for a in (features, init, final, keys)
         ]
-        return VisionOutput(*as_torch)
+        return VisionOutput(*as_torch, signal=self.signal)
 
 
 @dataclass(frozen=True)
@@ -95,6 +109,8 @@ def facts_from_manifest(manifest: Manifest) -> ModelFacts:
         pins,
         plan,
         vision.image_token_id,
+        vision.signal,
+        vision.max_tiles,
     )
 
 
@@ -128,8 +144,10 @@ def load_bundle_pipeline(
     entries = session_providers(providers, manifest, options)
     parts = VlmParts(
         facts=facts_from_manifest(manifest),
-        processor=AutoProcessor.from_pretrained(root / PROCESSOR_DIR),
-        encoder=OnnxVisionEncoder(root / ENCODER_FILE, entries, manifest.vision.dtype),
+        processor=load_processor(root / PROCESSOR_DIR, manifest.vision.family),
+        encoder=OnnxVisionEncoder(
+            root / ENCODER_FILE, entries, manifest.vision.dtype, signal=manifest.vision.signal
+        ),
         projector=lambda x: projector(x.to(device=device.device, dtype=dtype)),
         image_newline=newline,
         llm=llm,

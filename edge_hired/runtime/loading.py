@@ -1,4 +1,4 @@
-"""Load a LLaVA-NeXT or LLaVA-1.5 checkpoint (hub id or directory) into the parts HiRED needs.
+"""Load a LLaVA-NeXT, LLaVA-1.5 or LLaVA-OneVision checkpoint into the parts HiRED needs.
 
 A hub id and a local directory take the same path: `from_pretrained`. The parts are the vision
 encoder with CLS rows, the projector, `image_newline`, the generating LLM and the processor,
@@ -15,19 +15,29 @@ from typing import Any
 import torch
 from transformers import (
     AutoConfig,
-    AutoProcessor,
     LlavaForConditionalGeneration,
     LlavaNextForConditionalGeneration,
+    LlavaOnevisionForConditionalGeneration,
 )
 
 from edge_hired.errors import ModelLoadError, expected
-from edge_hired.hired.geometry import ImageGeometry, anyres_geometry, single_geometry
+from edge_hired.hired.geometry import (
+    ImageGeometry,
+    anyres_geometry,
+    onevision_geometry,
+    single_geometry,
+)
+from edge_hired.runtime.processors import load_processor
+from edge_hired.runtime.towers import SIGNALS
 from edge_hired.runtime.vision import LayerPlan, TorchVisionEncoder, VisionOutput, plan_layers
 
 FAMILIES: dict[str, type] = {
     "llava_next": LlavaNextForConditionalGeneration,
     "llava": LlavaForConditionalGeneration,
+    "llava_onevision": LlavaOnevisionForConditionalGeneration,
 }
+#: The feature-select strategy each signal's tower needs: CLIP drops its CLS, SigLIP keeps all.
+SELECT_STRATEGY = {"cls": "default", "received": "full"}
 
 
 @dataclass(frozen=True)
@@ -41,12 +51,17 @@ class ModelFacts:
     pinpoints: tuple[tuple[int, int], ...]
     layers: LayerPlan
     image_token_id: int
+    signal: str = "cls"  # "cls" (CLIP) or "received" (SigLIP)
+    max_tiles: int = 0  # OneVision's anyres_max_K; 0 for the other families
 
     def geometry_for(self, image_size: tuple[int, int]) -> ImageGeometry:
         """Token geometry of an image of (height, width)."""
+        size, pins, crop, patch = image_size, self.pinpoints, self.crop_size, self.patch_size
+        if self.family == "llava_onevision":
+            return onevision_geometry(size, pins, crop, patch, self.max_tiles)
         if self.family == "llava_next":
-            return anyres_geometry(image_size, self.pinpoints, self.crop_size, self.patch_size)
-        return single_geometry(image_size, self.crop_size, self.patch_size)
+            return anyres_geometry(size, pins, crop, patch)
+        return single_geometry(size, crop, patch)
 
 
 @dataclass
@@ -92,8 +107,7 @@ def model_facts(config: Any, l_init: int = 0, l_final: int | None = None) -> Mod
     if family not in FAMILIES:
         raise ModelLoadError(expected("model type", " or ".join(FAMILIES), family))
     vision = config.vision_config
-    if getattr(config, "vision_feature_select_strategy", "default") != "default":
-        raise ModelLoadError(expected("vision_feature_select_strategy", "default", "full"))
+    signal = tower_signal(config)
     plan = plan_layers(config.vision_feature_layer, vision.num_hidden_layers, l_init, l_final)
     pins = tuple(
         tuple(int(v) for v in p) for p in getattr(config, "image_grid_pinpoints", []) or []
@@ -106,7 +120,31 @@ def model_facts(config: Any, l_init: int = 0, l_final: int | None = None) -> Mod
         pins,
         plan,
         config.image_token_id,
+        signal,
+        max_tiles(config) if family == "llava_onevision" else 0,
     )
+
+
+def tower_signal(config: Any) -> str:
+    """HiRED's signal for the config's tower, refusing towers and strategies it cannot serve."""
+    tower = config.vision_config.model_type
+    if tower not in SIGNALS:
+        raise ModelLoadError(expected("vision tower", " or ".join(SIGNALS), tower))
+    signal = SIGNALS[tower]
+    strategy = getattr(config, "vision_feature_select_strategy", "default")
+    if strategy != SELECT_STRATEGY[signal]:
+        want = f"{SELECT_STRATEGY[signal]} (for a {tower} tower)"
+        raise ModelLoadError(expected("vision_feature_select_strategy", want, strategy))
+    return signal
+
+
+def max_tiles(config: Any) -> int:
+    """K of OneVision's `vision_aspect_ratio = "anyres_max_K"`."""
+    text = str(getattr(config, "vision_aspect_ratio", "anyres_max_9"))
+    count = text.removeprefix("anyres_max_")
+    if not count.isdigit() or int(count) < 1:
+        raise ModelLoadError(expected("vision_aspect_ratio", "anyres_max_<K >= 1>", text))
+    return int(count)
 
 
 #: Full module paths bitsandbytes must leave alone when `run --model --quant` quantizes at load:
@@ -153,7 +191,7 @@ def load_parts(
     source = resolve_source(model_id)
     kwargs = load_kwargs(device, dtype, quantization)
     model = FAMILIES[facts.family].from_pretrained(source, **kwargs).eval()
-    processor = AutoProcessor.from_pretrained(source)
+    processor = load_processor(source, facts.family)
     inner = model.model
     return VlmParts(
         facts=facts,

@@ -1,4 +1,4 @@
-"""In-process pipeline: image -> encoder with CLS rows -> HiRED selection -> stock LLM.
+"""In-process pipeline: image -> encoder with its attention signal -> HiRED -> stock LLM.
 
 `Pipeline.run` is the library call behind `edge-hired run`. It works on `VlmParts`, so the same
 code serves a transformers checkpoint and an exported bundle (`runtime.bundle_runtime`).
@@ -230,6 +230,7 @@ class Pipeline:
             compute_dtype=str(self._compute_dtype()).removeprefix("torch."),
             encoder_provider=getattr(self.parts.encoder, "provider", None),
             device_peak_mib=self.meter.peak_mib(),
+            signal=self.parts.facts.signal,
         )
 
     def _compute_dtype(self) -> torch.dtype:

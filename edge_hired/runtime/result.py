@@ -29,6 +29,7 @@ class RunResult:
     compute_dtype: str | None = None  # of the LLM and projector, e.g. "float16"
     encoder_provider: str | None = None  # ORT provider that really ran, or "torch:<device>"
     device_peak_mib: float | None = None  # device-level peak on a GPU / Jetson; None on a CPU
+    signal: str = "cls"  # HiRED's attention signal: "cls" (CLIP) or "received" (SigLIP)
 
     def to_dict(self) -> dict:
         """Plain JSON-ready dictionary."""
@@ -57,6 +58,6 @@ class RunResult:
                     else []
                 ),
                 f"device          {self.device}, compute {self.compute_dtype or '?'}",
-                f"encoder         {self.encoder_provider or '?'}",
+                f"encoder         {self.encoder_provider or '?'}, signal {self.signal}",
             ]
         )

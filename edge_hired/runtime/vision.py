@@ -1,4 +1,4 @@
-"""Run a stock CLIP vision tower up to LLaVA's feature layer and capture HiRED's CLS rows.
+"""Run a stock CLIP / SigLIP tower up to LLaVA's feature layer and capture HiRED's signal.
 
 The encoder layers are called one by one on the model's own modules, so the layers after the
 feature layer never run. Queries and keys of the two HiRED layers are read with forward hooks
@@ -15,17 +15,28 @@ import torch
 from torch import nn
 
 from edge_hired.errors import ModelLoadError, expected
-from edge_hired.runtime.cls_attention import cls_attention_rows
+from edge_hired.runtime.towers import Tower, tower_of
 
 
 @dataclass(frozen=True)
 class VisionOutput:
-    """What the encoder hands to token selection: features and CLS attention rows."""
+    """What the encoder hands to token selection: features and the attention signal.
+
+    `cls_init` / `cls_final` hold the signal named by `signal`: CLS rows ("cls", CLIP) or the
+    attention each patch receives ("received", SigLIP).
+    """
 
     features: torch.Tensor  # [P, N, D] feature-layer hidden states, CLS removed
     cls_init: torch.Tensor  # [P, heads, N] float32, layer l_init
     cls_final: torch.Tensor  # [P, heads, N] float32, layer l_final
     keys_final: torch.Tensor  # [P, N, D] patch keys of layer l_final (PruMerge similarity)
+    signal: str = "cls"
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of its tensors (what keeping it in a cache costs)."""
+        tensors = (self.features, self.cls_init, self.cls_final, self.keys_final)
+        return sum(t.numel() * t.element_size() for t in tensors)
 
 
 @dataclass(frozen=True)
@@ -66,44 +77,40 @@ def plan_layers(
 
 
 class TorchVisionEncoder:
-    """CLIP vision tower -> features of the feature layer plus the CLS rows of two layers."""
+    """CLIP / SigLIP tower -> features of the feature layer plus the signal of two layers."""
 
-    def __init__(self, vision_tower: nn.Module, plan: LayerPlan, drop_cls: bool = True) -> None:
-        self.transformer = clip_transformer(vision_tower)
+    def __init__(self, vision_tower: nn.Module, plan: LayerPlan) -> None:
+        self.tower: Tower = tower_of(vision_tower)
         self.plan = plan
-        self.drop_cls = drop_cls
-        self.num_heads = self.transformer.config.num_attention_heads
+        self.num_heads = self.tower.num_heads
 
     @property
     def provider(self) -> str:
         """What runs the encoder: PyTorch on its weights' device."""
-        return f"torch:{self.transformer.embeddings.patch_embedding.weight.device.type}"
+        return f"torch:{self._weight().device.type}"
+
+    def _weight(self) -> torch.Tensor:
+        return self.tower.embeddings.patch_embedding.weight
 
     @torch.inference_mode()
     def __call__(self, pixel_values: torch.Tensor) -> VisionOutput:
         """Encode [P, 3, H, W] pixel values."""
-        layers = self.transformer.encoder.layers
+        layers = self.tower.layers
         watched = sorted({self.plan.l_init, self.plan.l_final})
         with _capture_qk(layers, watched) as captured:
-            weight = self.transformer.embeddings.patch_embedding.weight
-            pixels = pixel_values.to(device=weight.device, dtype=weight.dtype)
-            hidden = self.transformer.embeddings(pixels)
-            hidden = self.transformer.pre_layrnorm(hidden)
+            weight = self._weight()
+            hidden = self.tower.embed(pixel_values.to(device=weight.device, dtype=weight.dtype))
             for layer in layers[: self.plan.layers_to_run]:
                 hidden = layer(hidden, None)
-        rows = {i: cls_attention_rows(*captured[i], self.num_heads) for i in watched}
-        features = hidden[:, 1:] if self.drop_cls else hidden
-        keys = captured[self.plan.l_final][1][:, 1:]
-        return VisionOutput(features, rows[self.plan.l_init], rows[self.plan.l_final], keys)
-
-
-def clip_transformer(vision_tower: nn.Module) -> nn.Module:
-    """The CLIPVisionTransformer inside a CLIPVisionModel, or a clear refusal."""
-    inner = getattr(vision_tower, "vision_model", vision_tower)
-    if not all(hasattr(inner, a) for a in ("embeddings", "pre_layrnorm", "encoder")):
-        kind = type(vision_tower).__name__
-        raise ModelLoadError(expected("vision tower", "a CLIP ViT with a CLS token", kind))
-    return inner
+        rows = {i: self.tower.signal_rows(*captured[i]) for i in watched}
+        keys = self.tower.patches(captured[self.plan.l_final][1])
+        return VisionOutput(
+            self.tower.patches(hidden),
+            rows[self.plan.l_init],
+            rows[self.plan.l_final],
+            keys,
+            self.tower.signal,
+        )
 
 
 @contextmanager

@@ -159,6 +159,6 @@ class Engine:
             return found
         pixels, geometry = self.pipeline.preprocess(image.picture)
         vision = self.parts.encoder(pixels)
-        size = sum(t.numel() * t.element_size() for t in vars(vision).values())
+        size = vision.nbytes
         self.cache.put(key, (geometry, vision), size)
         return geometry, vision

@@ -87,6 +87,19 @@ def test_greedy_answer_is_exactly_the_cli_tokens(capsys, base, tiny_next_dir, im
     assert response.usage.completion_tokens == len(cli["token_ids"])
 
 
+@pytest.mark.parametrize("family", ["tiny_siglip_dir", "tiny_onevision_dir"])
+def test_towers_without_cls_serve_the_cli_tokens(capsys, request, family, image_file) -> None:
+    """SigLIP LLaVA and OneVision (attention-received signal) answer as `run` does."""
+    model = request.getfixturevalue(family)
+    cli = cli_tokens(capsys, ["--model", str(model)], image_file, QUESTION, "0.2", 8)
+    config = ServeConfig(model=str(model), model_name=MODEL, device="cpu")
+    with thread_server(config) as url:
+        response = ask(client_for(url), [user_turn(file_url(image_file), QUESTION)], 8, budget=0.2)
+    hired = hired_of(response)
+    assert hired["completion_token_ids"] == cli["token_ids"]
+    assert hired["visual_tokens_kept"] == cli["visual_tokens_kept"]
+
+
 def test_bundle_server_gives_the_cli_bundle_tokens(
     capsys, tiny_next_dir, image_file, tmp_path_factory
 ) -> None:

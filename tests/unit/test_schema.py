@@ -37,6 +37,8 @@ VISION = {
     "encoder_bytes": 600,
     "activation_bytes_per_partition": 30,
     "dtype": "float16",
+    "signal": "cls",
+    "max_tiles": 0,
 }
 LLM = {
     "architecture": "LlamaForCausalLM",
@@ -95,6 +97,13 @@ def test_a_good_manifest_reads_back_to_the_same_object(tmp_path) -> None:
     (tmp_path / MANIFEST_NAME).write_text(manifest.to_json())
     assert read_manifest(tmp_path) == manifest
     assert json.loads(manifest.to_json()) == GOOD
+
+
+def test_a_manifest_from_before_the_signal_field_reads_as_cls() -> None:
+    older = changed("vision/signal", ...)
+    del older["vision"]["max_tiles"]
+    vision = Manifest.from_dict(older).vision
+    assert (vision.signal, vision.max_tiles) == ("cls", 0)
 
 
 @pytest.mark.parametrize(
