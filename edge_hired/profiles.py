@@ -21,6 +21,7 @@ from pydantic import AfterValidator, Field, model_validator
 from pydantic.dataclasses import dataclass
 
 from edge_hired.errors import EdgeHiredError, expected
+from edge_hired.profile_calibration import CalibrationSpec
 from edge_hired.schema import SCHEMA, expect, missing_key, non_blank, one_of, rule_broken, validate
 from edge_hired.units import DTYPE_BYTES, QUANTIZATIONS
 
@@ -116,6 +117,7 @@ class DeviceProfile:
     memory: MemorySpec
     performance: PerformanceSpec
     runtime: RuntimeSpec
+    calibration: CalibrationSpec | None = None  # written by `edge-hired profile calibrate`
     # The file read; set by the loader (a file's own `path` key is not a Path: refused).
     path: Path | None = Field(default=None, strict=True, exclude=True)
 
