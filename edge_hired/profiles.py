@@ -69,11 +69,15 @@ class MemorySpec:
     cuda_context_gib: NonNegative  # CUDA context, cuBLAS/cuDNN handles and workspaces
     runtime_gib: NonNegative | None = None  # Python + torch + transformers; None: planner's
 
-    def usable_gib(self) -> float | None:
-        """Memory left for edge-hired: total minus OS (and desktop); None for 'meminfo'."""
+    def usable_gib(self, headless: bool = False) -> float | None:
+        """Memory left for edge-hired: total minus OS (and desktop); None for 'meminfo'.
+
+        `headless` leaves the desktop out even where the profile assumes one runs.
+        """
         if self.total_gib is None:
             return None
-        return self.total_gib - self.os_gib - (self.desktop_gib if self.desktop else 0.0)
+        desktop = self.desktop_gib if self.desktop and not headless else 0.0
+        return self.total_gib - self.os_gib - desktop
 
     @model_validator(mode="after")
     def _rules(self) -> MemorySpec:

@@ -25,6 +25,8 @@ from edge_hired.planner.costs import (
 )
 from edge_hired.planner.estimates import Estimates, estimate_speed
 from edge_hired.planner.inputs import PlanInputs, PlanRequest
+from edge_hired.planner.measured import calibration_note
+from edge_hired.planner.ttft import TtftPrediction, predict_ttft, ttft_fit
 from edge_hired.units import KIB, MIB, dtype_bytes, gib
 
 if TYPE_CHECKING:
@@ -66,6 +68,9 @@ class Plan:
     reasons: tuple[str, ...]
     estimates: Estimates
     request: PlanRequest = field(default_factory=PlanRequest)
+    predicted_ttft_s: float = 0.0  # preprocess + encoder + prefill at the budget
+    ttft_note: str = ""  # calibrated fits, or a roofline estimate
+    ttft_target_s: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dictionary."""
@@ -168,11 +173,16 @@ def largest_fit(
 
 
 def plan_budget(
-    inputs: PlanInputs, profile: DeviceProfile, request: PlanRequest, cap: MemoryCap
+    inputs: PlanInputs,
+    profile: DeviceProfile,
+    request: PlanRequest,
+    cap: MemoryCap,
+    ttft_target_s: float | None = None,
 ) -> Plan:
-    """The largest visual-token budget that fits under `cap`, with breakdown and reasons.
+    """The largest visual-token budget that fits under `cap` (and meets the TTFT target).
 
-    Raises PlanError naming the deficit when not even one visual token fits.
+    Raises PlanError naming the deficit when not even one visual token fits, BudgetError when
+    the TTFT target cannot be met with one.
     """
     _check_request(request)
     _, available = request_geometry(inputs, request)
@@ -180,18 +190,14 @@ def plan_budget(
     if fit < 1:
         need = required_bytes(inputs, profile, request, 1)
         raise PlanError(_deficit_message(inputs, profile, request, cap, need), need - cap.bytes)
-    budget = min(fit, available)
+    fast = None if ttft_target_s is None else ttft_fit(inputs, profile, request, ttft_target_s)
+    budget = min(fit, available, fast or available)
     lines = predict_lines(inputs, profile, request, budget)
     peak = sum(line.bytes for line in lines)
     device = device_facts(profile, request.allocator, inputs)
-    kv, act = per_token_bytes(inputs, device)
-    spread = spread_bytes(inputs, profile, request, budget)
-    margin = CostLine(
-        "margin",
-        margin_bytes(peak, spread),
-        f"{MARGIN_FRACTION:.0%} of the peak (at least 64 MiB) + allocator spread "
-        f"{spread / MIB:.0f} MiB",
-    )
+    margin = _margin_line(peak, spread_bytes(inputs, profile, request, budget))
+    ttft = predict_ttft(inputs, profile, request, budget)
+    reasons = _reasons(inputs, device, request, cap, budget, available, fit)
     return Plan(
         profile=profile.name,
         source=inputs.source,
@@ -201,11 +207,38 @@ def plan_budget(
         lines=(*lines, margin),
         peak_bytes=peak,
         required_bytes=peak + margin.bytes,
-        bytes_per_visual_token=int(kv + act),
-        reasons=_reasons(inputs, device, request, cap, budget, available, fit),
+        bytes_per_visual_token=int(sum(per_token_bytes(inputs, device))),
+        reasons=(*reasons, *_ttft_reasons(profile, inputs, ttft, ttft_target_s, fast)),
         estimates=estimate_speed(inputs, device, request, budget),
         request=request,
+        predicted_ttft_s=ttft.seconds,
+        ttft_note=ttft.note,
+        ttft_target_s=ttft_target_s,
     )
+
+
+def _margin_line(peak: int, spread: int) -> CostLine:
+    return CostLine(
+        "margin",
+        margin_bytes(peak, spread),
+        f"{MARGIN_FRACTION:.0%} of the peak (at least 64 MiB) + allocator spread "
+        f"{spread / MIB:.0f} MiB",
+    )
+
+
+def _ttft_reasons(
+    profile: DeviceProfile,
+    inputs: PlanInputs,
+    ttft: TtftPrediction,
+    target_s: float | None,
+    fast: int | None,
+) -> list[str]:
+    """Where the TTFT figure comes from, and what the target allowed."""
+    reasons = [note] if (note := calibration_note(profile, inputs)) else []
+    reasons.append(f"TTFT: predicted {ttft.seconds:.2f} s at the budget, {ttft.note}")
+    if target_s is not None:
+        reasons.append(f"--ttft-target {target_s:g} s: at most {fast} visual tokens")
+    return reasons
 
 
 def _check_request(request: PlanRequest) -> None:

@@ -436,18 +436,21 @@ def test_plan_command_json(config_dir, capsys) -> None:
 def test_plan_command_table(config_dir, capsys) -> None:
     assert run_cli(["plan", "--model", str(config_dir), "--profile", "rtx-4060-8gb"]) == 0
     out = capsys.readouterr().out
-    assert "visual-token budget  " in out and "estimated TTFT" in out and "estimates, not" in out
+    assert "visual-token budget  " in out and "predicted TTFT" in out and "estimates, not" in out
     assert "of 2880 (" in out and "  KV cache " in out
 
 
 def test_plan_command_cap_below_the_weights_exits_2(config_dir, capsys) -> None:
     argv = ["plan", "--model", str(config_dir), "--profile", "t4-16gb", "--memory-cap", "3"]
     assert run_cli(argv) == 2
-    out = capsys.readouterr().out.strip()
-    assert out.startswith(
+    lines = capsys.readouterr().out.strip().splitlines()
+    error = lines[-1]  # one line, after the list of what would fit
+    assert error.startswith(
         "edge-hired: error: t4-16gb: memory cap 3.00 GiB (--memory-cap 3 GiB) is "
     )
-    assert "GiB short of the fixed costs" in out and len(out.splitlines()) == 1
+    assert "GiB short of the fixed costs" in error
+    assert lines[0] == "what would fit (each change alone):"
+    assert all(line.startswith("- ") for line in lines[1:-1])
 
 
 # --- run --profile / --memory-cap -------------------------------------------------------------

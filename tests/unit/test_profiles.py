@@ -185,7 +185,7 @@ def test_a_path_to_a_toml_file_is_accepted(tmp_path) -> None:
         (
             GOOD + "\n[gpu]\nsm = 8\n",
             "{path}: unknown key 'gpu' (known: name, description, memory, performance, runtime, "
-                "calibration)",
+            "calibration)",
         ),
         ('name = "other"\n' + GOOD, "{path}: name: expected the file's name 'board', got 'other'"),
         (

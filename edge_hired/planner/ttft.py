@@ -1,0 +1,75 @@
+"""Time to first token of one request, and the largest visual-token count that meets a target.
+
+TTFT = preprocess + encoder + prefill (to the first token). With a profile calibrated on this
+model the three come from its least-squares fits (preprocess and encoder linear in the
+partitions, prefill `a + b*n + c*n^2` in the LLM input tokens); otherwise from the roofline
+estimate of the profile's peak figures, and the prediction says so.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from edge_hired.errors import BudgetError
+from edge_hired.planner.costs import device_facts, request_geometry
+from edge_hired.planner.estimates import estimate_speed
+from edge_hired.planner.fits import evaluate
+from edge_hired.planner.measured import model_measurements
+
+if TYPE_CHECKING:
+    from edge_hired.planner.inputs import PlanInputs, PlanRequest
+    from edge_hired.profiles import DeviceProfile
+
+#: Largest visual-token count `ttft_fit` considers (far above any image's).
+MAX_TOKENS = 1 << 20
+
+
+@dataclass(frozen=True)
+class TtftPrediction:
+    """Predicted TTFT in seconds and where the figure comes from."""
+
+    seconds: float
+    note: str
+
+
+def predict_ttft(
+    inputs: PlanInputs, profile: DeviceProfile, request: PlanRequest, visual: int
+) -> TtftPrediction:
+    """TTFT of a request keeping `visual` tokens: calibrated fits, else the roofline estimate."""
+    measured = model_measurements(profile, inputs)
+    if measured is None:
+        device = device_facts(profile, request.allocator)
+        seconds = estimate_speed(inputs, device, request, visual).ttft_s
+        return TtftPrediction(seconds, "roofline estimate (no calibration of this model)")
+    fits = measured.calibration
+    partitions, _ = request_geometry(inputs, request)
+    tokens = visual + request.prompt_tokens + request.extra_tokens
+    before = evaluate(fits.preprocess_s, partitions) + evaluate(fits.encoder_s, partitions)
+    seconds = before + max(0.0, evaluate(fits.prefill_s, tokens))
+    return TtftPrediction(seconds, f"calibrated fits ({fits.measured_at}, {fits.host})")
+
+
+def ttft_fit(
+    inputs: PlanInputs, profile: DeviceProfile, request: PlanRequest, target_s: float
+) -> int:
+    """Largest visual-token count whose predicted TTFT is at most `target_s`.
+
+    Raises BudgetError when even one visual token is predicted slower than the target.
+    """
+
+    def meets(count: int) -> bool:
+        return predict_ttft(inputs, profile, request, count).seconds <= target_s
+
+    if not meets(1):
+        slowest = predict_ttft(inputs, profile, request, 1)
+        raise BudgetError(
+            f"--ttft-target {target_s:g} s: even 1 visual token is predicted at "
+            f"{slowest.seconds:.2f} s ({slowest.note}); preprocessing and the encoder alone "
+            "take that long: raise the target or use a faster device"
+        )
+    low, high = 1, MAX_TOKENS
+    while low < high:  # prefill time rises with the tokens, so bisect
+        middle = (low + high + 1) // 2
+        low, high = (middle, high) if meets(middle) else (low, middle - 1)
+    return low
