@@ -169,8 +169,8 @@ def test_a_generous_cap_keeps_every_token() -> None:
     plan = plan_budget(SYNTH, profile, REQUEST, MemoryCap(40 * GIB, "test"))
     assert plan.budget_tokens == plan.visual_tokens_available == 2880
     expected = {
-        "runtime": GIB // 2,  # runtime_gib = 0.5
-        "CUDA context": GIB // 2,  # cuda_context_gib = 0.5
+        "runtime": int(0.35 * GIB),  # runtime_gib = 0.35
+        "CUDA context": int(0.27 * GIB),  # cuda_context_gib = 0.27 (lazy loading, pytorch#86509)
         "LLM weights": 2 * GIB,
         "encoder weights": 600 * MIB,
         "image": SYNTH_IMAGE,
@@ -185,7 +185,7 @@ def test_a_generous_cap_keeps_every_token() -> None:
     assert list(lines) == [*expected, "margin"]
     assert {name: lines[name] for name in expected} == expected
     peak = sum(expected.values())
-    assert plan.peak_bytes == peak == 4_148_481_024
+    assert plan.peak_bytes == peak == 3_740_459_130
     assert lines["margin"] == int(0.05 * peak)  # above the 64 MiB floor, no allocator spread
     assert plan.required_bytes == peak + int(0.05 * peak) <= 40 * GIB
     assert any(r.startswith("budget: all 2880 visual tokens fit") for r in plan.reasons)

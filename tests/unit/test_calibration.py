@@ -156,7 +156,7 @@ def test_ttft_target_keeps_the_largest_count_the_fits_allow(tmp_path) -> None:
     plan = plan_budget(SYNTH, profile, REQUEST, MemoryCap(40 * GIB, "t"), ttft_target_s=2.3)
     assert plan.budget_tokens == 960 and plan.predicted_ttft_s == pytest.approx(2.3)
     assert "--ttft-target 2.3 s: at most 960 visual tokens" in plan.reasons
-    with pytest.raises(BudgetError, match="even 1 visual token is predicted at 1.34 s"):
+    with pytest.raises(BudgetError, match=r"even 1 visual token is predicted at 1\.34 s"):
         ttft_fit(SYNTH, profile, REQUEST, 1.0)
 
 
