@@ -21,9 +21,6 @@ if TYPE_CHECKING:
     from edge_hired.planner.inputs import PlanInputs, PlanRequest
     from edge_hired.profiles import DeviceProfile
 
-#: Largest visual-token count `ttft_fit` considers (far above any image's).
-MAX_TOKENS = 1 << 20
-
 
 @dataclass(frozen=True)
 class TtftPrediction:
@@ -46,14 +43,26 @@ def predict_ttft(
     partitions, _ = request_geometry(inputs, request)
     tokens = visual + request.prompt_tokens + request.extra_tokens
     before = evaluate(fits.preprocess_s, partitions) + evaluate(fits.encoder_s, partitions)
-    seconds = before + max(0.0, evaluate(fits.prefill_s, tokens))
+    seconds = before + max(0.0, rising_prefill(fits.prefill_s, tokens))
     return TtftPrediction(seconds, f"calibrated fits ({fits.measured_at}, {fits.host})")
+
+
+def rising_prefill(coefficients: tuple[float, ...], tokens: float) -> float:
+    """The prefill fit, held at its maximum past the vertex of a concave (c < 0) fit.
+
+    Noisy timings can fit a slightly negative c; more tokens never take less time, so the
+    prediction stays at the fit's largest value instead of falling (or going negative).
+    """
+    a, b, c = coefficients
+    if c < 0 and tokens > -b / (2 * c):
+        tokens = -b / (2 * c)
+    return evaluate(coefficients, tokens)
 
 
 def ttft_fit(
     inputs: PlanInputs, profile: DeviceProfile, request: PlanRequest, target_s: float
 ) -> int:
-    """Largest visual-token count whose predicted TTFT is at most `target_s`.
+    """Largest visual-token count (at most the image's) whose predicted TTFT meets `target_s`.
 
     Raises BudgetError when even one visual token is predicted slower than the target.
     """
@@ -68,8 +77,9 @@ def ttft_fit(
             f"{slowest.seconds:.2f} s ({slowest.note}); preprocessing and the encoder alone "
             "take that long: raise the target or use a faster device"
         )
-    low, high = 1, MAX_TOKENS
-    while low < high:  # prefill time rises with the tokens, so bisect
+    _, available = request_geometry(inputs, request)
+    low, high = 1, max(1, available)
+    while low < high:  # the prediction never falls as tokens grow, so bisect
         middle = (low + high + 1) // 2
         low, high = (middle, high) if meets(middle) else (low, middle - 1)
     return low

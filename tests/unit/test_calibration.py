@@ -160,6 +160,19 @@ def test_ttft_target_keeps_the_largest_count_the_fits_allow(tmp_path) -> None:
         ttft_fit(SYNTH, profile, REQUEST, 1.0)
 
 
+def test_a_concave_prefill_fit_never_predicts_less_for_more_tokens(tmp_path) -> None:
+    """prefill 1.0 + 0.005 n - 1e-6 n^2 peaks at n = 2500 (7.25 s): from there it stays 7.25 s,
+    and a target above every prediction keeps all 2880 tokens of the image, not more."""
+    fits = {**CALIBRATION, "prefill_s": [1.0, 0.005, -1e-6]}
+    profile = calibrated(tmp_path, fits)
+    at_peak = predict_ttft(SYNTH, profile, REQUEST, 2500 - 40).seconds
+    assert at_peak == pytest.approx(1.1 + 7.25)
+    assert predict_ttft(SYNTH, profile, REQUEST, 2880).seconds == pytest.approx(at_peak)
+    assert ttft_fit(SYNTH, profile, REQUEST, 100.0) == 2880
+    # 1.1 + 1.0 + 0.005 n - 1e-6 n^2 <= 6.1  <=>  n <= 1000 (the rising branch): 960 visual
+    assert ttft_fit(SYNTH, profile, REQUEST, 6.1) == 960
+
+
 def test_another_models_calibration_keeps_fixed_costs_only(tmp_path) -> None:
     profile = calibrated(tmp_path, {**CALIBRATION, "model_key": "another model"})
     plan = plan_budget(SYNTH, profile, REQUEST, MemoryCap(40 * GIB, "t"))
