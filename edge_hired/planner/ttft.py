@@ -53,7 +53,7 @@ def rising_prefill(coefficients: tuple[float, ...], tokens: float) -> float:
     Noisy timings can fit a slightly negative c; more tokens never take less time, so the
     prediction stays at the fit's largest value instead of falling (or going negative).
     """
-    a, b, c = coefficients
+    _, b, c = coefficients
     if c < 0 and tokens > -b / (2 * c):
         tokens = -b / (2 * c)
     return evaluate(coefficients, tokens)
