@@ -66,4 +66,7 @@ class CalibrationSpec:
     encoder_s: Line  # x = partitions
     prefill_s: Quadratic  # n = LLM input tokens; prefill to the first token
     decode_s_per_token: Line  # x = context length
+    # What a process's first request adds to the fits (lazily mapped weights paged in, kernels
+    # built for new shapes): `run` answers one request per process, a server or bench warms up.
+    first_request_extra_s: NonNegative = 0.0
     peak_check: tuple[PeakCheck, ...] = ()

@@ -91,6 +91,7 @@ def limits_from_args(args: argparse.Namespace) -> PlanLimits:
         memory_cap_gib=getattr(args, "memory_cap", None),
         ttft_target_s=getattr(args, "ttft_target", None),
         headless=bool(getattr(args, "headless", False)),
+        first_request=True,  # run answers once per process; bench plans through BenchOptions
     )
 
 

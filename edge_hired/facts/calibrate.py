@@ -10,6 +10,7 @@ and the check is written into the file too.
 from __future__ import annotations
 
 import json
+import statistics
 import subprocess
 import sys
 from collections.abc import Callable
@@ -25,6 +26,7 @@ from edge_hired.facts.run_facts import RunFacts, bundle_run_facts, run_facts, ru
 from edge_hired.planner.arithmetic import predicted_peak_bytes
 from edge_hired.planner.measured import model_key
 from edge_hired.planner.shapes import image_geometry
+from edge_hired.planner.ttft import predict_ttft
 from edge_hired.profile_calibration import CalibrationSpec, PeakCheck
 from edge_hired.profiles import DeviceProfile, profile_from_dict
 from edge_hired.units import GIB, MIB
@@ -214,7 +216,7 @@ def _with_checks(
 
     profile = _profile_with(spec, options, facts, name)
     request = run_request(facts, NEW_TOKENS)
-    checks = []
+    checks, cold = [], []
     for share in CHECK_SHARES:
         tokens = max(1, round(share * facts.visual_tokens))
         result = probe({**base, "step": "request", "tokens": tokens, "new": NEW_TOKENS})
@@ -222,7 +224,10 @@ def _with_checks(
         predicted = predicted_peak_bytes(facts.inputs, profile, request, tokens) / MIB
         checks.append(PeakCheck(visual_tokens=tokens, predicted_mib=round(predicted, 1),
                                 measured_mib=round(measured, 1)))  # fmt: skip
-    return replace(spec, peak_check=tuple(checks))
+        warm = predict_ttft(facts.inputs, profile, request, tokens).seconds
+        cold.append(result["ttft_s"] - warm)
+    extra = round(max(0.0, statistics.median(cold)), 3)
+    return replace(spec, peak_check=tuple(checks), first_request_extra_s=extra)
 
 
 def _profile_with(

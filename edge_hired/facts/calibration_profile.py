@@ -107,6 +107,8 @@ def profile_comments(spec: CalibrationSpec, measured: dict[str, Any]) -> dict[st
         "and prefill to the first token, least squares over >= 4 lengths",
         "calibration.decode_s_per_token": "a + b*context: decode time per token after the "
         "first, least squares over the same runs",
+        "calibration.first_request_extra_s": "median over the peak checks of a fresh process's "
+        "first-request TTFT minus the warm fits' prediction (weights paged in, kernels built)",
         "calibration.peak_check": "the planner's predicted peak with this file against a whole "
         "request in a fresh process (peak RSS; device peak on a GPU)",
     }

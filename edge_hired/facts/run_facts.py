@@ -136,11 +136,15 @@ class PlanLimits:
     memory_cap_gib: float | None = None
     ttft_target_s: float | None = None
     headless: bool = False
+    first_request: bool = False  # `run`: the process's only request, cold (see TTFT)
 
 
-def run_request(facts: RunFacts, max_new_tokens: int, newline: str = "none") -> PlanRequest:
+def run_request(
+    facts: RunFacts, max_new_tokens: int, newline: str = "none", first_request: bool = False
+) -> PlanRequest:
     """The planner's request for `run`'s facts: this image's geometry and a prompt bound."""
     return PlanRequest(
+        first_request=first_request,
         prompt_tokens=facts.prompt_tokens,
         max_new_tokens=max_new_tokens,
         extra_tokens=facts.newline_rows if newline == "rows" else 0,
@@ -171,7 +175,7 @@ def plan_for_run(
     cap_gib = memory_cap_gib if memory_cap_gib is not None else limits.memory_cap_gib
     live = _live_kind(facts.device)
     cap = memory_cap(profile, cap_gib, live_kind=live, headless=limits.headless)
-    request = run_request(facts, max_new_tokens, newline)
+    request = run_request(facts, max_new_tokens, newline, limits.first_request)
     return plan_budget(facts.inputs, profile, request, cap, limits.ttft_target_s)
 
 

@@ -44,7 +44,9 @@ def predict_ttft(
     tokens = visual + request.prompt_tokens + request.extra_tokens
     before = evaluate(fits.preprocess_s, partitions) + evaluate(fits.encoder_s, partitions)
     seconds = before + max(0.0, rising_prefill(fits.prefill_s, tokens))
-    return TtftPrediction(seconds, f"calibrated fits ({fits.measured_at}, {fits.host})")
+    cold = fits.first_request_extra_s if request.first_request else 0.0
+    note = f" + {cold:.2f} s first request" if cold else ""
+    return TtftPrediction(seconds + cold, f"calibrated fits{note} ({fits.measured_at})")
 
 
 def rising_prefill(coefficients: tuple[float, ...], tokens: float) -> float:

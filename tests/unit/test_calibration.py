@@ -173,6 +173,16 @@ def test_a_concave_prefill_fit_never_predicts_less_for_more_tokens(tmp_path) -> 
     assert ttft_fit(SYNTH, profile, REQUEST, 6.1) == 960
 
 
+def test_a_first_request_adds_the_measured_cold_start(tmp_path) -> None:
+    """`run` answers one request per process: 2.3 s warm (as above) + 1.5 s measured cold start,
+    so a 3.8 s target for a first request keeps what 2.3 s keeps warm: 960 tokens."""
+    profile = calibrated(tmp_path, {**CALIBRATION, "first_request_extra_s": 1.5})
+    cold = PlanRequest(prompt_tokens=40, max_new_tokens=32, first_request=True)
+    assert predict_ttft(SYNTH, profile, cold, 960).seconds == pytest.approx(3.8)
+    assert predict_ttft(SYNTH, profile, REQUEST, 960).seconds == pytest.approx(2.3)
+    assert ttft_fit(SYNTH, profile, cold, 3.8) == 960
+
+
 def test_another_models_calibration_keeps_fixed_costs_only(tmp_path) -> None:
     profile = calibrated(tmp_path, {**CALIBRATION, "model_key": "another model"})
     plan = plan_budget(SYNTH, profile, REQUEST, MemoryCap(40 * GIB, "t"))
