@@ -21,6 +21,7 @@ from pydantic import AfterValidator, Field, model_validator
 from pydantic.dataclasses import dataclass
 
 from edge_hired.errors import EdgeHiredError, expected
+from edge_hired.profile_calibration import CalibrationSpec
 from edge_hired.schema import SCHEMA, expect, missing_key, non_blank, one_of, rule_broken, validate
 from edge_hired.units import DTYPE_BYTES, QUANTIZATIONS
 
@@ -68,11 +69,15 @@ class MemorySpec:
     cuda_context_gib: NonNegative  # CUDA context, cuBLAS/cuDNN handles and workspaces
     runtime_gib: NonNegative | None = None  # Python + torch + transformers; None: planner's
 
-    def usable_gib(self) -> float | None:
-        """Memory left for edge-hired: total minus OS (and desktop); None for 'meminfo'."""
+    def usable_gib(self, headless: bool = False) -> float | None:
+        """Memory left for edge-hired: total minus OS (and desktop); None for 'meminfo'.
+
+        `headless` leaves the desktop out even where the profile assumes one runs.
+        """
         if self.total_gib is None:
             return None
-        return self.total_gib - self.os_gib - (self.desktop_gib if self.desktop else 0.0)
+        desktop = self.desktop_gib if self.desktop and not headless else 0.0
+        return self.total_gib - self.os_gib - desktop
 
     @model_validator(mode="after")
     def _rules(self) -> MemorySpec:
@@ -116,6 +121,7 @@ class DeviceProfile:
     memory: MemorySpec
     performance: PerformanceSpec
     runtime: RuntimeSpec
+    calibration: CalibrationSpec | None = None  # written by `edge-hired profile calibrate`
     # The file read; set by the loader (a file's own `path` key is not a Path: refused).
     path: Path | None = Field(default=None, strict=True, exclude=True)
 

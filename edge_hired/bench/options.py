@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edge_hired.errors import InvalidArgumentError, expected
-from edge_hired.facts.run_facts import PlanSource, plan_for_pipeline
+from edge_hired.facts.run_facts import PlanLimits, PlanSource, plan_for_pipeline
 from edge_hired.planner.arithmetic import Plan
 from edge_hired.runtime.images import load_image
 from edge_hired.runtime.pipeline import Pipeline, SelectionOptions
@@ -69,6 +69,8 @@ class BenchOptions:
     max_new_tokens: int = 16
     fixed_length: bool = True  # generate exactly max_new_tokens (min_new_tokens) for fair rates
     profile: str | None = None  # device profile: its planned token cap is applied per image
+    ttft_target_s: float | None = None  # with profile: cap tokens to meet this predicted TTFT
+    headless: bool = False  # with profile: plan with the desktop's memory back
     source: PlanSource | None = None  # the pipeline's bundle or model: what the plan reads
     telemetry_backend: str = "auto"
     telemetry_interval_s: float = 0.05
@@ -196,10 +198,11 @@ def plan_profile(
         plans[path] = plan_for_pipeline(
             pipeline,
             options.source,
-            profile.name,
+            str(profile.path or profile.name),
             (image.height, image.width),
             options.prompt,
             options.max_new_tokens,
+            limits=PlanLimits(ttft_target_s=options.ttft_target_s, headless=options.headless),
         )
     caps = {path: plan.budget_tokens for path, plan in plans.items()}
     available = {path: plan.visual_tokens_available for path, plan in plans.items()}

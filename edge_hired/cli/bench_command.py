@@ -9,7 +9,9 @@ from typing import TypeVar
 
 from edge_hired.cli.args import budgets_arg, positive_int, strategies_arg
 from edge_hired.cli.flags import add_telemetry_backend_args, pipeline_from_args
+from edge_hired.cli.run_planning import add_plan_limit_args
 from edge_hired.cli.runtime_flags import add_runtime_flags
+from edge_hired.errors import InvalidArgumentError
 from edge_hired.units import DTYPE_ALIASES
 
 T = TypeVar("T")
@@ -43,10 +45,11 @@ def add_bench_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="results directory")
     parser.add_argument(
         "--profile",
-        metavar="NAME",
-        help="device profile: cap every setting, per image, at the visual tokens the memory "
-        "planner fits in its memory (recorded in results)",
+        metavar="NAME|FILE.toml",
+        help="device profile (a name, or a file from `profile calibrate`): cap every setting, "
+        "per image, at the visual tokens the memory planner fits in its memory (recorded)",
     )
+    add_plan_limit_args(parser)
     parser.add_argument(
         "--budgets",
         type=budgets_arg,
@@ -122,6 +125,8 @@ def options_from_args(args: argparse.Namespace):
         warmup=args.warmup,
         max_new_tokens=args.max_new_tokens,
         profile=args.profile,
+        ttft_target_s=args.ttft_target,
+        headless=args.headless,
         source=PlanSource(kind, source),
         telemetry_backend=args.telemetry_backend,
         telemetry_interval_s=args.telemetry_interval,
@@ -144,6 +149,8 @@ def bench_from_args(args: argparse.Namespace) -> int:
     args = resolved_args(args)  # --profile's [runtime] for unset flags
     options = options_from_args(args)
     check_options(options)  # fail fast, before a long model load
+    if options.ttft_target_s is not None and options.profile is None:
+        raise InvalidArgumentError("--ttft-target: expected --profile too (it predicts the TTFT)")
     settings_for(options)
     image_paths(options.images)
     load_device_profile(options.profile)

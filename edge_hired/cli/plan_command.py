@@ -15,9 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from edge_hired.cli.args import count_arg, gib_arg, positive_int
+from edge_hired.cli.run_planning import add_plan_limit_args
 from edge_hired.errors import InvalidArgumentError
 from edge_hired.facts.config_inputs import inputs_from_config
-from edge_hired.planner.arithmetic import Plan, plan_budget
+from edge_hired.planner.arithmetic import MemoryCap, Plan, PlanError, plan_budget
+from edge_hired.planner.fit_options import FitOption, fit_options, format_options
 from edge_hired.planner.inputs import PlanInputs, PlanRequest
 from edge_hired.profiles import DeviceProfile, ProfileError, load_all, load_profile
 from edge_hired.units import DTYPE_BYTES, MIB, QUANTIZATIONS, gib
@@ -39,7 +41,13 @@ def add_plan_parser(subparsers: argparse._SubParsersAction) -> None:
     source.add_argument(
         "--model", metavar="DIR_OR_HUB_ID", help="a checkpoint's config alone (no weights are read)"
     )
-    parser.add_argument("--profile", required=True, metavar="NAME", help="device profile")
+    parser.add_argument(
+        "--profile",
+        required=True,
+        metavar="NAME|FILE.toml",
+        help="device profile: a name, or a file written by `profile calibrate`",
+    )
+    add_plan_limit_args(parser)
     parser.add_argument(
         "--memory-cap", type=gib_arg, metavar="GIB", help="override the profile's memory, in GiB"
     )
@@ -72,7 +80,7 @@ def add_profiles_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def add_profile_parser(subparsers: argparse._SubParsersAction) -> None:
     """`edge-hired profile detect`."""
-    parser = subparsers.add_parser("profile", help="device profile tools (detect)")
+    parser = subparsers.add_parser("profile", help="device profile tools (detect, calibrate)")
     actions = parser.add_subparsers(
         dest="profile_command", required=True, metavar="ACTION", parser_class=type(parser)
     )
@@ -83,6 +91,9 @@ def add_profile_parser(subparsers: argparse._SubParsersAction) -> None:
         "/etc/nv_tegra_release and print the matching profile name.",
     )
     detect.set_defaults(handler=detect_from_args)
+    from edge_hired.cli.calibrate_command import add_calibrate_parser
+
+    add_calibrate_parser(actions)
 
 
 # --- plan -------------------------------------------------------------------------------------
@@ -95,9 +106,32 @@ def plan_from_args(args: argparse.Namespace) -> int:
     profile = load_profile(args.profile)
     inputs = plan_inputs(args, profile)
     request = PlanRequest(prompt_tokens=args.prompt_tokens, max_new_tokens=args.max_new_tokens)
-    plan = plan_budget(inputs, profile, request, memory_cap(profile, args.memory_cap))
+    cap = memory_cap(profile, args.memory_cap, headless=args.headless)
+    try:
+        plan = plan_budget(inputs, profile, request, cap, args.ttft_target)
+    except PlanError:
+        options = fit_options_for(args, profile, inputs, request, cap)
+        print(format_options(options, inputs.max_geometry()[1]))
+        raise
     print(json.dumps(plan_json(plan)) if args.json else format_plan(plan))
     return 0
+
+
+def fit_options_for(
+    args: argparse.Namespace,
+    profile: DeviceProfile,
+    inputs: PlanInputs,
+    request: PlanRequest,
+    cap: MemoryCap,
+) -> list[FitOption]:
+    """What would fit instead: the planner's options, with 4-bit weights counted from --model."""
+    four_bit = None
+    if args.model and inputs.quantization == "8bit":
+        from edge_hired.runtime.loading import read_config
+
+        config = read_config(args.model)
+        four_bit = inputs_from_config(config, "4bit", inputs.compute_dtype, inputs.kv_dtype)
+    return fit_options(inputs, profile, request, cap, four_bit)
 
 
 def plan_inputs(args: argparse.Namespace, profile: DeviceProfile) -> PlanInputs:
@@ -140,7 +174,7 @@ def format_plan(plan: Plan) -> str:
             "",
             f"visual-token budget  {plan.budget_tokens} of {plan.visual_tokens_available} "
             f"({share:.0f}%), {plan.bytes_per_visual_token / MIB:.2f} MiB per visual token",
-            f"estimated TTFT       {estimates.ttft_s:.2f} s",
+            f"predicted TTFT       {plan.predicted_ttft_s:.2f} s ({plan.ttft_note})",
             f"estimated decode     {estimates.decode_tokens_per_s:.1f} tokens/s",
             f"                     ({estimates.note})",
             "why:",

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from dataclasses import replace
 
 from edge_hired.cli.flags import pipeline_from_args
-from edge_hired.cli.run_planning import planned_cap
+from edge_hired.cli.run_planning import planned_cap, ttft_comparison
+from edge_hired.planner.arithmetic import Plan
 from edge_hired.runtime.generation import SamplingOptions
 from edge_hired.runtime.images import load_image
 from edge_hired.runtime.pipeline import Pipeline, SelectionOptions
 from edge_hired.runtime.result import RunResult
 from edge_hired.runtime.sources import default_image, default_model
+from edge_hired.units import MIB
 
 DEMO_NOTE = (
     "edge-hired demo: a tiny LLaVA-NeXT with RANDOM weights, built from configs on this machine.\n"
@@ -88,7 +91,7 @@ def run_from_args(args: argparse.Namespace) -> int:
 
     args = resolved_args(args, quiet=args.json)  # --profile's [runtime] for unset flags
     image = load_image(args.image or default_image())  # fail fast, before a long model load
-    cap = planned_cap(args, (image.height, image.width))  # config/manifest only: before loading
+    plan = planned_cap(args, (image.height, image.width))  # config/manifest only: before loading
     pipeline = load_pipeline(args)
     if not args.json:
         print(f"[edge-hired] running on {pipeline.device_reason}", file=sys.stderr)
@@ -98,14 +101,31 @@ def run_from_args(args: argparse.Namespace) -> int:
         result = pipeline.run(
             image,
             args.prompt,
-            replace(selection_from_args(args), cap=cap),
+            replace(selection_from_args(args), cap=plan.budget_tokens if plan else None),
             sampling_from_args(args),
             on_text=None if args.json else stream,
             on_phase=rec.on_phase if rec else None,
         )
         end_stream(args.json)
-    print_result(result, args.json, streamed=not args.json)
+    print_planned_result(result, plan, args.json)
     return 0
+
+
+def print_planned_result(result: RunResult, plan: Plan | None, as_json: bool) -> None:
+    """The result, with the plan's predicted TTFT and peak beside the measured ones."""
+    if plan is None:
+        print_result(result, as_json, streamed=not as_json)
+    elif as_json:
+        planned = {
+            "predicted_peak_mib": plan.peak_bytes / MIB,  # beside peak_rss_mib, device_peak_mib
+            "predicted_ttft_s": plan.predicted_ttft_s,
+            "ttft_note": plan.ttft_note,
+            "ttft_target_s": plan.ttft_target_s,
+        }
+        print(json.dumps({**result.to_dict(), **planned}))
+    else:
+        print_result(result, as_json, streamed=True)
+        print(ttft_comparison(plan, result.ttft_s, result.visual_tokens_kept), file=sys.stderr)
 
 
 def demo_from_args(args: argparse.Namespace) -> int:

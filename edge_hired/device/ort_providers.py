@@ -64,6 +64,11 @@ def _probe_graph() -> bytes:
     return model.SerializeToString()
 
 
+def probe_graph() -> bytes:
+    """The one-node ONNX graph the provider probe runs (calibration sizes a session with it)."""
+    return _probe_graph()
+
+
 def explain_failure(text: str) -> str:
     """A short reason from ONNX Runtime's error text (its first line when no phrase is known)."""
     lowered = text.lower()

@@ -20,14 +20,16 @@ def memory_cap(
     override_gib: float | None = None,
     live_kind: str | None = None,
     meminfo: Path = MEMINFO,
+    headless: bool = False,
 ) -> MemoryCap:
     """The cap a plan fits under: --memory-cap, else the profile's usable memory.
 
     A "meminfo" profile (cpu) reads MemAvailable now. With `live_kind` (what `run` uses) the cap
     is also held to the memory free on the device the request runs on, plus what this process
-    already holds, since the planned peak counts that too.
+    already holds, since the planned peak counts that too. `headless` plans as if the desktop
+    were off, whatever the profile says (a live reading is not held to it: it is what it is).
     """
-    cap = _stated_cap(profile, override_gib, meminfo)
+    cap = _stated_cap(profile, override_gib, meminfo, headless)
     if live_kind is None:
         return cap
     live = live_cap(live_kind, meminfo)
@@ -45,7 +47,9 @@ def live_cap(kind: str, meminfo: Path = MEMINFO) -> MemoryCap:
     )
 
 
-def _stated_cap(profile: DeviceProfile, override_gib: float | None, meminfo: Path) -> MemoryCap:
+def _stated_cap(
+    profile: DeviceProfile, override_gib: float | None, meminfo: Path, headless: bool = False
+) -> MemoryCap:
     """The cap from --memory-cap or the profile, with its reason."""
     if override_gib is not None:
         if not override_gib > 0:
@@ -56,8 +60,9 @@ def _stated_cap(profile: DeviceProfile, override_gib: float | None, meminfo: Pat
     memory = profile.memory
     if memory.source == "meminfo":
         return live_cap("cpu", meminfo)
-    desktop = f" - desktop {memory.desktop_gib:g}" if memory.desktop else " (headless)"
+    with_desktop = memory.desktop and not headless
+    desktop = f" - desktop {memory.desktop_gib:g}" if with_desktop else " (headless)"
     return MemoryCap(
-        int(memory.usable_gib() * GIB),
+        int(memory.usable_gib(headless) * GIB),
         f"{profile.name}: {memory.total_gib:g} GiB total - OS {memory.os_gib:g}{desktop}",
     )

@@ -129,18 +129,22 @@ def _request_facts(
     )
 
 
-def plan_for_run(
-    facts: RunFacts,
-    profile_name: str | None,
-    memory_cap_gib: float | None,
-    max_new_tokens: int,
-    newline: str = "none",
-) -> Plan:
-    """The plan of one `run` request, its cap held to the memory free on the run's device."""
-    from edge_hired.facts.memory_cap import memory_cap
+@dataclass(frozen=True)
+class PlanLimits:
+    """What limits a run's budget besides the image: memory cap, TTFT target, the desktop."""
 
-    profile = load_profile(profile_name or _default_profile(facts.device))
-    request = PlanRequest(
+    memory_cap_gib: float | None = None
+    ttft_target_s: float | None = None
+    headless: bool = False
+    first_request: bool = False  # `run`: the process's only request, cold (see TTFT)
+
+
+def run_request(
+    facts: RunFacts, max_new_tokens: int, newline: str = "none", first_request: bool = False
+) -> PlanRequest:
+    """The planner's request for `run`'s facts: this image's geometry and a prompt bound."""
+    return PlanRequest(
+        first_request=first_request,
         prompt_tokens=facts.prompt_tokens,
         max_new_tokens=max_new_tokens,
         extra_tokens=facts.newline_rows if newline == "rows" else 0,
@@ -149,8 +153,30 @@ def plan_for_run(
         image_hw=facts.image_hw,
         allocator=facts.device,
     )
-    cap = memory_cap(profile, memory_cap_gib, live_kind=_live_kind(facts.device))
-    return plan_budget(facts.inputs, profile, request, cap)
+
+
+def plan_for_run(
+    facts: RunFacts,
+    profile_name: str | None,
+    memory_cap_gib: float | None,
+    max_new_tokens: int,
+    newline: str = "none",
+    limits: PlanLimits | None = None,
+) -> Plan:
+    """The plan of one `run` request, its cap held to the memory free on the run's device.
+
+    `limits` adds a TTFT target and the headless cap (serve and bench call this too);
+    `memory_cap_gib` wins over `limits.memory_cap_gib` when both are given.
+    """
+    from edge_hired.facts.memory_cap import memory_cap
+
+    limits = limits or PlanLimits()
+    profile = load_profile(profile_name or _default_profile(facts.device))
+    cap_gib = memory_cap_gib if memory_cap_gib is not None else limits.memory_cap_gib
+    live = _live_kind(facts.device)
+    cap = memory_cap(profile, cap_gib, live_kind=live, headless=limits.headless)
+    request = run_request(facts, max_new_tokens, newline, limits.first_request)
+    return plan_budget(facts.inputs, profile, request, cap, limits.ttft_target_s)
 
 
 def pipeline_run_facts(
@@ -186,6 +212,7 @@ def plan_for_pipeline(
     max_new_tokens: int,
     newline: str = "none",
     memory_cap_gib: float | None = None,
+    limits: PlanLimits | None = None,
 ) -> Plan:
     """The plan of one request on a loaded pipeline, as `plan_for_run` makes it for `run`.
 
@@ -193,7 +220,7 @@ def plan_for_pipeline(
     is held to the memory free on the pipeline's device plus what this process already holds.
     """
     facts = pipeline_run_facts(pipeline, source, image_hw, prompt)
-    return plan_for_run(facts, profile_name, memory_cap_gib, max_new_tokens, newline)
+    return plan_for_run(facts, profile_name, memory_cap_gib, max_new_tokens, newline, limits)
 
 
 def _default_profile(device: str) -> str:

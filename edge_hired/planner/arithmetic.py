@@ -7,7 +7,6 @@ and the reasons, or raises `PlanError` naming the deficit.
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +25,8 @@ from edge_hired.planner.costs import (
 )
 from edge_hired.planner.estimates import Estimates, estimate_speed
 from edge_hired.planner.inputs import PlanInputs, PlanRequest
+from edge_hired.planner.measured import calibration_note
+from edge_hired.planner.ttft import TtftPrediction, predict_ttft, ttft_fit
 from edge_hired.units import KIB, MIB, dtype_bytes, gib
 
 if TYPE_CHECKING:
@@ -67,6 +68,9 @@ class Plan:
     reasons: tuple[str, ...]
     estimates: Estimates
     request: PlanRequest = field(default_factory=PlanRequest)
+    predicted_ttft_s: float = 0.0  # preprocess + encoder + prefill at the budget
+    ttft_note: str = ""  # calibrated fits, or a roofline estimate
+    ttft_target_s: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dictionary."""
@@ -81,16 +85,23 @@ def margin_bytes(peak: int, spread: int = 0) -> int:
 def spread_bytes(
     inputs: PlanInputs, profile: DeviceProfile, request: PlanRequest, visual_tokens: int
 ) -> int:
-    """What the modelled activations may add above the prediction: worst minus typical factor."""
-    device = device_facts(profile, request.allocator)
+    """What the modelled activations may add above the prediction: worst minus typical factor.
+
+    The phases do not overlap, so the spread is that of the larger phase at its worst.
+    """
+    device = device_facts(profile, request.allocator, inputs)
     partitions, _ = request_geometry(inputs, request)
-    encoder = 0.0
-    if not inputs.measured_encoder_bytes_per_partition:
+    encoder = llm = 0.0
+    if device.measured is None and not inputs.measured_encoder_bytes_per_partition:
         extra = device.encoder_factors[1] - device.encoder_factors[0]
         encoder = encoder_live_bytes_per_partition(inputs) * partitions * extra
-    tokens = visual_tokens + request.prompt_tokens + request.extra_tokens
-    extra = device.prefill_factors[1] - device.prefill_factors[0]
-    return int(encoder + prefill_live_bytes_per_token(inputs) * tokens * extra)
+    if device.measured is None:
+        tokens = visual_tokens + request.prompt_tokens + request.extra_tokens
+        extra = device.prefill_factors[1] - device.prefill_factors[0]
+        llm = prefill_live_bytes_per_token(inputs) * tokens * extra
+    phases = _phase_bytes(predict_lines(inputs, profile, request, visual_tokens))
+    worst = max(phases[0] + encoder, phases[1] + llm)
+    return int(worst - max(phases))
 
 
 def required_bytes(
@@ -101,13 +112,33 @@ def required_bytes(
     return peak + margin_bytes(peak, spread_bytes(inputs, profile, request, visual_tokens))
 
 
+#: Lines of the two phases of a request. The encoder's activations are freed before the LLM's
+#: prefill (measured on the mid-size preset, README "Peak memory of one request"), so the peak
+#: holds the larger phase, not both.
+ENCODER_PHASE = ("encoder activations",)
+LLM_PHASE = ("KV cache", "prefill activations")
+OVERLAP = "phases apart"
+
+
 def predict_lines(
     inputs: PlanInputs, profile: DeviceProfile, request: PlanRequest, visual_tokens: int
 ) -> list[CostLine]:
-    """The breakdown of the predicted peak for a given visual-token count (no margin)."""
-    device = device_facts(profile, request.allocator)
-    fixed = fixed_lines(inputs, device, request)
-    return fixed + token_lines(inputs, device, request, visual_tokens)
+    """The breakdown of the predicted peak for a given visual-token count (no margin).
+
+    The last line takes back the smaller phase, so the lines sum to the peak.
+    """
+    device = device_facts(profile, request.allocator, inputs)
+    lines = fixed_lines(inputs, device, request)
+    lines += token_lines(inputs, device, request, visual_tokens)
+    smaller = min(_phase_bytes(lines))
+    note = "encoder activations are freed before the prefill: the larger phase counts"
+    return [*lines, CostLine(OVERLAP, -smaller, note)]
+
+
+def _phase_bytes(lines: list[CostLine]) -> tuple[int, int]:
+    """(encoder phase, LLM phase) bytes of a breakdown."""
+    encoder = sum(line.bytes for line in lines if line.name in ENCODER_PHASE)
+    return encoder, sum(line.bytes for line in lines if line.name in LLM_PHASE)
 
 
 def predicted_peak_bytes(
@@ -117,31 +148,41 @@ def predicted_peak_bytes(
     return sum(line.bytes for line in predict_lines(inputs, profile, request, visual_tokens))
 
 
+#: Largest visual-token count `largest_fit` considers (far above any image's).
+MAX_TOKENS = 1 << 20
+
+
 def largest_fit(
     inputs: PlanInputs, profile: DeviceProfile, request: PlanRequest, cap_bytes: int
 ) -> int:
-    """Largest visual-token count (not capped by the image) whose peak + margin fits; 0 if none."""
-    peak = [predicted_peak_bytes(inputs, profile, request, n) for n in (0, 1)]
-    spread = [spread_bytes(inputs, profile, request, n) for n in (0, 1)]
-    step, spread_step = peak[1] - peak[0], spread[1] - spread[0]
-    by_share = (cap_bytes - spread[0] - peak[0] * (1 + MARGIN_FRACTION)) / (
-        step * (1 + MARGIN_FRACTION) + spread_step
-    )
-    by_floor = (cap_bytes - MARGIN_MIN_BYTES - spread[0] - peak[0]) / (step + spread_step)
-    count = max(0, math.floor(min(by_share, by_floor)))
-    while count > 0 and required_bytes(inputs, profile, request, count) > cap_bytes:
-        count -= 1  # the closed form is off by at most a token or two: rounding of the lines
-    while required_bytes(inputs, profile, request, count + 1) <= cap_bytes:
-        count += 1
-    return count
+    """Largest visual-token count (not capped by the image) whose peak + margin fits; 0 if none.
+
+    The required bytes never fall as tokens grow (a max of rising phases), so bisection finds it.
+    """
+
+    def fits(count: int) -> bool:
+        return required_bytes(inputs, profile, request, count) <= cap_bytes
+
+    low, high = 0, MAX_TOKENS
+    if not fits(low):
+        return 0
+    while low < high:
+        middle = (low + high + 1) // 2
+        low, high = (middle, high) if fits(middle) else (low, middle - 1)
+    return low
 
 
 def plan_budget(
-    inputs: PlanInputs, profile: DeviceProfile, request: PlanRequest, cap: MemoryCap
+    inputs: PlanInputs,
+    profile: DeviceProfile,
+    request: PlanRequest,
+    cap: MemoryCap,
+    ttft_target_s: float | None = None,
 ) -> Plan:
-    """The largest visual-token budget that fits under `cap`, with breakdown and reasons.
+    """The largest visual-token budget that fits under `cap` (and meets the TTFT target).
 
-    Raises PlanError naming the deficit when not even one visual token fits.
+    Raises PlanError naming the deficit when not even one visual token fits, BudgetError when
+    the TTFT target cannot be met with one.
     """
     _check_request(request)
     _, available = request_geometry(inputs, request)
@@ -149,18 +190,14 @@ def plan_budget(
     if fit < 1:
         need = required_bytes(inputs, profile, request, 1)
         raise PlanError(_deficit_message(inputs, profile, request, cap, need), need - cap.bytes)
-    budget = min(fit, available)
+    fast = None if ttft_target_s is None else ttft_fit(inputs, profile, request, ttft_target_s)
+    budget = min(fit, available, fast or available)
     lines = predict_lines(inputs, profile, request, budget)
     peak = sum(line.bytes for line in lines)
-    device = device_facts(profile, request.allocator)
-    kv, act = per_token_bytes(inputs, device)
-    spread = spread_bytes(inputs, profile, request, budget)
-    margin = CostLine(
-        "margin",
-        margin_bytes(peak, spread),
-        f"{MARGIN_FRACTION:.0%} of the peak (at least 64 MiB) + allocator spread "
-        f"{spread / MIB:.0f} MiB",
-    )
+    device = device_facts(profile, request.allocator, inputs)
+    margin = _margin_line(peak, spread_bytes(inputs, profile, request, budget))
+    ttft = predict_ttft(inputs, profile, request, budget)
+    reasons = _reasons(inputs, device, request, cap, budget, available, fit)
     return Plan(
         profile=profile.name,
         source=inputs.source,
@@ -170,11 +207,38 @@ def plan_budget(
         lines=(*lines, margin),
         peak_bytes=peak,
         required_bytes=peak + margin.bytes,
-        bytes_per_visual_token=int(kv + act),
-        reasons=_reasons(inputs, device, request, cap, budget, available, fit),
+        bytes_per_visual_token=int(sum(per_token_bytes(inputs, device))),
+        reasons=(*reasons, *_ttft_reasons(profile, inputs, ttft, ttft_target_s, fast)),
         estimates=estimate_speed(inputs, device, request, budget),
         request=request,
+        predicted_ttft_s=ttft.seconds,
+        ttft_note=ttft.note,
+        ttft_target_s=ttft_target_s,
     )
+
+
+def _margin_line(peak: int, spread: int) -> CostLine:
+    return CostLine(
+        "margin",
+        margin_bytes(peak, spread),
+        f"{MARGIN_FRACTION:.0%} of the peak (at least 64 MiB) + allocator spread "
+        f"{spread / MIB:.0f} MiB",
+    )
+
+
+def _ttft_reasons(
+    profile: DeviceProfile,
+    inputs: PlanInputs,
+    ttft: TtftPrediction,
+    target_s: float | None,
+    fast: int | None,
+) -> list[str]:
+    """Where the TTFT figure comes from, and what the target allowed."""
+    reasons = [note] if (note := calibration_note(profile, inputs)) else []
+    reasons.append(f"TTFT: predicted {ttft.seconds:.2f} s at the budget, {ttft.note}")
+    if target_s is not None:
+        reasons.append(f"--ttft-target {target_s:g} s: at most {fast} visual tokens")
+    return reasons
 
 
 def _check_request(request: PlanRequest) -> None:
@@ -188,7 +252,7 @@ def _deficit_message(
     inputs: PlanInputs, profile: DeviceProfile, request: PlanRequest, cap: MemoryCap, need: int
 ) -> str:
     """'<profile>: memory cap X GiB is Y GiB short of ...', naming the biggest fixed costs."""
-    fixed = fixed_lines(inputs, device_facts(profile, request.allocator), request)
+    fixed = fixed_lines(inputs, device_facts(profile, request.allocator, inputs), request)
     biggest = sorted(fixed, key=lambda line: -line.bytes)[:4]
     items = ", ".join(f"{line.name} {gib(line.bytes)}" for line in biggest)
     return (

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from edge_hired.errors import InvalidArgumentError, expected
+from edge_hired.planner.measured import ModelMeasurements, model_measurements
 from edge_hired.units import GIB, KIB, MIB, dtype_bytes
 
 if TYPE_CHECKING:
@@ -72,29 +73,53 @@ class DeviceFacts:
     allocator: str
     bandwidth_gb_s: float
     fp16_tflops: float
+    measured: ModelMeasurements | None = None  # calibrated activations of this very model
 
 
-def device_facts(profile: DeviceProfile, allocator: str | None) -> DeviceFacts:
-    """The profile's figures; host memory (runtime, image) counts only where it is shared."""
+def device_facts(
+    profile: DeviceProfile, allocator: str | None, inputs: PlanInputs | None = None
+) -> DeviceFacts:
+    """The profile's figures; host memory (runtime, image) counts only where it is shared.
+
+    A calibrated profile's measured fixed costs replace the written ones; its activation peaks
+    apply only to the model it measured (`inputs`).
+    """
     memory = profile.memory
     kind = allocator or profile.runtime.device
     if kind not in ALLOCATOR_FACTORS:
         raise InvalidArgumentError(expected("allocator", " or ".join(ALLOCATOR_FACTORS), kind))
-    measured = memory.runtime_gib is None
-    runtime = RUNTIME_HOST_BYTES if measured else memory.runtime_gib * GIB
-    note = "measured on the CPU build" if measured else "from the profile"
+    runtime, note = _runtime_bytes(profile)
+    measured = None if inputs is None else model_measurements(profile, inputs)
     return DeviceFacts(
         profile.name,
         memory.unified,
         int(runtime) if memory.unified else 0,
         f"Python, torch, transformers: {note}",
-        int(memory.cuda_context_gib * GIB),
+        _cuda_context_bytes(profile),
         ALLOCATOR_FACTORS[kind]["encoder"],
         ALLOCATOR_FACTORS[kind]["prefill"],
         kind,
         profile.performance.bandwidth_gb_s,
         profile.performance.fp16_tflops,
+        measured,
     )
+
+
+def _runtime_bytes(profile: DeviceProfile) -> tuple[float, str]:
+    """The runtime's resident bytes: calibrated, else the profile's, else the CPU measurement."""
+    if profile.calibration is not None:
+        return profile.calibration.runtime_gib * GIB, "measured by profile calibrate"
+    if profile.memory.runtime_gib is not None:
+        return profile.memory.runtime_gib * GIB, "from the profile"
+    return RUNTIME_HOST_BYTES, "measured on the CPU build"
+
+
+def _cuda_context_bytes(profile: DeviceProfile) -> int:
+    """The CUDA context: calibrated where it was measured, else the profile's figure."""
+    calibration = profile.calibration
+    if calibration is not None and calibration.cuda_context_gib is not None:
+        return int(calibration.cuda_context_gib * GIB)
+    return int(profile.memory.cuda_context_gib * GIB)
 
 
 def request_geometry(inputs: PlanInputs, request: PlanRequest) -> tuple[int, int]:
@@ -157,6 +182,12 @@ def fixed_lines(inputs: PlanInputs, device: DeviceFacts, request: PlanRequest) -
 
 
 def _encoder_line(inputs: PlanInputs, device: DeviceFacts, partitions: int) -> CostLine:
+    if device.measured is not None:
+        return CostLine(
+            "encoder activations",
+            device.measured.encoder_bytes_per_partition * partitions,
+            f"measured by profile calibrate, {partitions} partitions",
+        )
     measured = inputs.measured_encoder_bytes_per_partition
     if measured:
         return CostLine(
@@ -176,6 +207,8 @@ def _encoder_line(inputs: PlanInputs, device: DeviceFacts, partitions: int) -> C
 def per_token_bytes(inputs: PlanInputs, device: DeviceFacts) -> tuple[float, float]:
     """(KV bytes incl. the decode-time copy of one layer, prefill activation bytes) per token."""
     kv = inputs.kv_bytes_per_token * (1 + 1 / inputs.llm.num_layers)
+    if device.measured is not None:
+        return kv, device.measured.prefill_bytes_per_token
     return kv, prefill_live_bytes_per_token(inputs) * device.prefill_factors[0]
 
 
@@ -197,6 +230,12 @@ def token_lines(
         CostLine(
             "prefill activations",
             int(act * (visual + text)),
-            f"modelled, {visual + text} tokens x{device.prefill_factors[0]:g} allocator",
+            _prefill_note(device, visual + text),
         ),
     ]
+
+
+def _prefill_note(device: DeviceFacts, tokens: int) -> str:
+    if device.measured is not None:
+        return f"measured by profile calibrate, {tokens} tokens"
+    return f"modelled, {tokens} tokens x{device.prefill_factors[0]:g} allocator"

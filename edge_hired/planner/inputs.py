@@ -77,6 +77,7 @@ class PlanRequest:
     visual_tokens: int | None = None  # valid visual tokens of the image; None: the largest
     image_hw: tuple[int, int] | None = None  # None: DEFAULT_IMAGE_HW
     allocator: str | None = None  # "cpu" or "cuda"; None: the profile's device
+    first_request: bool = False  # the process's first (cold) request, as `run` makes it
 
 
 def _inputs_from_manifest(manifest: Manifest, kv_dtype: str | None) -> PlanInputs:

@@ -203,6 +203,8 @@ def test_memory_cap_that_admits_part_of_the_tokens(tiny_next_dir, tmp_path) -> N
     assert 0 < data["visual_tokens_kept"] < data["visual_tokens_total"]
     assert data["visual_tokens_kept"] == data["budget_tokens"]
     assert data["peak_rss_mib"] < 0.46 * 1024
+    # the plan's peak is reported beside the measured ones (no device peak on a CPU)
+    assert 0 < data["predicted_peak_mib"] < 0.46 * 1024 and data["device_peak_mib"] is None
 
 
 def test_memory_cap_below_the_fixed_costs_exits_2(capsys, tiny_next_dir, image_path) -> None:

@@ -93,8 +93,9 @@ def test_known_bandwidths_and_memory_facts() -> None:
     assert bandwidth["xavier-nx-8gb"] == 59.7
     assert bandwidth["agx-thor-128gb"] == 273
     nano = load_profile("orin-nano-8gb").memory
-    assert nano.total_gib == 7.6 and nano.unified
-    assert nano.usable_gib() * GIB / 1e9 == pytest.approx(5.2, abs=0.05)  # ~5.2 GB for models
+    assert nano.total_gib == 7.44 and nano.unified  # tegrastats RAM .../7620MB (JetLLM)
+    assert nano.usable_gib() == pytest.approx(4.89)  # JetLLM: ~4.9 GiB available with GNOME
+    assert nano.usable_gib(headless=True) == pytest.approx(5.64)  # the desktop's ~0.75 back
     assert nano.desktop_gib * GIB / 1e6 == pytest.approx(800, abs=10)  # a desktop ~800 MB
     assert load_profile("cpu").memory.source == "meminfo"
     assert not load_profile("t4-16gb").memory.unified
@@ -184,7 +185,8 @@ def test_a_path_to_a_toml_file_is_accepted(tmp_path) -> None:
         ),
         (
             GOOD + "\n[gpu]\nsm = 8\n",
-            "{path}: unknown key 'gpu' (known: name, description, memory, performance, runtime)",
+            "{path}: unknown key 'gpu' (known: name, description, memory, performance, runtime, "
+            "calibration)",
         ),
         ('name = "other"\n' + GOOD, "{path}: name: expected the file's name 'board', got 'other'"),
         (
@@ -317,7 +319,9 @@ def test_cap_from_profile_override_and_meminfo(tmp_path) -> None:
     path = tmp_path / "meminfo"
     path.write_text(ORIN_MEMINFO)
     nano = load_profile("orin-nano-8gb")
-    assert memory_cap(nano).bytes == int((7.6 - 2.0 - 0.75) * GIB)
+    assert memory_cap(nano).bytes == int((7.44 - 1.8 - 0.75) * GIB)
+    headless = memory_cap(nano, headless=True)
+    assert headless.bytes == int((7.44 - 1.8) * GIB) and "(headless)" in headless.reason
     assert memory_cap(nano, override_gib=3.5).bytes == int(3.5 * GIB)
     cpu = memory_cap(load_profile("cpu"), meminfo=path)
     assert 5123456 * 1024 < cpu.bytes < 5123456 * 1024 + 4 * GIB  # plus this process's RSS

@@ -1,0 +1,209 @@
+"""One measurement of `profile calibrate`, run in a fresh Python process, printed as JSON.
+
+    python -m edge_hired.facts.calibration_probe '{"step": "encoder", "model": DIR, ...}'
+
+Memory figures need a fresh process each: the RSS high-water mark and the allocator's heap of
+an earlier measurement would leak into the next. Each memory step first runs the parts it
+measures once on a tiny input (so lazily mapped weights and one-time buffers are resident),
+hands the freed heap back to the OS, and then measures the peak above that baseline.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+from typing import Any
+
+from edge_hired.device.contention import read_cpu_pressure, release_free_heap
+from edge_hired.device.memory import current_rss_mib, peak_rss_mib, reset_peak_rss
+
+PROMPT = "Describe the image in detail."
+
+
+def runtime_step(spec: dict[str, Any]) -> dict[str, Any]:
+    """Resident memory once the runtime is imported (what every request carries)."""
+    import edge_hired.runtime.pipeline  # noqa: F401 - the import is the measurement
+
+    release_free_heap()
+    return {"rss_mib": current_rss_mib()}
+
+
+def _pipeline(spec: dict[str, Any]) -> Any:
+    from edge_hired.runtime.sources import load_pipeline
+
+    return load_pipeline(
+        spec.get("model"),
+        spec.get("bundle"),
+        spec.get("device", "cpu"),
+        spec.get("dtype"),
+        quantization=spec.get("quant") or "none",
+    )
+
+
+def _image(hw: list[int]) -> Any:
+    import numpy as np
+    from PIL import Image
+
+    pixels = np.random.default_rng(0).integers(0, 256, (*hw, 3), dtype=np.uint8)
+    return Image.fromarray(pixels)
+
+
+def _warm(pipeline: Any, pixels: Any) -> float:
+    """Run encoder and LLM once on tiny inputs, free the heap; the RSS baseline in MiB."""
+    import torch
+
+    with torch.inference_mode():
+        pipeline.parts.encoder(pixels[:1])
+        pipeline.parts.llm(inputs_embeds=_embeddings(pipeline, 1))
+    release_free_heap()
+    return current_rss_mib()
+
+
+def _embeddings(pipeline: Any, tokens: int) -> Any:
+    import torch
+
+    table = pipeline.parts.llm.get_input_embeddings().weight
+    generator = torch.Generator().manual_seed(0)
+    values = torch.randn(1, tokens, table.shape[1], generator=generator)
+    return values.to(device=table.device, dtype=table.dtype)
+
+
+def encoder_step(spec: dict[str, Any]) -> dict[str, Any]:
+    """Peak above the warm baseline while the encoder runs on all partitions of the image."""
+    pipeline = _pipeline(spec)
+    pixels, _ = pipeline.preprocess(_image(spec["hw"]))
+    base = _warm(pipeline, pixels)
+    reset_peak_rss()
+    pipeline.parts.encoder(pixels)
+    return {"above_mib": peak_rss_mib() - base, "partitions": int(pixels.shape[0])}
+
+
+def prefill_step(spec: dict[str, Any]) -> dict[str, Any]:
+    """Peak above the warm baseline of a prefill over `tokens` positions and two new tokens."""
+    import torch
+
+    pipeline = _pipeline(spec)
+    pixels, _ = pipeline.preprocess(_image(spec["hw"]))
+    embeds = _embeddings(pipeline, spec["tokens"])
+    base = _warm(pipeline, pixels)
+    reset_peak_rss()
+    with torch.inference_mode():
+        pipeline.parts.llm.generate(
+            inputs_embeds=embeds, max_new_tokens=2, min_new_tokens=2, do_sample=False
+        )
+    return {"above_mib": peak_rss_mib() - base, "tokens": spec["tokens"]}
+
+
+def request_step(spec: dict[str, Any]) -> dict[str, Any]:
+    """One whole request at a token count: its peak RSS (weights and runtime included)."""
+    from edge_hired.runtime.generation import SamplingOptions
+    from edge_hired.runtime.pipeline import SelectionOptions
+
+    pipeline = _pipeline(spec)
+    result = pipeline.run(
+        _image(spec["hw"]),
+        PROMPT,
+        SelectionOptions(tokens=spec["tokens"]),
+        SamplingOptions(max_new_tokens=spec["new"]),
+    )
+    return {
+        "peak_mib": result.peak_rss_mib,
+        "device_peak_mib": result.device_peak_mib,
+        "kept": result.visual_tokens_kept,
+        "llm_input_tokens": result.llm_input_tokens,
+        "ttft_s": result.ttft_s,
+    }
+
+
+def timing_step(spec: dict[str, Any]) -> dict[str, Any]:
+    """Phase times of requests at several token counts and image layouts, interleaved rounds."""
+    from edge_hired.runtime.generation import SamplingOptions
+    from edge_hired.runtime.pipeline import SelectionOptions
+
+    pipeline = _pipeline(spec)
+    images = {tuple(hw): _image(hw) for hw in spec["layouts"]}
+    largest = _image(spec["hw"])
+    pressure = [read_cpu_pressure()]
+    pipeline.run(largest, PROMPT, SelectionOptions(tokens=1), SamplingOptions(max_new_tokens=2))
+    runs: list[dict[str, Any]] = []
+    for _ in range(spec["rounds"]):
+        for tokens in spec["lengths"]:
+            sampling = SamplingOptions(max_new_tokens=spec["new"])
+            result = pipeline.run(largest, PROMPT, SelectionOptions(tokens=tokens), sampling)
+            runs.append(_timing_row(result))
+        for image in images.values():
+            sampling = SamplingOptions(max_new_tokens=1)
+            result = pipeline.run(image, PROMPT, SelectionOptions(tokens=1), sampling)
+            runs.append(_timing_row(result))
+    pressure.append(read_cpu_pressure())
+    return {"runs": runs, "cpu_pressure_avg10": _pressure(pressure)}
+
+
+def _timing_row(result: Any) -> dict[str, Any]:
+    timings = result.timings_s
+    return {
+        "partitions": len(result.partition_budgets),
+        "llm_input_tokens": result.llm_input_tokens,
+        "preprocess_s": timings["preprocess"] + timings["select"],
+        "encoder_s": timings["encode"],
+        "prefill_s": timings["prefill_to_first_token"],
+        "decode_s": timings["decode"],
+        "new_tokens": len(result.token_ids),
+        "ttft_s": result.ttft_s,
+    }
+
+
+def _pressure(pressure: list[Any]) -> float | None:
+    """Mean CPU pressure (PSI 'some' avg10, %) at the start and end (None without PSI)."""
+    if None in pressure:
+        return None
+    return statistics.fmean([pressure[1].avg10, pressure[0].avg10])
+
+
+def cuda_step(spec: dict[str, Any]) -> dict[str, Any]:
+    """Device memory the CUDA context takes, and an ONNX Runtime CUDA session on top of it."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return {"skipped": "no CUDA device visible to torch"}
+    _, total = torch.cuda.mem_get_info()  # creates the context (other processes included)
+    torch.zeros(1, device="cuda")
+    after, _ = torch.cuda.mem_get_info()
+    return {"context_mib": (total - after) / 2**20, "ort_mib": _ort_session_mib(after)}
+
+
+def _ort_session_mib(before: int) -> float | None:
+    """Device memory one ONNX Runtime CUDA session takes (None without onnxruntime-gpu)."""
+    import torch
+
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return None
+    from edge_hired.device.ort_providers import probe_graph
+
+    session = ort.InferenceSession(probe_graph(), providers=["CUDAExecutionProvider"])
+    after, _ = torch.cuda.mem_get_info()
+    del session
+    return (before - after) / 2**20
+
+
+STEPS = {
+    "runtime": runtime_step,
+    "encoder": encoder_step,
+    "prefill": prefill_step,
+    "request": request_step,
+    "timing": timing_step,
+    "cuda": cuda_step,
+}
+
+
+def main(argv: list[str]) -> int:
+    spec = json.loads(argv[1])
+    print(json.dumps(STEPS[spec["step"]](spec)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
