@@ -23,7 +23,7 @@ from edge_hired.units import gib
 
 
 def add_plan_limit_args(group: argparse._ActionsContainer) -> None:
-    """`--ttft-target SECONDS` and `--headless`, for `run`, `plan` and `bench`."""
+    """`--ttft-target SECONDS` and `--headless`, for `run`, `plan`, `bench` and `serve`."""
     group.add_argument(
         "--ttft-target",
         type=seconds_arg,

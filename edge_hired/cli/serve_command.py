@@ -9,6 +9,7 @@ from pathlib import Path
 from edge_hired.cli.args import gib_arg, positive_int, ratio_arg, unit_interval
 from edge_hired.cli.flags import STRATEGY_HELP
 from edge_hired.cli.run_command import default_model, selection_from_args
+from edge_hired.cli.run_planning import add_plan_limit_args
 from edge_hired.hired import STRATEGIES
 
 
@@ -49,6 +50,7 @@ def _add_limits(parser: argparse.ArgumentParser) -> None:
     plan = group.add_mutually_exclusive_group()
     plan.add_argument("--profile", metavar="NAME", help="device profile for memory admission")
     plan.add_argument("--memory-cap", type=gib_arg, metavar="GIB", help="memory cap in GiB")
+    add_plan_limit_args(group)
     group.add_argument("--max-batch", type=positive_int, default=4)
     group.add_argument("--max-queue", type=positive_int, default=32)
     group.add_argument("--api-key", metavar="KEY", help="require `Authorization: Bearer KEY`")
@@ -76,6 +78,8 @@ def serve_from_args(args: argparse.Namespace) -> int:
         selection=selection_from_args(args),
         profile=args.profile,
         memory_cap_gib=args.memory_cap,
+        ttft_target_s=args.ttft_target,
+        headless=args.headless,
         max_batch=args.max_batch,
         max_queue=args.max_queue,
         api_key=args.api_key,

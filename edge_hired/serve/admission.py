@@ -5,7 +5,8 @@ count it will keep, split into its KV cache (held while it decodes) and the rest
 runtime, encoder and prefill activations: counted once, since requests prefill one at a time).
 Everything in flight fits when max(rest) + sum(KV) + the image cache's bytes <= the cap; the
 cache is evicted first, then a request waits. A request asking more visual tokens than fit
-alone gets the plan's budget (`capped_by_memory`).
+alone gets the plan's budget (`capped_by_memory`); with `--ttft-target` the budget is also held
+to the largest count whose predicted TTFT meets the target (the server plans warm requests).
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
+from edge_hired.errors import EdgeHiredError
 from edge_hired.planner.arithmetic import (
     MemoryCap,
-    PlanError,
+    Plan,
     plan_budget,
     predict_lines,
     required_bytes,
@@ -39,17 +41,24 @@ class Admission:
     """The planned visual-token ceiling of a request and what it costs."""
 
     token_cap: int | None
-    capped: bool
+    capped: bool  # the request keeps fewer visual tokens than it asked for
     cost: Cost
+    capped_by_memory: bool = False  # ... because of the memory plan (not the TTFT target)
 
 
 class RequestPlanner:
     """Plans one request from the model's facts, the profile and the cap fixed at start."""
 
     def __init__(
-        self, inputs: PlanInputs, profile: DeviceProfile, cap: MemoryCap, allocator: str
+        self,
+        inputs: PlanInputs,
+        profile: DeviceProfile,
+        cap: MemoryCap,
+        allocator: str,
+        ttft_target_s: float | None = None,
     ) -> None:
         self.inputs, self.profile, self.cap, self.allocator = inputs, profile, cap, allocator
+        self.ttft_target_s = ttft_target_s
 
     def admit(self, geometry, asked_tokens: int, prompt_tokens: int, max_new: int) -> Admission:
         """The request's ceiling and cost at min(asked, what fits alone) visual tokens."""
@@ -61,12 +70,19 @@ class RequestPlanner:
             image_hw=tuple(geometry.image_size),
             allocator=self.allocator,
         )
-        try:
-            plan = plan_budget(self.inputs, self.profile, request, self.cap)
-        except PlanError as error:
-            raise bad_request(f"memory plan: {error}", "messages") from error
+        memory = self._plan(request, None)
+        plan = memory if self.ttft_target_s is None else self._plan(request, self.ttft_target_s)
         kept = min(asked_tokens, plan.budget_tokens)
-        return Admission(plan.budget_tokens, asked_tokens > kept, self._cost(request, kept))
+        cost = self._cost(request, kept)
+        by_memory = asked_tokens > memory.budget_tokens
+        return Admission(plan.budget_tokens, asked_tokens > kept, cost, by_memory)
+
+    def _plan(self, request: PlanRequest, ttft_target_s: float | None) -> Plan:
+        """The planner's plan of one request; a plan that cannot be met is the client's 400."""
+        try:
+            return plan_budget(self.inputs, self.profile, request, self.cap, ttft_target_s)
+        except EdgeHiredError as error:  # PlanError (memory) or BudgetError (TTFT target)
+            raise bad_request(f"memory plan: {error}", "messages") from error
 
     def _cost(self, request: PlanRequest, visual: int) -> Cost:
         lines = predict_lines(self.inputs, self.profile, request, visual)

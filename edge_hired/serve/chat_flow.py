@@ -43,7 +43,7 @@ class ChatFlow:
         """Prepare and queue the job, and wait until it has started (or failed)."""
         prepared: Prepared = await run_in_threadpool(self.ready.preparer.prepare, self.request)
         loop = asyncio.get_running_loop()
-        self.outcome.capped_by_memory = prepared.admission.capped
+        self.outcome.capped_by_memory = prepared.admission.capped_by_memory
         self.job = Job(
             prepared.prompt.prefix,
             prepared.prompt.suffix,

@@ -20,6 +20,8 @@ class ServeConfig:
     selection: SelectionOptions = SelectionOptions()
     profile: str | None = None
     memory_cap_gib: float | None = None
+    ttft_target_s: float | None = None
+    headless: bool = False
     max_batch: int = 4
     max_queue: int = 32
     api_key: str | None = None
@@ -39,5 +41,6 @@ class ServeConfig:
 
     @property
     def wants_plan(self) -> bool:
-        """Whether memory admission is on (--profile or --memory-cap)."""
-        return self.profile is not None or self.memory_cap_gib is not None
+        """Whether requests are planned (--profile, --memory-cap or --ttft-target)."""
+        limits = (self.profile, self.memory_cap_gib, self.ttft_target_s)
+        return any(limit is not None for limit in limits)

@@ -52,15 +52,19 @@ def build_planner(config: ServeConfig) -> RequestPlanner | None:
     """The request planner for --profile / --memory-cap (None without them), before loading."""
     if not config.wants_plan:
         return None
-    from edge_hired.facts.run_facts import bundle_run_facts, plan_for_run, run_facts
+    from edge_hired.facts.run_facts import PlanLimits, bundle_run_facts, plan_for_run, run_facts
     from edge_hired.profiles import load_profile
 
     if config.bundle:
         facts = bundle_run_facts(config.bundle, PLAN_CHECK_HW, "", config.device)
     else:
         facts = run_facts(config.model, PLAN_CHECK_HW, "", config.device, config.dtype)
-    plan = plan_for_run(facts, config.profile, config.memory_cap_gib, config.default_max_tokens)
-    return RequestPlanner(facts.inputs, load_profile(plan.profile), plan.cap, facts.device)
+    limits = PlanLimits(ttft_target_s=config.ttft_target_s, headless=config.headless)
+    plan = plan_for_run(
+        facts, config.profile, config.memory_cap_gib, config.default_max_tokens, limits=limits
+    )
+    profile = load_profile(plan.profile)
+    return RequestPlanner(facts.inputs, profile, plan.cap, facts.device, config.ttft_target_s)
 
 
 def pipeline_loader(config: ServeConfig) -> Callable[[], Pipeline]:

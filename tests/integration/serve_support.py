@@ -89,3 +89,13 @@ def process_server(*flags: str) -> Iterator[tuple[str, subprocess.Popen]]:
             if process.poll() is None:
                 process.send_signal(signal.SIGKILL)
             process.wait(30)
+
+
+def metric_values(base: str) -> dict[str, float]:
+    """The server's /metrics samples by their full name (labels included)."""
+    values = {}
+    for line in httpx.get(f"{base}/metrics", timeout=10).text.splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            values[name] = float(value)
+    return values

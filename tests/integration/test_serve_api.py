@@ -17,7 +17,7 @@ from edge_hired.cli.main import main
 from edge_hired.export.exporter import ExportOptions, export_bundle
 from edge_hired.serve.config import ServeConfig
 from tests.helpers import textured_image
-from tests.integration.serve_support import data_url, thread_server
+from tests.integration.serve_support import data_url, metric_values, thread_server
 
 pytestmark = pytest.mark.integration
 
@@ -163,15 +163,6 @@ def test_batched_greedy_answers_equal_each_request_alone(base) -> None:
     assert [hired_of(r)["completion_token_ids"] for r in together] == alone
     after = batch_steps(base)
     assert after["rows"] - before["rows"] > after["steps"] - before["steps"]  # some steps batched
-
-
-def metric_values(base: str) -> dict[str, float]:
-    values = {}
-    for line in httpx.get(f"{base}/metrics", timeout=10).text.splitlines():
-        if line and not line.startswith("#"):
-            name, value = line.rsplit(" ", 1)
-            values[name] = float(value)
-    return values
 
 
 def batch_steps(base: str) -> dict[str, float]:

@@ -19,8 +19,7 @@ from edge_hired.serve.conversation import prompt_ids
 from edge_hired.serve.schemas import Message
 from edge_hired.serve.server import build_planner
 from tests.helpers import textured_image
-from tests.integration.serve_support import data_url, process_server, thread_server
-from tests.integration.test_serve_api import metric_values
+from tests.integration.serve_support import data_url, metric_values, process_server, thread_server
 
 pytestmark = pytest.mark.integration
 
@@ -113,16 +112,43 @@ def test_sigterm_finishes_the_stream_in_flight_then_exits_0(tiny_next_dir) -> No
         httpx.get(f"{base}/health", timeout=2)
 
 
-def planned_bytes(model_dir: Path, tokens: int, max_new: int) -> int:
-    """What the server's planner predicts for the test request at `tokens` visual tokens."""
+def admission(config: ServeConfig, tokens: int, max_new: int):
+    """The server planner's admission of the test request asking `tokens` visual tokens."""
     from edge_hired.runtime.loading import model_facts, read_config
 
-    planner = build_planner(ServeConfig(model=str(model_dir), device="cpu", memory_cap_gib=16))
+    planner = build_planner(config)
     messages = [Message.model_validate(m) for m in body(max_new)["messages"]]
-    facts = model_facts(read_config(str(model_dir)))
-    prompt = prompt_ids(AutoProcessor.from_pretrained(model_dir), messages, facts.image_token_id)
-    admission = planner.admit(facts.geometry_for((400, 800)), tokens, prompt.text_tokens, max_new)
-    return admission.cost.kv_bytes + admission.cost.rest_bytes
+    facts = model_facts(read_config(config.model))
+    processor = AutoProcessor.from_pretrained(config.model)
+    prompt = prompt_ids(processor, messages, facts.image_token_id)
+    return planner.admit(facts.geometry_for((400, 800)), tokens, prompt.text_tokens, max_new)
+
+
+def planned_bytes(model_dir: Path, tokens: int, max_new: int) -> int:
+    """What the server's planner predicts for the test request at `tokens` visual tokens."""
+    config = ServeConfig(model=str(model_dir), device="cpu", memory_cap_gib=16)
+    cost = admission(config, tokens, max_new).cost
+    return cost.kv_bytes + cost.rest_bytes
+
+
+def test_ttft_target_holds_each_request_to_what_meets_it(tiny_next_dir) -> None:
+    """--ttft-target lowers the kept tokens to the plan's TTFT fit; memory did not cap them."""
+    from edge_hired.facts.run_facts import plan_for_run, run_facts
+
+    facts = run_facts(str(tiny_next_dir), (400, 800), "What?", "cpu")
+    full = plan_for_run(facts, "cpu", None, 8)  # roofline TTFT: the cpu profile has no fits
+    target = 0.8 * full.predicted_ttft_s
+    config = ServeConfig(
+        model=str(tiny_next_dir), model_name=MODEL, device="cpu", ttft_target_s=target
+    )
+    planned = admission(config, full.budget_tokens, 8)
+    assert 0 < planned.token_cap < full.budget_tokens and not planned.capped_by_memory
+    with thread_server(config) as base:
+        response = httpx.post(f"{base}/v1/chat/completions", json=body(8), timeout=120)
+    assert response.status_code == 200, response.text
+    hired = response.json()["hired"]
+    assert hired["visual_tokens_kept"] == planned.token_cap < hired["visual_tokens_total"]
+    assert hired["capped_by_memory"] is False
 
 
 def test_tight_cap_serves_8_concurrent_requests_under_it(tiny_next_dir) -> None:
