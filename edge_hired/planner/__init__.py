@@ -1,27 +1,30 @@
-"""The memory planner: a device profile and a model's facts in, the largest visual-token budget out.
+"""The memory planner: a device profile, a model's facts and one request in, a plan out.
 
-Arithmetic, with no torch at import time; only `run_plan` reads files and devices (the
-profile, a manifest or config, the memory free now), inside its functions. The predicted peak
-of one request is
+Pure arithmetic: no torch, transformers or onnxruntime (not even through what it imports) and no
+files; `edge_hired.facts` gathers everything it is given (`tests/unit/test_architecture.py`).
+A request's predicted peak is the larger of its two phases, since the encoder's activations
+are freed before the LLM prefills:
 
-    runtime + CUDA context + LLM weights + encoder weights + image preprocessing
-    + encoder activations (all partitions) + dequantisation buffer
-    + KV bytes per token x (visual + prompt + new tokens) + prefill activations x (visual + prompt)
+    fixed (runtime + CUDA context + LLM and encoder weights + image preprocessing)
+    + max(encoder activations of all partitions,
+          KV bytes per token x (visual + prompt + new tokens) + prefill activations)
+    + what both phases hold (projected visual tokens, embeddings)
     + margin,
 
-where KV bytes per token = 2 x layers x KV heads x head dim x dtype bytes. Everything but the
-visual-token count is fixed for a request, so the budget is the largest count whose peak plus
-margin fits under the cap. Each figure is either read (manifest, profile) or modelled; the plan
-says which in its reasons.
+where KV bytes per token = 2 x layers x KV heads x head dim x dtype bytes. The budget is the
+largest visual-token count whose peak plus margin fits under the cap (and, with a TTFT target,
+whose predicted TTFT meets it). Each figure is read (manifest, profile, calibration) or
+modelled, and the plan says which in its reasons.
 
 Modules, each with one job:
-- `units`: byte units, dtype names and sizes.
 - `shapes`: the language model's and vision encoder's shapes, image layouts.
-- `inputs`: `PlanInputs` (from a bundle manifest or a config) and `PlanRequest`.
-- `costs`: the memory model, measured figures and one cost line per component.
+- `inputs`: `PlanInputs` (from a bundle manifest; from a config in `facts.config_inputs`) and
+  `PlanRequest`.
+- `costs`: the memory model, one cost line per component; `measured`: calibrated figures that
+  replace modelled ones for the model they were measured with.
 - `arithmetic`: peak, margin, the largest fit, and `plan_budget`.
-- `estimates`: roofline TTFT and decode rate.
-- `run_plan`: the facts of one request on this machine (`RunFacts`, from a config, a manifest or
-  a loaded pipeline) and its plan, the cap held to the memory free now (`plan_for_run`,
-  `plan_for_pipeline`).
+- `estimates`: roofline TTFT and decode rate; `fits`: least-squares fits of measured timings;
+  `ttft`: predicted TTFT and the largest count that meets a target.
+- `fit_options`: what would fit when a plan does not (headless, 4-bit, KV dtype, smaller LLM,
+  fewer new tokens), each with its token count.
 """
