@@ -89,8 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
     """The full command-line interface."""
     parser = OneLineParser(
         prog="edge-hired",
-        description="HiRED visual-token dropping for LLaVA-NeXT / LLaVA-1.5 "
-        "on Jetson and small GPUs.",
+        description="HiRED visual-token dropping for LLaVA-NeXT, LLaVA-1.5 and LLaVA-OneVision "
+        "(CLIP or SigLIP towers) on Jetson and small GPUs.",
     )
     parser.add_argument("--version", action="version", version=f"edge-hired {__version__}")
     subparsers = parser.add_subparsers(
