@@ -34,10 +34,10 @@ def resolved_args(args: argparse.Namespace, quiet: bool = False) -> argparse.Nam
     from edge_hired.device.torch_device import choose_torch_device
     from edge_hired.profiles import load_profile
     from edge_hired.runtime.settings import RuntimeSettings, apply_profile
+    from edge_hired.runtime.sources import providers_arg
 
-    providers = tuple(p for p in (getattr(args, "providers", None) or "").split(",") if p)
     given = RuntimeSettings(
-        providers=providers or None,
+        providers=providers_arg(getattr(args, "providers", None)),
         dtype=getattr(args, "dtype", None),
         kv_dtype=getattr(args, "kv_dtype", None),
         quantization=getattr(args, "quant", None),
