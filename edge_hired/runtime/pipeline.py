@@ -30,6 +30,7 @@ from edge_hired.runtime.generation import (
 )
 from edge_hired.runtime.images import load_image
 from edge_hired.runtime.loading import VlmParts, load_parts
+from edge_hired.runtime.prompts import conversation_ids
 from edge_hired.runtime.result import RunResult
 from edge_hired.runtime.vision import VisionOutput
 
@@ -188,15 +189,10 @@ class Pipeline:
 
     def prompt_ids(self, prompt: str) -> torch.Tensor:
         """Token ids of the chat-formatted prompt with one image placeholder."""
-        processor = self.parts.processor
         conversation = [
             {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}
         ]
-        if getattr(processor, "chat_template", None):
-            text = processor.apply_chat_template(conversation, add_generation_prompt=True)
-        else:
-            text = f"{processor.image_token}\n{prompt}"
-        return processor.tokenizer(text, return_tensors="pt")["input_ids"][0]
+        return conversation_ids(self.parts.processor, conversation)
 
     def _decode(self, token_ids: list[int]) -> str:
         return self.parts.processor.tokenizer.decode(token_ids, skip_special_tokens=True)

@@ -2,7 +2,7 @@
 
 The ids before the placeholder plus the kept visual tokens form the *prefix*, whose KV cache a
 follow-up question about the same image reuses; the ids after it are the *suffix*, the only
-text a cache hit prefills. The prompt is tokenized exactly as `Pipeline.prompt_ids` does it.
+text a cache hit prefills. `runtime.prompts.conversation_ids` tokenizes it, as it does `run`'s.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from edge_hired.runtime.prompts import conversation_ids
 from edge_hired.serve.api_errors import bad_request
 from edge_hired.serve.schemas import ImagePart, Message
 
@@ -60,27 +61,10 @@ def template_messages(messages: list[Message]) -> tuple[list[dict[str, Any]], st
 def prompt_ids(processor: Any, messages: list[Message], image_token_id: int) -> PromptIds:
     """Tokenize the templated conversation and split it at the image placeholder."""
     conversation, url = template_messages(messages)
-    if getattr(processor, "chat_template", None):
-        text = processor.apply_chat_template(conversation, add_generation_prompt=True)
-    else:
-        text = _plain_prompt(conversation, processor.image_token)
-    ids = processor.tokenizer(text, return_tensors="pt")["input_ids"][0]
+    ids = conversation_ids(processor, conversation)
     hits = (ids == image_token_id).nonzero().flatten().tolist()
     if len(hits) != (0 if url is None else 1):
         raise bad_request("text: the image placeholder token is reserved", "messages")
     if url is None:
         return PromptIds(ids[:0], ids, None)
     return PromptIds(ids[: hits[0]], ids[hits[0] + 1 :], url)
-
-
-def _plain_prompt(conversation: list[dict[str, Any]], image_token: str) -> str:
-    """Without a chat template: as `Pipeline.prompt_ids` does, image token then text."""
-    pieces = []
-    for message in conversation:
-        content = message["content"]
-        if isinstance(content, str):
-            pieces.append(content)
-            continue
-        for part in content:
-            pieces.append(f"{image_token}\n" if part["type"] == "image" else part["text"])
-    return "".join(pieces)
