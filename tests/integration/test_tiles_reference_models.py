@@ -11,7 +11,9 @@ crop, and the token expansion must hold exactly one image token per visual featu
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 import torch
 from transformers import (
@@ -21,10 +23,13 @@ from transformers import (
     SmolVLMForConditionalGeneration,
     SmolVLMImageProcessorPil,
 )
+from transformers.modeling_outputs import BaseModelOutputWithPooling
 
+from edge_hired.hired import Selection
 from edge_hired.hired.internvl_tiles import internvl_geometry
 from edge_hired.hired.smolvlm_tiles import smolvlm_geometry
 from edge_hired.hired.tile_prompts import image_prompt
+from edge_hired.hired.tile_select import kept_counts, select_tile_tokens, to_partition_order
 from edge_hired.hired.tiles import TileGeometry
 from edge_hired.models.presets import PRESETS
 from edge_hired.models.tiny import build_checkpoint
@@ -111,3 +116,84 @@ def test_tiny_smolvlm_generates_through_the_stock_path(
     out = generate(model, {**inputs, **images})
     assert out.shape == (1, inputs["input_ids"].shape[1] + NEW_TOKENS)
     assert torch.equal(out, generate(model, {**inputs, **images}))
+
+
+# ---------------------------------------------------------------- kept features into the stock LLM
+
+
+def partition_features(geometry: TileGeometry, stock: torch.Tensor) -> torch.Tensor:
+    """Stock projected features [images x N, H] as [P, N, H] in HiRED's partition order."""
+    per_image = stock.reshape(geometry.num_partitions, geometry.tokens_per_partition, -1)
+    index = torch.from_numpy(to_partition_order(geometry, np.arange(geometry.num_partitions)))
+    return per_image[index]
+
+
+def selected(geometry: TileGeometry, ratio: float) -> Selection:
+    """HiRED at `ratio` with seeded, well-separated synthetic signals (plumbing, not ranking)."""
+    rng = np.random.default_rng(3)
+    shape = (geometry.num_partitions, 2, geometry.patches_per_partition)
+    return select_tile_tokens(geometry, "hired", rng.random(shape), rng.random(shape), ratio=ratio)
+
+
+def kept_embeddings(geometry: TileGeometry, selection: Selection, stock: torch.Tensor) -> Any:
+    """The kept tokens' features gathered by (partition, token) in the packing order."""
+    by_part = partition_features(geometry, stock)
+    order = torch.from_numpy(selection.order)
+    return BaseModelOutputWithPooling(pooler_output=by_part[order[:, 0], order[:, 1]])
+
+
+def reduced_prompt(directory: Path, placeholder: str, geometry: TileGeometry, counts: list[int]):  # type: ignore[no-untyped-def]
+    tokenizer = AutoTokenizer.from_pretrained(directory)
+    text = tokenizer.apply_chat_template(MESSAGES, add_generation_prompt=True, tokenize=False)
+    return tokenizer(text.replace(placeholder, image_prompt(geometry, counts)), return_tensors="pt")
+
+
+@pytest.mark.parametrize("family", ["tiny-internvl", "tiny-smolvlm"])
+def test_kept_features_feed_the_stock_llm_and_all_of_them_are_the_stock_model(
+    checkpoints: dict[str, Path], family: str
+) -> None:
+    directory = checkpoints[family]
+    image = noise(448, 896)
+    if family == "tiny-internvl":
+        geometry, placeholder = internvl_geometry((448, 896)), "<IMG_CONTEXT>"
+        model = InternVLForConditionalGeneration.from_pretrained(directory).eval()
+        proc = GotOcr2ImageProcessorPil.from_pretrained(directory)
+        images = {
+            "pixel_values": proc(image, crop_to_patches=True, return_tensors="pt")["pixel_values"]
+        }
+    else:
+        geometry, placeholder = smolvlm_geometry((448, 896)), "<image>"
+        model = SmolVLMForConditionalGeneration.from_pretrained(directory).eval()
+        proc = SmolVLMImageProcessorPil.from_pretrained(directory)
+        out = proc(image, return_tensors="pt")
+        images = {k: out[k] for k in ("pixel_values", "pixel_attention_mask")}
+    with torch.no_grad():
+        pooled = model.get_image_features(**images).pooler_output
+    stock_features = torch.cat(list(pooled)).reshape(geometry.num_tokens, -1)
+    inputs = prompt_ids(directory, placeholder, geometry)
+    stock = generate(model, {**inputs, **images})
+
+    full = select_tile_tokens(geometry, "full", None, None)
+    all_kept = kept_embeddings(geometry, full, stock_features)
+    assert torch.equal(all_kept.pooler_output, stock_features)  # 100%: the stock sequence
+    mine = generate(
+        model,
+        {
+            **inputs,
+            "mm_encoder_outputs": {"image": kept_embeddings(geometry, full, stock_features)},
+        },
+    )
+    assert torch.equal(mine, stock)
+
+    fifth = selected(geometry, 0.2)
+    assert fifth.num_kept == geometry.num_tokens // 5
+    reduced = reduced_prompt(directory, placeholder, geometry, kept_counts(fifth))
+    assert int((reduced["input_ids"] == model.config.image_token_id).sum()) == fifth.num_kept
+    out = generate(
+        model,
+        {
+            **reduced,
+            "mm_encoder_outputs": {"image": kept_embeddings(geometry, fifth, stock_features)},
+        },
+    )
+    assert out.shape == (1, reduced["input_ids"].shape[1] + NEW_TOKENS)
