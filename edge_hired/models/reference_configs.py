@@ -257,3 +257,18 @@ TILED_REFERENCE_MODELS = {
     "HuggingFaceTB/SmolVLM2-500M-Video-Instruct": (smolvlm2_500m_config, 0.5),
     "HuggingFaceTB/SmolVLM2-2.2B-Instruct": (smolvlm2_2_2b_config, 2.2),
 }
+
+
+#: Image-processor settings of the tiled reference models, as their processors use them: tile
+#: side in pixels and, for InternVL, `min_patches` / `max_patches` (`InternVLProcessor` turns
+#: `crop_to_patches` on; the hub's preprocessor_config.json alone says false), for SmolVLM
+#: `size.longest_edge` (4 tiles; 2048 for 256M / 500M, 1536 for 2.2B: from the SmolVLM docs and
+#: the published preprocessor configs, not re-read here). Token knobs: max_patches, longest_edge.
+TILED_PROCESSOR_SETTINGS: dict[str, dict[str, int]] = {
+    "OpenGVLab/InternVL3-1B-hf": {"tile_size": 448, "min_tiles": 1, "max_tiles": 12},
+    "OpenGVLab/InternVL3-2B-hf": {"tile_size": 448, "min_tiles": 1, "max_tiles": 12},
+    "OpenGVLab/InternVL3_5-4B-HF": {"tile_size": 448, "min_tiles": 1, "max_tiles": 12},
+    "HuggingFaceTB/SmolVLM2-256M-Video-Instruct": {"tile_size": 512, "longest_edge": 2048},
+    "HuggingFaceTB/SmolVLM2-500M-Video-Instruct": {"tile_size": 512, "longest_edge": 2048},
+    "HuggingFaceTB/SmolVLM2-2.2B-Instruct": {"tile_size": 384, "longest_edge": 1536},
+}

@@ -10,7 +10,9 @@ import pytest
 import torch
 from transformers import InternVLForConditionalGeneration, SmolVLMForConditionalGeneration
 
-from edge_hired.models.reference_configs import TILED_REFERENCE_MODELS
+from edge_hired.hired.internvl_tiles import internvl_geometry
+from edge_hired.hired.smolvlm_tiles import smolvlm_geometry
+from edge_hired.models.reference_configs import TILED_PROCESSOR_SETTINGS, TILED_REFERENCE_MODELS
 
 # hub id -> (low, high) parameter count in billions, and LLM tokens per tile.
 EXPECTED = {
@@ -54,3 +56,48 @@ def _tokens_per_tile(config) -> int:  # type: ignore[no-untyped-def]
     else:
         side, merge = vision.image_size // vision.patch_size, config.scale_factor
     return (side // merge) ** 2
+
+
+# Most LLM tokens one image can take: InternVL 12 tiles + thumbnail, SmolVLM 4 x 4 + global.
+MAX_IMAGE_TOKENS = {
+    "OpenGVLab/InternVL3-1B-hf": 13 * 256,
+    "OpenGVLab/InternVL3-2B-hf": 13 * 256,
+    "OpenGVLab/InternVL3_5-4B-HF": 13 * 256,
+    "HuggingFaceTB/SmolVLM2-256M-Video-Instruct": 17 * 64,
+    "HuggingFaceTB/SmolVLM2-500M-Video-Instruct": 17 * 64,
+    "HuggingFaceTB/SmolVLM2-2.2B-Instruct": 17 * 81,
+}
+
+
+@pytest.mark.parametrize("hub_id", sorted(MAX_IMAGE_TOKENS))
+def test_the_largest_image_takes_the_most_tokens_the_geometry_allows(hub_id: str) -> None:
+    config, settings = TILED_REFERENCE_MODELS[hub_id][0](), TILED_PROCESSOR_SETTINGS[hub_id]
+    vision = config.vision_config
+    if config.model_type == "internvl":
+        assert settings["tile_size"] == vision.image_size[0]
+        shapes = [(1344, 1792), (448, 5376), (5376, 448), (1000, 1000), (10, 10)]
+        sizes = [
+            internvl_geometry(
+                s,
+                settings["tile_size"],
+                vision.patch_size[0],
+                0.5,
+                settings["min_tiles"],
+                settings["max_tiles"],
+            ).num_tokens
+            for s in shapes
+        ]
+    else:
+        assert settings["tile_size"] == vision.image_size
+        shapes = [(4000, 4000), (100, 4000), (4000, 100), (10, 10), (2000, 1000)]
+        sizes = [
+            smolvlm_geometry(
+                s,
+                settings["tile_size"],
+                vision.patch_size,
+                config.scale_factor,
+                settings["longest_edge"],
+            ).num_tokens
+            for s in shapes
+        ]
+    assert sizes[0] == max(sizes) == MAX_IMAGE_TOKENS[hub_id]
