@@ -64,6 +64,16 @@ class TileGeometry:
         return self.patch_side * self.patch_side
 
     @property
+    def token_grid(self) -> tuple[int, int]:
+        """(rows, cols) of LLM tokens in every partition."""
+        return self.n_side, self.n_side
+
+    @property
+    def patch_grid(self) -> tuple[int, int]:
+        """(rows, cols) of encoder patches in every partition."""
+        return self.patch_side, self.patch_side
+
+    @property
     def num_sub_images(self) -> int:
         """m: number of tiles (0 for a single view)."""
         return self.grid[0] * self.grid[1]
@@ -181,6 +191,16 @@ class TileGeometry:
             (r * t, c * t, (r + 1) * t, (c + 1) * t) for r in range(rows) for c in range(cols)
         ]
         return np.array(boxes, dtype=np.int64)
+
+    def global_view_boxes(self) -> np.ndarray:
+        """[P, 4] float (top, left, bottom, right) of each partition on the global view's pixels.
+
+        The global view squashes the whole canvas into one tile, so tile (r, c) of a rows x cols
+        grid covers [r / rows, (r + 1) / rows) x [c / cols, (c + 1) / cols) of it: the region
+        whose layer-0 signal decides the tile's share of the budget.
+        """
+        scale = self.tile_size / np.array(self.canvas, dtype=np.float64)
+        return self.canvas_boxes() * np.tile(scale, 2)
 
     def image_regions(self) -> np.ndarray:
         """[P, 4] float (top, left, bottom, right) of each partition in original-image pixels."""

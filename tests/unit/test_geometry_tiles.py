@@ -154,6 +154,20 @@ def test_regions_cover_the_image_in_tiles() -> None:
     assert boxes[1].tolist() == [0, 0, 512, 512] and boxes[8].tolist() == [512, 1536, 1024, 2048]
     regions = geometry.image_regions()
     np.testing.assert_allclose(regions[8], [1000 * 0.5, 2048 * 0.75, 1000, 2048])
+    on_global = geometry.global_view_boxes()
+    np.testing.assert_allclose(on_global[0], [0, 0, 512, 512])
+    np.testing.assert_allclose(on_global[6], [256, 128, 512, 256])  # tile (1, 1) of 2 x 4
+    assert (geometry.token_grid, geometry.patch_grid) == ((8, 8), (32, 32))
+
+
+def test_each_global_token_lies_in_the_global_view_box_of_its_tile() -> None:
+    for geometry in (internvl_geometry((1344, 1792)), smolvlm_geometry((2000, 700))):
+        boxes, n = geometry.global_view_boxes(), geometry.n_side
+        owners = geometry.full_to_sub_image().reshape(n, n)
+        centre = (np.arange(n) + 0.5) * geometry.tile_size / n
+        for r, c in itertools.product(range(n), range(n)):
+            top, left, bottom, right = boxes[owners[r, c]]
+            assert top <= centre[r] < bottom and left <= centre[c] < right
 
 
 @pytest.mark.parametrize(
