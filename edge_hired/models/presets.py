@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from edge_hired.hired.geometry import LLAVA_V16_PINPOINTS
 
-Family = Literal["llava_next", "llava", "llava_onevision"]
+Family = Literal["llava_next", "llava", "llava_onevision", "internvl", "smolvlm"]
 
 
 @dataclass(frozen=True)
@@ -35,8 +35,11 @@ class ModelPreset:
     vision_feature_select_strategy: Literal["default", "full"] = "default"
     image_grid_pinpoints: tuple[tuple[int, int], ...] = LLAVA_V16_PINPOINTS
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
-    vision_type: Literal["clip_vision_model", "siglip_vision_model"] = "clip_vision_model"
+    vision_type: Literal[
+        "clip_vision_model", "siglip_vision_model", "internvl_vision", "smolvlm_vision"
+    ] = "clip_vision_model"
     text_type: Literal["llama", "qwen2"] = "llama"
+    merge: int = 1  # tiled families: patches per LLM-token side after the pixel shuffle
 
     @property
     def image_size(self) -> int:
@@ -55,8 +58,13 @@ class ModelPreset:
 
     @property
     def has_cls(self) -> bool:
-        """Whether the tower carries a CLS token (CLIP does, SigLIP does not)."""
-        return self.vision_type == "clip_vision_model"
+        """Whether the tower carries a CLS token (CLIP and InternViT do, SigLIP does not)."""
+        return self.vision_type in ("clip_vision_model", "internvl_vision")
+
+    @property
+    def tokens_per_tile(self) -> int:
+        """LLM tokens of one tile after the pixel shuffle (patches_per_image for LLaVA)."""
+        return (self.image_size // self.patch_size // self.merge) ** 2
 
 
 def _frozen(**kwargs: Any) -> Mapping[str, Any]:
@@ -112,6 +120,27 @@ SIGLIP_384_8L = _frozen(**{**SIGLIP_SO400M_384, "num_hidden_layers": 8})
 #: llava-onevision's 36 pinpoints: every (h, w) of 1..6 tiles of 384 px per side.
 ONEVISION_PINPOINTS: tuple[tuple[int, int], ...] = tuple(
     (384 * h, 384 * w) for h in range(1, 7) for w in range(1, 7)
+)
+
+#: InternViT with the real 448 / 14 geometry (32 x 32 patches + CLS), 4 layers, 32 wide.
+TINY_INTERNVIT = _frozen(
+    image_size=448,
+    patch_size=14,
+    hidden_size=32,
+    intermediate_size=64,
+    num_hidden_layers=4,
+    num_attention_heads=4,
+    attention_bias=True,
+)
+
+#: SmolVLM2-256M / 500M's SigLIP geometry (512 / 16 = 32 x 32 patches), 4 layers, 32 wide.
+TINY_SMOLVLM_SIGLIP = _frozen(
+    image_size=512,
+    patch_size=16,
+    hidden_size=32,
+    intermediate_size=64,
+    num_hidden_layers=4,
+    num_attention_heads=4,
 )
 
 TINY_QWEN2 = _frozen(
@@ -222,6 +251,30 @@ PRESETS: dict[str, ModelPreset] = {
             vision_type="siglip_vision_model",
             text_type="qwen2",
             dtype="bfloat16",
+        ),
+        ModelPreset(
+            name="tiny-internvl",
+            family="internvl",
+            description="InternVL3-shaped: 448 px tiles + thumbnail, 4-layer 32-wide InternViT "
+            "with CLS, pixel shuffle 0.5 (256 tokens per tile), 2-layer Qwen2",
+            vision=TINY_INTERNVIT,
+            text=TINY_QWEN2,
+            vision_feature_layer=-1,
+            vision_type="internvl_vision",
+            text_type="qwen2",
+            merge=2,
+        ),
+        ModelPreset(
+            name="tiny-smolvlm",
+            family="smolvlm",
+            description="SmolVLM2-256M-shaped: 512 px tiles + global image, 4-layer 32-wide "
+            "SigLIP 512/16, pixel shuffle 4 (64 tokens per tile), 2-layer Llama",
+            vision=TINY_SMOLVLM_SIGLIP,
+            text=TINY_LLAMA,
+            vision_feature_layer=-1,
+            vision_feature_select_strategy="full",
+            vision_type="smolvlm_vision",
+            merge=4,
         ),
     )
 }

@@ -71,3 +71,204 @@ def llava_onevision_qwen2_0_5b_config() -> Any:
         image_grid_pinpoints=[list(p) for p in ONEVISION_PINPOINTS],
         vision_aspect_ratio="anyres_max_9",
     )
+
+
+# ---------------------------------------------------------------- InternVL3 / InternVL3.5 (-hf)
+# Shapes from the published model cards and configs (OpenGVLab/InternVL3-1B-hf, -2B-hf,
+# InternVL3_5-4B-HF; read through their hub pages and model cards, not downloaded here) and
+# from the LLMs they are built on (Qwen2.5-0.5B / -1.5B, Qwen3-4B). Every -hf model uses
+# InternViT-300M-448px-V2_5: 24 layers, 1024 wide, 16 heads, MLP 4096, qkv bias, LayerNorm,
+# no QK-norm, 448 px tiles of 14 px patches plus a CLS token, pixel shuffle 0.5.
+# Not checked against the files (no hub access): `vocab_size` (151674 for the InternVL3 -hf
+# tokenizers, 151936 assumed for InternVL3.5), `image_token_id` of InternVL3.5 (151671 assumed)
+# and untied LM heads (the advertised sizes, 0.9B / 2B / 4.7B, only add up with them untied).
+
+INTERNVIT_300M_448 = {
+    "hidden_size": 1024,
+    "num_hidden_layers": 24,
+    "num_attention_heads": 16,
+    "intermediate_size": 4096,
+    "attention_bias": True,
+    "use_qk_norm": False,
+    "norm_type": "layer_norm",
+    "image_size": [448, 448],
+    "patch_size": [14, 14],
+    "layer_scale_init_value": 0.1,
+    "use_mean_pooling": True,
+}
+
+QWEN25_0_5B_TEXT = {  # InternVL3-1B's LLM (Qwen2.5-0.5B shape)
+    "model_type": "qwen2",
+    "hidden_size": 896,
+    "num_hidden_layers": 24,
+    "num_attention_heads": 14,
+    "num_key_value_heads": 2,
+    "intermediate_size": 4864,
+    "vocab_size": 151674,
+    "max_position_embeddings": 32768,
+    "rope_theta": 1000000.0,
+}
+
+QWEN25_1_5B_TEXT = {  # InternVL3-2B's LLM (Qwen2.5-1.5B shape)
+    **QWEN25_0_5B_TEXT,
+    "hidden_size": 1536,
+    "num_hidden_layers": 28,
+    "num_attention_heads": 12,
+    "intermediate_size": 8960,
+}
+
+QWEN3_4B_TEXT = {  # InternVL3.5-4B's LLM (Qwen3-4B shape)
+    "model_type": "qwen3",
+    "hidden_size": 2560,
+    "num_hidden_layers": 36,
+    "num_attention_heads": 32,
+    "num_key_value_heads": 8,
+    "head_dim": 128,
+    "intermediate_size": 9728,
+    "vocab_size": 151936,
+    "max_position_embeddings": 40960,
+    "rope_theta": 1000000.0,
+}
+
+
+def _internvl_config(text: dict[str, Any], image_token_id: int) -> Any:
+    """An InternVLConfig with the InternViT-300M tower and an untied LM head."""
+    from transformers import InternVLConfig
+
+    return InternVLConfig(
+        vision_config={"model_type": "internvl_vision", **INTERNVIT_300M_448},
+        text_config={**text, "tie_word_embeddings": False},
+        downsample_ratio=0.5,
+        image_seq_length=256,
+        vision_feature_layer=-1,
+        vision_feature_select_strategy="default",
+        image_token_id=image_token_id,
+        tie_word_embeddings=False,
+    )
+
+
+def internvl3_1b_config() -> Any:
+    """OpenGVLab/InternVL3-1B-hf's shape (InternViT-300M + Qwen2.5-0.5B, ~0.94B)."""
+    return _internvl_config(QWEN25_0_5B_TEXT, image_token_id=151667)
+
+
+def internvl3_2b_config() -> Any:
+    """OpenGVLab/InternVL3-2B-hf's shape (InternViT-300M + Qwen2.5-1.5B, ~2.1B)."""
+    return _internvl_config(QWEN25_1_5B_TEXT, image_token_id=151667)
+
+
+def internvl3_5_4b_config() -> Any:
+    """OpenGVLab/InternVL3_5-4B-HF's shape (InternViT-300M + Qwen3-4B, ~4.7B)."""
+    return _internvl_config(QWEN3_4B_TEXT, image_token_id=151671)
+
+
+# ---------------------------------------------------------------- SmolVLM2
+# From the published configs (HuggingFaceTB/SmolVLM2-256M-Video-Instruct, -500M-Video-Instruct,
+# -2.2B-Instruct; their config.json excerpts and model cards): 256M / 500M use SigLIP-B/16 at
+# 512 px (12 layers, 768 wide, 12 heads, MLP 3072) with pixel shuffle 4 (64 tokens per 512 px
+# tile) and SmolLM2-135M / -360M; 2.2B uses SigLIP-so400m at 384 px with 14 px patches (27
+# layers, 1152 wide, 16 heads, MLP 4304) with pixel shuffle 3 (81 tokens per tile) and
+# SmolLM2-1.7B. image_token_id 49190, vocab 49280, untied LM heads (as their configs say).
+# Processor knobs: size.longest_edge 4 x tile (2048 / 1536), max_image_size = the tile.
+
+SIGLIP_B16_512 = {
+    "hidden_size": 768,
+    "num_hidden_layers": 12,
+    "num_attention_heads": 12,
+    "intermediate_size": 3072,
+    "image_size": 512,
+    "patch_size": 16,
+}
+
+SIGLIP_SO400M_384_14 = {
+    "hidden_size": 1152,
+    "num_hidden_layers": 27,
+    "num_attention_heads": 16,
+    "intermediate_size": 4304,
+    "image_size": 384,
+    "patch_size": 14,
+}
+
+SMOLLM2_135M_TEXT = {
+    "model_type": "llama",
+    "hidden_size": 576,
+    "num_hidden_layers": 30,
+    "num_attention_heads": 9,
+    "num_key_value_heads": 3,
+    "intermediate_size": 1536,
+    "head_dim": 64,
+    "vocab_size": 49280,
+    "max_position_embeddings": 8192,
+}
+
+SMOLLM2_360M_TEXT = {
+    **SMOLLM2_135M_TEXT,
+    "hidden_size": 960,
+    "num_hidden_layers": 32,
+    "num_attention_heads": 15,
+    "num_key_value_heads": 5,
+    "intermediate_size": 2560,
+}
+
+SMOLLM2_1_7B_TEXT = {
+    **SMOLLM2_135M_TEXT,
+    "hidden_size": 2048,
+    "num_hidden_layers": 24,
+    "num_attention_heads": 32,
+    "num_key_value_heads": 32,
+    "intermediate_size": 8192,
+}
+
+
+def _smolvlm_config(vision: dict[str, Any], text: dict[str, Any], scale_factor: int) -> Any:
+    """A SmolVLMConfig with an untied LM head."""
+    from transformers import SmolVLMConfig
+
+    return SmolVLMConfig(
+        vision_config={"model_type": "smolvlm_vision", **vision},
+        text_config={**text, "tie_word_embeddings": False},
+        scale_factor=scale_factor,
+        image_token_id=49190,
+        tie_word_embeddings=False,
+    )
+
+
+def smolvlm2_256m_config() -> Any:
+    """HuggingFaceTB/SmolVLM2-256M-Video-Instruct's shape (SigLIP-B/16-512 + SmolLM2-135M)."""
+    return _smolvlm_config(SIGLIP_B16_512, SMOLLM2_135M_TEXT, scale_factor=4)
+
+
+def smolvlm2_500m_config() -> Any:
+    """HuggingFaceTB/SmolVLM2-500M-Video-Instruct's shape (SigLIP-B/16-512 + SmolLM2-360M)."""
+    return _smolvlm_config(SIGLIP_B16_512, SMOLLM2_360M_TEXT, scale_factor=4)
+
+
+def smolvlm2_2_2b_config() -> Any:
+    """HuggingFaceTB/SmolVLM2-2.2B-Instruct's shape (SigLIP-so400m-384/14 + SmolLM2-1.7B)."""
+    return _smolvlm_config(SIGLIP_SO400M_384_14, SMOLLM2_1_7B_TEXT, scale_factor=3)
+
+
+#: The tiled reference models by hub id: config builder and the advertised size in billions.
+TILED_REFERENCE_MODELS = {
+    "OpenGVLab/InternVL3-1B-hf": (internvl3_1b_config, 0.9),
+    "OpenGVLab/InternVL3-2B-hf": (internvl3_2b_config, 2.0),
+    "OpenGVLab/InternVL3_5-4B-HF": (internvl3_5_4b_config, 4.7),
+    "HuggingFaceTB/SmolVLM2-256M-Video-Instruct": (smolvlm2_256m_config, 0.256),
+    "HuggingFaceTB/SmolVLM2-500M-Video-Instruct": (smolvlm2_500m_config, 0.5),
+    "HuggingFaceTB/SmolVLM2-2.2B-Instruct": (smolvlm2_2_2b_config, 2.2),
+}
+
+
+#: Image-processor settings of the tiled reference models, as their processors use them: tile
+#: side in pixels and, for InternVL, `min_patches` / `max_patches` (`InternVLProcessor` turns
+#: `crop_to_patches` on; the hub's preprocessor_config.json alone says false), for SmolVLM
+#: `size.longest_edge` (4 tiles; 2048 for 256M / 500M, 1536 for 2.2B: from the SmolVLM docs and
+#: the published preprocessor configs, not re-read here). Token knobs: max_patches, longest_edge.
+TILED_PROCESSOR_SETTINGS: dict[str, dict[str, int]] = {
+    "OpenGVLab/InternVL3-1B-hf": {"tile_size": 448, "min_tiles": 1, "max_tiles": 12},
+    "OpenGVLab/InternVL3-2B-hf": {"tile_size": 448, "min_tiles": 1, "max_tiles": 12},
+    "OpenGVLab/InternVL3_5-4B-HF": {"tile_size": 448, "min_tiles": 1, "max_tiles": 12},
+    "HuggingFaceTB/SmolVLM2-256M-Video-Instruct": {"tile_size": 512, "longest_edge": 2048},
+    "HuggingFaceTB/SmolVLM2-500M-Video-Instruct": {"tile_size": 512, "longest_edge": 2048},
+    "HuggingFaceTB/SmolVLM2-2.2B-Instruct": {"tile_size": 384, "longest_edge": 1536},
+}

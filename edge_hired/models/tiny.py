@@ -36,6 +36,7 @@ __all__ = [
     "PRESETS",
     "ModelPreset",
     "build_checkpoint",
+    "build_family_tokenizer",
     "build_processor",
     "build_tokenizer",
     "cache_root",
@@ -117,8 +118,11 @@ def get_preset(preset: str) -> ModelPreset:
         raise InvalidArgumentError(expected("preset", f"one of {known}", preset)) from None
 
 
-def _train_bpe() -> Tokenizer:
-    """Train a byte-level BPE `tokenizers.Tokenizer` on the embedded corpus (deterministic)."""
+def _train_bpe(specials: tuple[str, ...] = SPECIAL_TOKENS) -> Tokenizer:
+    """Train a byte-level BPE `tokenizers.Tokenizer` on the embedded corpus (deterministic).
+
+    `specials` come first in the vocabulary, in order (the tiled families add their markers).
+    """
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
     tokenizer = Tokenizer(models.BPE(unk_token=UNK))
@@ -127,7 +131,7 @@ def _train_bpe() -> Tokenizer:
     trainer = trainers.BpeTrainer(
         vocab_size=TOKENIZER_VOCAB_TARGET,
         min_frequency=1,
-        special_tokens=list(SPECIAL_TOKENS),
+        special_tokens=list(specials),
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
@@ -159,6 +163,89 @@ def build_tokenizer() -> PreTrainedTokenizerFast:
     )
 
 
+#: InternVL's image markers and Qwen-style turn markers, with the -hf tokenizers' names.
+INTERNVL_TOKENS = {
+    "start_image_token": "<img>",
+    "end_image_token": "</img>",
+    "context_image_token": "<IMG_CONTEXT>",
+    "video_token": "<video>",
+}
+#: SmolVLM's image markers: fake-image wrapper, global image, end of turn, and one
+#: `<row_r_col_c>` per tile position of grids up to 6 x 6 (as the SmolVLM2 tokenizers have).
+SMOLVLM_TOKENS = {
+    "image_token": IMAGE,
+    "fake_image_token": "<fake_token_around_image>",
+    "global_image_token": "<global-img>",
+    "end_of_utterance_token": "<end_of_utterance>",
+}
+_SMOLVLM_ROWS = tuple(f"<row_{r}_col_{c}>" for r in range(1, 7) for c in range(1, 7))
+_TURN_TOKENS = ("<|im_start|>", "<|im_end|>")
+
+#: Qwen style, as InternVL3's: the image placeholder is `<IMG_CONTEXT>` on its own line.
+INTERNVL_CHAT_TEMPLATE = (
+    "{%- for message in messages -%}"
+    "{{- '<|im_start|>' + message['role'] + '\n' -}}"
+    "{%- if message['content'] is string -%}{{- message['content'] -}}"
+    "{%- else -%}"
+    "{%- for item in message['content'] if item['type'] == 'image' -%}"
+    "{{- '<IMG_CONTEXT>\n' -}}{%- endfor -%}"
+    "{%- for item in message['content'] if item['type'] == 'text' -%}"
+    "{{- item['text'] -}}{%- endfor -%}"
+    "{%- endif -%}"
+    "{{- '<|im_end|>\n' -}}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{- '<|im_start|>assistant\n' -}}{%- endif -%}"
+)
+
+#: SmolVLM2 style: "<|im_start|>User:<image>{text}<end_of_utterance>\nAssistant:".
+SMOLVLM_CHAT_TEMPLATE = (
+    "<|im_start|>"
+    "{%- for message in messages -%}"
+    "{{- message['role'] | capitalize -}}"
+    "{%- if message['content'] is string -%}{{- ': ' + message['content'] -}}"
+    "{%- else -%}"
+    "{%- if message['content'][0]['type'] == 'image' -%}{{- ':' -}}"
+    "{%- else -%}{{- ': ' -}}{%- endif -%}"
+    "{%- for item in message['content'] -%}"
+    "{%- if item['type'] == 'text' -%}{{- item['text'] -}}"
+    "{%- elif item['type'] == 'image' -%}{{- '<image>' -}}{%- endif -%}"
+    "{%- endfor -%}"
+    "{%- endif -%}"
+    "{{- '<end_of_utterance>\n' -}}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{- 'Assistant:' -}}{%- endif -%}"
+)
+
+TILED_CHAT_TEMPLATES = {"internvl": INTERNVL_CHAT_TEMPLATE, "smolvlm": SMOLVLM_CHAT_TEMPLATE}
+
+
+def build_family_tokenizer(family: str) -> PreTrainedTokenizerFast:
+    """The offline tokenizer plus a tiled family's markers (as single special tokens).
+
+    `family` is "internvl" or "smolvlm"; the markers are reachable by the attribute names the
+    stock processors read (`tokenizer.context_image_token`, `tokenizer.global_image_token`, ...).
+    Any other family gets `build_tokenizer()`.
+    """
+    from transformers import PreTrainedTokenizerFast
+
+    if family not in TILED_CHAT_TEMPLATES:
+        return build_tokenizer()
+    named = INTERNVL_TOKENS if family == "internvl" else SMOLVLM_TOKENS
+    extra = tuple(named.values()) + _TURN_TOKENS + (_SMOLVLM_ROWS if family == "smolvlm" else ())
+    specials = SPECIAL_TOKENS + tuple(t for t in extra if t not in SPECIAL_TOKENS)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=_train_bpe(specials),
+        bos_token=BOS,
+        eos_token=EOS,
+        unk_token=UNK,
+        pad_token=PAD,
+        extra_special_tokens=dict(named),
+        padding_side="left",
+        model_max_length=8192,
+        chat_template=TILED_CHAT_TEMPLATES[family],
+    )
+
+
 def _text_kwargs(spec: ModelPreset, tokenizer: PreTrainedTokenizerFast) -> dict[str, Any]:
     """Text config kwargs: the preset's shape plus the tokenizer's vocabulary and special ids."""
     return {
@@ -177,7 +264,9 @@ def config_kwargs(preset: str, tokenizer: PreTrainedTokenizerFast | None = None)
     Vocabulary size and special-token ids come from `tokenizer` (default: `build_tokenizer()`).
     """
     spec = get_preset(preset)
-    tokenizer = tokenizer if tokenizer is not None else build_tokenizer()
+    tokenizer = tokenizer if tokenizer is not None else build_family_tokenizer(spec.family)
+    if spec.family in TILED_CHAT_TEMPLATES:
+        return _tiled_config_kwargs(spec, tokenizer)
     kwargs: dict[str, Any] = {
         "vision_config": {"model_type": spec.vision_type, **spec.vision},
         "text_config": _text_kwargs(spec, tokenizer),
@@ -195,6 +284,27 @@ def config_kwargs(preset: str, tokenizer: PreTrainedTokenizerFast | None = None)
     return kwargs
 
 
+def _tiled_config_kwargs(spec: ModelPreset, tokenizer: PreTrainedTokenizerFast) -> dict[str, Any]:
+    """InternVLConfig / SmolVLMConfig kwargs: tower, LLM, image token and pixel shuffle."""
+    kwargs: dict[str, Any] = {
+        "vision_config": {"model_type": spec.vision_type, **spec.vision},
+        "text_config": _text_kwargs(spec, tokenizer),
+        "dtype": spec.dtype,
+    }
+    if spec.family == "internvl":
+        context = tokenizer.convert_tokens_to_ids(INTERNVL_TOKENS["context_image_token"])
+        return {
+            **kwargs,
+            "image_token_id": context,
+            "image_seq_length": spec.tokens_per_tile,
+            "downsample_ratio": 1 / spec.merge,
+            "vision_feature_layer": spec.vision_feature_layer,
+            "vision_feature_select_strategy": "default",  # drop the CLS token
+        }
+    image = tokenizer.convert_tokens_to_ids(IMAGE)
+    return {**kwargs, "image_token_id": image, "scale_factor": spec.merge}
+
+
 def make_config(preset: str, tokenizer: PreTrainedTokenizerFast | None = None) -> PreTrainedConfig:
     """The LlavaNextConfig / LlavaConfig / LlavaOnevisionConfig of `preset` (no weights)."""
     import transformers
@@ -207,6 +317,8 @@ CONFIG_CLASSES = {
     "llava_next": "LlavaNextConfig",
     "llava": "LlavaConfig",
     "llava_onevision": "LlavaOnevisionConfig",
+    "internvl": "InternVLConfig",
+    "smolvlm": "SmolVLMConfig",
 }
 
 
@@ -215,6 +327,14 @@ def _image_processor(spec: ModelPreset) -> Any:
     import transformers
 
     side = spec.image_size
+    if spec.family == "internvl":  # as the hub ships it: tiling off unless the caller asks
+        return transformers.GotOcr2ImageProcessorPil(
+            size={"height": side, "width": side}, crop_to_patches=False, max_patches=12
+        )
+    if spec.family == "smolvlm":  # as SmolVLM2-256M / 500M: long edge 4 tiles, 512 px tiles
+        return transformers.SmolVLMImageProcessorPil(
+            size={"longest_edge": 4 * side}, max_image_size={"longest_edge": side}
+        )
     pinpoints = [list(pair) for pair in spec.image_grid_pinpoints]
     if spec.family == "llava_onevision":  # as llava-onevision-qwen2-*: the full image squashed
         square = {"size": {"height": side, "width": side}}
@@ -239,9 +359,11 @@ def build_processor(preset: str, tokenizer: PreTrainedTokenizerFast | None = Non
     from transformers import LlavaNextProcessor, LlavaProcessor
 
     spec = get_preset(preset)
-    tokenizer = tokenizer if tokenizer is not None else build_tokenizer()
+    tokenizer = tokenizer if tokenizer is not None else build_family_tokenizer(spec.family)
     if spec.family == "llava_onevision":
         return _OnevisionParts(_image_processor(spec), tokenizer)
+    if spec.family in TILED_CHAT_TEMPLATES:
+        return _OnevisionParts(_image_processor(spec), tokenizer, TILED_CHAT_TEMPLATES[spec.family])
     processor_cls = LlavaNextProcessor if spec.family == "llava_next" else LlavaProcessor
     return processor_cls(
         image_processor=_image_processor(spec),
@@ -256,14 +378,20 @@ def build_processor(preset: str, tokenizer: PreTrainedTokenizerFast | None = Non
 class _OnevisionParts:
     """Image processor + tokenizer (chat template inside) saved side by side, as the hub does."""
 
-    def __init__(self, image_processor: Any, tokenizer: PreTrainedTokenizerFast) -> None:
+    def __init__(
+        self,
+        image_processor: Any,
+        tokenizer: PreTrainedTokenizerFast,
+        chat_template: str = CHAT_TEMPLATE,
+    ) -> None:
         self.image_processor = image_processor
         self.tokenizer = tokenizer
+        self.chat_template = chat_template
 
     def save_pretrained(self, directory: Path) -> None:
         self.image_processor.save_pretrained(directory)
         self.tokenizer.save_pretrained(directory)
-        (Path(directory) / "chat_template.jinja").write_text(CHAT_TEMPLATE)
+        (Path(directory) / "chat_template.jinja").write_text(self.chat_template)
 
 
 def _random_model(config: PreTrainedConfig, seed: int) -> PreTrainedModel:
@@ -280,7 +408,7 @@ def _random_model(config: PreTrainedConfig, seed: int) -> PreTrainedModel:
 
 def _write_checkpoint(preset: str, directory: Path, seed: int) -> None:
     """Write config, weights, generation config, tokenizer and processor into `directory`."""
-    tokenizer = build_tokenizer()
+    tokenizer = build_family_tokenizer(get_preset(preset).family)
     model = _random_model(make_config(preset, tokenizer), seed)
     model.save_pretrained(directory)
     build_processor(preset, tokenizer).save_pretrained(directory)
