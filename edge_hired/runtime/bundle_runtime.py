@@ -34,7 +34,7 @@ from edge_hired.bundle.manifest import Manifest, read_manifest
 from edge_hired.device import tensorrt
 from edge_hired.device.compute_dtype import runtime_dtype
 from edge_hired.device.ort_providers import import_onnxruntime
-from edge_hired.device.providers import ProviderChoice, choose_providers
+from edge_hired.device.providers import ProviderChoice, choose_providers, session_entries
 from edge_hired.device.torch_device import choose_torch_device, torch_dtype
 from edge_hired.runtime.loading import ModelFacts, VlmParts
 from edge_hired.runtime.pipeline import Pipeline
@@ -174,9 +174,14 @@ def _llm_device(manifest: Manifest, options: BundleLoadOptions):
 def session_providers(
     choice: ProviderChoice, manifest: Manifest, options: BundleLoadOptions
 ) -> list[ProviderEntry]:
-    """The providers as ONNX Runtime takes them: TensorRT with its cache and profile options."""
+    """The providers as ONNX Runtime takes them: TensorRT with its cache and profile options,
+    CUDA with its arena held to the planner's figure (`planner.costs.ort_gpu_mem_limit`)."""
+    from edge_hired.planner.costs import ort_gpu_mem_limit
+    from edge_hired.planner.inputs import PlanInputs
+
+    limit = ort_gpu_mem_limit(PlanInputs.from_manifest(manifest))
     if choice.providers[0] != "TensorrtExecutionProvider":
-        return list(choice.providers)
+        return session_entries(choice.providers, limit)
     from edge_hired.models.tiny import cache_root
 
     vision = manifest.vision
@@ -196,7 +201,7 @@ def session_providers(
         partitions=tensorrt.max_partitions(vision.pinpoints, vision.crop_size),
         crop_size=vision.crop_size,
     )
-    return [(choice.providers[0], trt_options), *choice.providers[1:]]
+    return session_entries(choice.providers, limit, trt_options)
 
 
 def _encoder_sha256(manifest: Manifest) -> str:
