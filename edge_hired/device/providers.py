@@ -114,13 +114,14 @@ def cuda_arena_options(gpu_mem_limit: int) -> dict[str, str]:
 
 def session_entries(
     providers: Sequence[str],
-    gpu_mem_limit: int,
+    gpu_mem_limit: int | None,
     tensorrt_options: dict[str, str] | None = None,
 ) -> list[ProviderEntry]:
-    """The providers with their options: CUDA's arena and TensorRT's cache/profile options."""
+    """The providers with their options: CUDA's arena (when a limit is given) and TensorRT's
+    cache/profile options."""
     entries: list[ProviderEntry] = []
     for name in providers:
-        if name == "CUDAExecutionProvider":
+        if name == "CUDAExecutionProvider" and gpu_mem_limit is not None:
             entries.append((name, cuda_arena_options(gpu_mem_limit)))
         elif name == "TensorrtExecutionProvider" and tensorrt_options:
             entries.append((name, dict(tensorrt_options)))

@@ -179,7 +179,8 @@ def session_providers(
     from edge_hired.planner.costs import ort_gpu_mem_limit
     from edge_hired.planner.inputs import PlanInputs
 
-    limit = ort_gpu_mem_limit(PlanInputs.from_manifest(manifest))
+    cuda = "CUDAExecutionProvider" in choice.providers
+    limit = ort_gpu_mem_limit(PlanInputs.from_manifest(manifest)) if cuda else None
     if choice.providers[0] != "TensorrtExecutionProvider":
         return session_entries(choice.providers, limit)
     from edge_hired.models.tiny import cache_root

@@ -183,5 +183,6 @@ def test_the_cuda_provider_gets_an_explicit_arena_and_tensorrt_its_options() -> 
     arena = {"arena_extend_strategy": "kSameAsRequested", "gpu_mem_limit": "828375040"}
     assert entries == [(TRT, trt), (CUDA, arena), CPU]
     assert session_entries((CPU,), 1) == [CPU]
+    assert session_entries((CUDA, CPU), None) == [CUDA, CPU]
     with pytest.raises(InvalidArgumentError, match="gpu_mem_limit: expected bytes >= 1"):
         cuda_arena_options(0)
