@@ -109,9 +109,13 @@ class Captured:
 def capture_fd(fd: int = 2) -> Iterator[Captured]:
     """Everything written to descriptor `fd` meanwhile, by Python or by C++ alike."""
     captured = Captured()
+    try:
+        saved = os.dup(fd)
+    except OSError:  # no such descriptor (a daemon without stderr): nothing to capture
+        yield captured
+        return
     with tempfile.TemporaryFile() as sink:
         _flush_std()
-        saved = os.dup(fd)
         os.dup2(sink.fileno(), fd)
         try:
             yield captured

@@ -349,3 +349,18 @@ def test_without_nvml_the_context_is_everything_in_use_and_says_so() -> None:
     result = measure_cuda("discrete", FakeCuda(FakeNvml(), used=3 * GIB), nvml=NoNvml())
     assert result["context_mib"] == 3072.0
     assert "all processes (no NVML for a baseline)" in result["context_source"]
+
+
+@pytest.mark.parametrize(("jetson", "kind"), [(True, "unified"), (False, "discrete")])
+def test_calibrate_tells_the_cuda_step_which_memory_to_read(monkeypatch, jetson, kind) -> None:
+    from edge_hired.device import memory_info
+    from edge_hired.facts import calibrate
+    from edge_hired.facts.run_facts import RunFacts
+
+    specs: list[dict] = []
+    monkeypatch.setattr(calibrate, "probe", lambda spec: specs.append(spec) or {})
+    monkeypatch.setattr(calibrate, "_is_jetson", lambda: jetson)
+    monkeypatch.setattr(memory_info, "device_memory", lambda kind: kind)  # no GPU here
+    facts = RunFacts(SYNTH, "cuda", (672, 672), 5, 2880, 48, 40)
+    calibrate._measure({"hw": [672, 672]}, facts, [(672, 672)], 1, lambda step: None)
+    assert next(spec for spec in specs if spec["step"] == "cuda")["kind"] == kind
