@@ -34,7 +34,7 @@ from edge_hired.bundle.manifest import Manifest, read_manifest
 from edge_hired.device import tensorrt
 from edge_hired.device.compute_dtype import runtime_dtype
 from edge_hired.device.ort_providers import import_onnxruntime
-from edge_hired.device.providers import ProviderChoice, choose_providers, session_entries
+from edge_hired.device.providers import ProviderChoice, choose_providers
 from edge_hired.device.torch_device import choose_torch_device, torch_dtype
 from edge_hired.runtime.loading import ModelFacts, VlmParts
 from edge_hired.runtime.pipeline import Pipeline
@@ -176,6 +176,7 @@ def session_providers(
 ) -> list[ProviderEntry]:
     """The providers as ONNX Runtime takes them: TensorRT with its cache and profile options,
     CUDA with its arena held to the planner's figure (`planner.costs.ort_gpu_mem_limit`)."""
+    from edge_hired.device.providers import session_entries
     from edge_hired.planner.costs import ort_gpu_mem_limit
     from edge_hired.planner.inputs import PlanInputs
 
