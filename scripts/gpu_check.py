@@ -4,22 +4,38 @@
 
 No network: every model is built from configs with random weights (the tiny checkpoints of
 `edge_hired.models.tiny`, a 7B-shaped LLaVA-NeXT built on the GPU). It uses whatever torch,
-transformers and ONNX Runtime the machine has; each section runs in its own try/except and a
-failure is a row of the table (with the error), never the end of the run. About 8 minutes on
-one GPU, most of it the 7B section. Prints a table and writes one JSON file. On a machine with no
-CUDA GPU visible to torch it exits 2 with one line.
+transformers and ONNX Runtime the machine has. Each section appends its rows as it measures
+them; an exception adds one failed row and keeps the rows already measured, never ending the
+run. About 8 minutes on one GPU, most of it the 7B section. Prints a table and writes one JSON
+file; exits 0 when every row holds, 1 when one does not, 2 without a CUDA GPU visible to torch.
 
-Sections:
+On a lent GPU machine with torch and transformers but no pydantic or bitsandbytes (and no
+network): run `scripts/gpu_check_wheels.sh` here first (it fills the git-ignored .gpu_wheels/,
+see its header for what and why), carry .gpu_wheels/ along, and there run the one command
+
+    python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site \
+        .gpu_wheels/*.whl && PYTHONPATH=/tmp/site:. PYTHONUNBUFFERED=1 \
+        python3 scripts/gpu_check.py --out gpu_check.json
+
+Sections, and when each row holds:
 - parity: at budget 100% the pipeline's tokens equal stock `generate` (fp16 and bf16) on a tiny
   LLaVA-NeXT for three grids and on LLaVA-1.5; `hired` at 20% keeps exactly the budget;
   `prumerge+` runs.
-- bitsandbytes: 4-bit and 8-bit exports of the tiny model, `run --bundle` on CUDA, the LLM's
-  bytes on the device against the manifest's weight bytes.
-- onnxruntime: the bundle's encoder with the best provider present (probed), max |ORT - PyTorch|
-  per output.
+- bitsandbytes: 4-bit and 8-bit exports of the tiny model run with `run --bundle` on CUDA, and
+  the CUDA logits of the bundle's LLM on a fixed token sequence are compared with an fp32
+  reference on the CPU built from the same bundle's weights, dequantized: max |CUDA - reference|
+  over max |reference| must stay within QUANT_TOLERANCE (4-bit 2e-2, 8-bit 5e-2: fp16 compute
+  and, for LLM.int8, int8 activations; measured on the CPU backend 3e-3 and 6e-3). The LLM's
+  bytes on the device are reported against the manifest's.
+- onnxruntime: the bundle's encoder on the best provider present (probed; TF32 off in ORT's CUDA
+  provider) against the PyTorch encoder on CUDA with TF32 off for matmuls and cuDNN (TF32 alone
+  puts an fp32 ViT ~2e-3 off), max |ORT - PyTorch| per output within 1e-3.
 - 7b: a 7B-shaped LLaVA-NeXT (ViT-L/14-336 + Vicuna-7B-shaped Llama, fp16): TTFT at 2880 visual
-  tokens and at 20%, decode tokens/s, ratios against the ideal from token counts, and the device
-  peak against the planner's prediction.
+  tokens and at 20%, decode tokens/s, ratios against the ideal from token counts; the device
+  peak must stay under the planner's required bytes (peak + margin) for the request it really
+  ran (its own prompt length, partitions and new tokens); decode tokens/s as a share of the
+  bandwidth roofline (LLM weight bytes / measured device-to-device copy bandwidth), which must
+  lie in (0, 1].
 """
 
 from __future__ import annotations
@@ -58,14 +74,16 @@ def versions() -> dict[str, str]:
     return found
 
 
-def section(rows: list[Row], name: str, check: Callable[[], list[Row]]) -> None:
-    """Run one section; its failure becomes one row with the error instead of ending the run."""
+def section(rows: list[Row], name: str, check: Callable[[list[Row]], None]) -> None:
+    """Run one section, which appends its rows as it measures them; an exception adds one
+    failed row with the error and keeps the rows measured before it."""
     started = time.perf_counter()
+    found: list[Row] = []
     try:
-        found = check()
+        check(found)
     except Exception as error:  # any failure is a finding of the check
         last = traceback.format_exception_only(type(error), error)[-1].strip()
-        found = [{"check": name, "ok": False, "detail": last[:300]}]
+        found.append({"check": f"{name} (stopped)", "ok": False, "detail": last[:300]})
     for row in found:
         row.setdefault("section", name)
         row.setdefault("seconds", round(time.perf_counter() - started, 1))
@@ -100,7 +118,7 @@ def stock_tokens(model: Any, processor: Any, picture: Any) -> list[int]:
     return out[0, inputs["input_ids"].shape[1] :].tolist()
 
 
-def parity(models: dict[str, Path]) -> list[Row]:
+def parity(models: dict[str, Path], rows: list[Row]) -> None:
     """Full budget equals stock generate; hired 20% keeps the budget; prumerge+ runs."""
     import torch
     from transformers import AutoProcessor
@@ -109,7 +127,6 @@ def parity(models: dict[str, Path]) -> list[Row]:
     from edge_hired.runtime.generation import SamplingOptions
     from edge_hired.runtime.pipeline import Pipeline, SelectionOptions
 
-    rows: list[Row] = []
     sampling = SamplingOptions(max_new_tokens=NEW_TOKENS)
     for short, dtype in (("fp16", torch.float16), ("bf16", torch.bfloat16)):
         for preset, directory in models.items():
@@ -148,7 +165,6 @@ def parity(models: dict[str, Path]) -> list[Row]:
             )
             del stock, pipeline
             torch.cuda.empty_cache()
-    return rows
 
 
 # --- bitsandbytes and ONNX Runtime --------------------------------------------------------------
@@ -160,44 +176,150 @@ def device_bytes(module: Any) -> int:
     return sum(t.numel() * t.element_size() for t in tensors)
 
 
-def bitsandbytes_rows(tiny: Path, work: Path) -> list[Row]:
-    """4-bit and 8-bit export, run --bundle on CUDA, device bytes against the manifest."""
+#: Largest max |CUDA - reference| / max |reference| of the LLM's logits per quantization.
+QUANT_TOLERANCE = {"4bit": 2e-2, "8bit": 5e-2}
+#: The fixed token sequence the quantized LLMs are compared on.
+LOGIT_TOKENS = 16
+
+
+def logits_row(check: str, got: Any, want: Any, tolerance: float) -> Row:
+    """A row comparing logits with a reference: relative max difference within `tolerance`."""
+    got, want = got.detach().float().cpu(), want.detach().float().cpu()
+    scale = float(want.abs().max())
+    error = float((got - want).abs().max()) / max(scale, 1e-12)
+    return {
+        "check": check,
+        "ok": bool(error <= tolerance),
+        "detail": f"max |logits - reference| = {error:.1e} of max |reference| {scale:.3g} "
+        f"(tolerance {tolerance:g})",
+        "relative_logit_error": error,
+    }
+
+
+def dequantized_weight(module: Any) -> Any | None:
+    """The fp32 weight a bitsandbytes Linear stands for, or None for any other module."""
+    import bitsandbytes as bnb
+
+    weight = module.weight if hasattr(module, "weight") else None
+    if isinstance(module, bnb.nn.Linear4bit):
+        return bnb.functional.dequantize_4bit(weight.data, weight.quant_state).float()
+    if isinstance(module, bnb.nn.Linear8bitLt):  # LLM.int8: int8 rows, absmax per row / 127
+        return weight.CB.float() * weight.SCB.float()[:, None] / 127
+    return None
+
+
+def dequantized_reference(quantized: Any) -> Any:
+    """An fp32 model on the CPU with the quantized model's weights, dequantized."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    state = {name: p.detach().float().cpu() for name, p in quantized.named_parameters()}
+    for name, module in quantized.named_modules():
+        weight = dequantized_weight(module)
+        if weight is not None:
+            state[f"{name}.weight"] = weight.cpu()
+    reference = AutoModelForCausalLM.from_config(quantized.config, dtype=torch.float32)
+    missing, unexpected = reference.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise RuntimeError(f"reference: missing {missing[:3]}, unexpected {unexpected[:3]}")
+    return reference.eval()
+
+
+def llm_logits(model: Any, vocab: int) -> Any:
+    """Logits of `model` on the fixed token sequence (on the model's device)."""
+    import torch
+
+    ids = (torch.arange(LOGIT_TOKENS) * 7 + 3)[None] % vocab
+    device = next(model.parameters()).device
+    with torch.inference_mode():
+        return model(input_ids=ids.to(device)).logits
+
+
+def quantized_rows(tiny: Path, work: Path, rows: list[Row], device: str = "cuda") -> None:
+    """Per quantization: export, run --bundle on `device`, and its logits against the CPU
+    reference dequantized from the same bundle."""
     try:
         metadata.version("bitsandbytes")
     except metadata.PackageNotFoundError:
-        return [{"check": "bitsandbytes", "ok": False, "detail": "bitsandbytes not installed"}]
+        rows.append({"check": "bitsandbytes", "ok": False, "detail": "bitsandbytes not installed"})
+        return
+    for quant in QUANT_TOLERANCE:
+        bundle = export_quantized(tiny, work, quant)
+        quantized_bundle_rows(bundle, quant, rows, device)
+
+
+def export_quantized(tiny: Path, work: Path, quant: str) -> Path:
     from edge_hired.export.exporter import ExportOptions, export_bundle
+
+    out = work / f"tiny-{quant}"
+    options = ExportOptions(quantization=quant, dtype="fp16", measure_memory=False)
+    export_bundle(str(tiny), out, options)
+    return out
+
+
+def quantized_bundle_rows(bundle: Path, quant: str, rows: list[Row], device: str) -> None:
+    """Run the bundle on `device` (a row), then compare its LLM's logits (a row)."""
+    from edge_hired.bundle.layout import LLM_DIR
+    from edge_hired.bundle.manifest import read_manifest
     from edge_hired.runtime.bundle_runtime import BundleLoadOptions, load_bundle_pipeline
     from edge_hired.runtime.generation import SamplingOptions
+    from edge_hired.runtime.language_model import load_language_model
     from edge_hired.runtime.pipeline import SelectionOptions
 
-    rows: list[Row] = []
-    for quant in ("4bit", "8bit"):
-        out = work / f"tiny-{quant}"
-        options = ExportOptions(quantization=quant, dtype="fp16", measure_memory=False)
-        manifest = export_bundle(str(tiny), out, options)
-        pipeline = load_bundle_pipeline(out, BundleLoadOptions(device="cuda"))
-        result = pipeline.run(
-            image(300, 600), PROMPT, SelectionOptions(ratio=0.2), SamplingOptions(3)
-        )
-        held = device_bytes(pipeline.parts.llm)
-        rows.append(
-            {
-                "check": f"bitsandbytes {quant} export + run --bundle",
-                "ok": len(result.token_ids) > 0,
-                "detail": f"{len(result.token_ids)} tokens; encoder {result.encoder_provider}; "
-                f"LLM on device {held} B vs manifest {manifest.llm.weight_bytes} B "
-                f"({100 * (held - manifest.llm.weight_bytes) / manifest.llm.weight_bytes:+.1f}%)",
-                "llm_device_bytes": held,
-                "manifest_weight_bytes": manifest.llm.weight_bytes,
-            }
-        )
-    return rows
+    manifest = read_manifest(bundle)
+    pipeline = load_bundle_pipeline(bundle, BundleLoadOptions(device=device))
+    result = pipeline.run(image(300, 600), PROMPT, SelectionOptions(ratio=0.2), SamplingOptions(3))
+    held, saved = device_bytes(pipeline.parts.llm), manifest.llm.weight_bytes
+    rows.append(
+        {
+            "check": f"bitsandbytes {quant} export + run --bundle",
+            "ok": len(result.token_ids) == 3,
+            "detail": f"{len(result.token_ids)} tokens; encoder {result.encoder_provider}; "
+            f"LLM on device {held} B vs manifest {saved} B ({100 * (held - saved) / saved:+.1f}%)",
+            "llm_device_bytes": held,
+            "manifest_weight_bytes": saved,
+        }
+    )
+    import torch
+
+    reference = dequantized_reference(load_language_model(bundle / LLM_DIR, torch.device("cpu")))
+    vocab = reference.config.vocab_size
+    got = llm_logits(pipeline.parts.llm, vocab)
+    check = f"bitsandbytes {quant} logits on {device} vs CPU dequantized fp32"
+    rows.append(logits_row(check, got, llm_logits(reference, vocab), QUANT_TOLERANCE[quant]))
 
 
-def onnxruntime_rows(tiny: Path, work: Path) -> list[Row]:
+#: Largest max |ORT - PyTorch| per encoder output, both in fp32 without TF32.
+ENCODER_TOLERANCE = 1e-3
+
+
+class NoTf32:
+    """TF32 off for matmuls and cuDNN inside the block, the previous settings back after."""
+
+    def __init__(self, backends: Any = None) -> None:
+        if backends is None:
+            import torch
+
+            backends = torch.backends
+        self.backends = backends
+
+    def __enter__(self) -> NoTf32:
+        self.saved = (self.backends.cuda.matmul.allow_tf32, self.backends.cudnn.allow_tf32)
+        self.backends.cuda.matmul.allow_tf32 = False
+        self.backends.cudnn.allow_tf32 = False
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.backends.cuda.matmul.allow_tf32, self.backends.cudnn.allow_tf32 = self.saved
+
+
+def parity_entries(providers: tuple[str, ...]) -> list[Any]:
+    """The providers for the parity check: ORT's CUDA provider with TF32 off as well."""
+    return [(n, {"use_tf32": "0"}) if n == "CUDAExecutionProvider" else n for n in providers]
+
+
+def onnxruntime_rows(tiny: Path, work: Path, rows: list[Row]) -> None:
     """The bundle's encoder through the best probed provider against PyTorch, per output."""
-    import numpy as np
     import torch
     from transformers import LlavaNextForConditionalGeneration
 
@@ -211,59 +333,73 @@ def onnxruntime_rows(tiny: Path, work: Path) -> list[Row]:
     out = work / "tiny-fp32"
     export_bundle(str(tiny), out, ExportOptions(quantization="none", dtype="fp32"))
     choice = choose_providers()
-    encoder = OnnxVisionEncoder(out / ENCODER_FILE, choice.providers, "float32")
+    encoder = OnnxVisionEncoder(out / ENCODER_FILE, parity_entries(choice.providers), "float32")
     model = LlavaNextForConditionalGeneration.from_pretrained(tiny, device_map={"": "cuda:0"})
     reference = TorchVisionEncoder(model.model.vision_tower, model_facts(model.config).layers)
     pixels = torch.randn(5, 3, 336, 336, generator=torch.Generator().manual_seed(0))
-    ort, torch_out = encoder(pixels), reference(pixels)
+    with NoTf32():
+        torch_out = reference(pixels)
+    rows.append(encoder_row(encoder.provider, choice.reason, encoder(pixels), torch_out))
+
+
+def encoder_row(provider: str, reason: str, ort: Any, reference: Any) -> Row:
+    """Max |ORT - PyTorch| per encoder output, within ENCODER_TOLERANCE."""
     names = ("features", "cls_init", "cls_final", "keys_final")
     diffs = {
         name: float(
-            np.abs(
-                getattr(ort, name).float().numpy() - getattr(torch_out, name).float().cpu().numpy()
-            ).max()
+            (getattr(ort, name).float().cpu() - getattr(reference, name).float().cpu()).abs().max()
         )
         for name in names
     }
-    note = "" if encoder.provider != "CPUExecutionProvider" else " (CPU: no GPU provider loads)"
-    return [
-        {
-            "check": f"onnxruntime encoder on {encoder.provider}{note}",
-            "ok": max(diffs.values()) < 1e-3,
-            "detail": f"{choice.reason}; max |ORT - PyTorch| "
-            + ", ".join(f"{k} {v:.1e}" for k, v in diffs.items()),
-            "max_abs_diff": diffs,
-        }
-    ]
+    note = "" if provider != "CPUExecutionProvider" else " (CPU: no GPU provider loads)"
+    return {
+        "check": f"onnxruntime encoder on {provider}{note}",
+        "ok": max(diffs.values()) <= ENCODER_TOLERANCE,
+        "detail": f"{reason}; max |ORT - PyTorch, TF32 off| "
+        + ", ".join(f"{k} {v:.1e}" for k, v in diffs.items())
+        + f" (tolerance {ENCODER_TOLERANCE:g})",
+        "max_abs_diff": diffs,
+    }
 
 
 # --- the 7B-shaped model ------------------------------------------------------------------------
 
 
-def seven_b_rows(tiny: Path) -> list[Row]:
+def seven_b_rows(tiny: Path, rows: list[Row]) -> None:
     """TTFT, decode and the device peak against the planner on a 7B-shaped LLaVA-NeXT, fp16."""
     import torch
-    from transformers import AutoProcessor, LlavaNextForConditionalGeneration
 
-    from edge_hired.facts.config_inputs import inputs_from_config
-    from edge_hired.models.reference_configs import llava_v16_vicuna_7b_config
-    from edge_hired.planner.arithmetic import predicted_peak_bytes
-    from edge_hired.planner.inputs import PlanRequest
-    from edge_hired.profiles import load_profile
     from edge_hired.runtime.generation import SamplingOptions
-    from edge_hired.runtime.loading import VlmParts, model_facts
-    from edge_hired.runtime.pipeline import Pipeline, SelectionOptions
-    from edge_hired.runtime.vision import TorchVisionEncoder
+    from edge_hired.runtime.pipeline import SelectionOptions
 
     free, total = torch.cuda.mem_get_info()
     if free < 17 * 2**30:
-        return [
-            {
-                "check": "7b",
-                "ok": False,
-                "detail": f"skipped: {free / 2**30:.1f} GiB free, needs ~17",
-            }
-        ]
+        detail = f"skipped: {free / 2**30:.1f} GiB free, needs ~17"
+        rows.append({"check": "7b", "ok": False, "detail": detail})
+        return
+    model, config, weights_mib = build_7b(tiny)
+    pipeline = pipeline_7b(model, config, tiny)
+    picture, sampling = image(672, 672), SamplingOptions(max_new_tokens=SEVEN_B_NEW_TOKENS)
+    pipeline.run(picture, PROMPT, SelectionOptions(ratio=0.2), SamplingOptions(4))  # warm-up
+    full = pipeline.run(picture, PROMPT, SelectionOptions(strategy="full"), sampling)
+    fifth = pipeline.run(picture, PROMPT, SelectionOptions(ratio=0.2), sampling)
+    for label, result in (("full", full), ("20%", fifth)):
+        rows.append(plan_row(label, result, config))
+    rows.append(ratio_row(full, fifth, weights_mib, total))
+    weight_bytes = device_bytes(model.model.language_model) + device_bytes(model.lm_head)
+    rows.append(roofline_row(fifth.decode_tokens_per_s, weight_bytes, copy_bandwidth()))
+
+
+SEVEN_B_NEW_TOKENS = 32
+
+
+def build_7b(tiny: Path) -> tuple[Any, Any, float]:
+    """The 7B-shaped LLaVA-NeXT in fp16 on the GPU, its config, and the MiB its weights took."""
+    import torch
+    from transformers import AutoProcessor, LlavaNextForConditionalGeneration
+
+    from edge_hired.models.reference_configs import llava_v16_vicuna_7b_config
+
     processor = AutoProcessor.from_pretrained(tiny)
     config = llava_v16_vicuna_7b_config()
     config.image_token_id = processor.tokenizer.convert_tokens_to_ids(processor.image_token)
@@ -275,12 +411,21 @@ def seven_b_rows(tiny: Path) -> list[Row]:
             model = LlavaNextForConditionalGeneration(config).eval()
     finally:
         torch.set_default_dtype(previous)
-    weights_mib = (before - torch.cuda.mem_get_info()[0]) / 2**20
-    facts = model_facts(config)
-    inner = model.model
+    return model, config, (before - torch.cuda.mem_get_info()[0]) / 2**20
+
+
+def pipeline_7b(model: Any, config: Any, tiny: Path) -> Any:
+    import torch
+    from transformers import AutoProcessor
+
+    from edge_hired.runtime.loading import VlmParts, model_facts
+    from edge_hired.runtime.pipeline import Pipeline
+    from edge_hired.runtime.vision import TorchVisionEncoder
+
+    facts, inner = model_facts(config), model.model
     parts = VlmParts(
         facts,
-        processor,
+        AutoProcessor.from_pretrained(tiny),
         TorchVisionEncoder(inner.vision_tower, facts.layers),
         inner.multi_modal_projector,
         inner.image_newline,
@@ -288,56 +433,104 @@ def seven_b_rows(tiny: Path) -> list[Row]:
         torch.device("cuda"),
         torch.float16,
     )
-    pipeline = Pipeline(parts, "cuda: 7B-shaped random weights")
-    picture, sampling = image(672, 672), SamplingOptions(max_new_tokens=32)
-    pipeline.run(picture, PROMPT, SelectionOptions(ratio=0.2), SamplingOptions(4))  # warm-up
-    full = pipeline.run(picture, PROMPT, SelectionOptions(strategy="full"), sampling)
-    fifth = pipeline.run(picture, PROMPT, SelectionOptions(ratio=0.2), sampling)
-    inputs = inputs_from_config(config, "none", "float16")
-    profile = load_profile("t4-16gb")  # a discrete GPU profile: CUDA context, no desktop
-    request = PlanRequest(
-        prompt_tokens=64,
-        max_new_tokens=32,
-        partitions=5,
-        visual_tokens=full.visual_tokens_total,
+    return Pipeline(parts, "cuda: 7B-shaped random weights")
+
+
+def planned_request(result: Any, new_tokens: int) -> Any:
+    """The planner's request for a run that happened: its own text tokens (prompt, template and
+    image newlines: every LLM input position that is not a kept visual token), its image's
+    partitions and visual tokens, and the new tokens it was allowed."""
+    from edge_hired.planner.inputs import PlanRequest
+
+    return PlanRequest(
+        prompt_tokens=result.llm_input_tokens - result.visual_tokens_kept,
+        max_new_tokens=new_tokens,
+        partitions=len(result.partition_budgets),
+        visual_tokens=result.visual_tokens_total,
+        image_hw=tuple(result.image_size) if result.image_size else None,  # (height, width)
         allocator="cuda",
     )
-    rows = []
-    for label, result in (("full", full), ("20%", fifth)):
-        predicted = (
-            predicted_peak_bytes(inputs, profile, request, result.visual_tokens_kept) / 2**20
-        )
-        measured = result.device_peak_mib
-        prefill_s, nan = result.timings_s["prefill_to_first_token"], float("nan")
-        error = None if measured is None else 100 * (predicted - measured) / measured
-        rows.append(
-            {
-                "check": f"7b {label}: {result.visual_tokens_kept} visual tokens",
-                "ok": True,
-                "detail": f"TTFT {result.ttft_s:.3f} s, prefill {prefill_s:.3f} s, decode "
-                f"{result.decode_tokens_per_s:.1f} tok/s; device peak {measured or 0:.0f} MiB, "
-                f"planner {predicted:.0f} MiB ({error if error is not None else nan:+.1f}%)",
-                "ttft_s": result.ttft_s,
-                "decode_tokens_per_s": result.decode_tokens_per_s,
-                "device_peak_mib": measured,
-                "planned_peak_mib": predicted,
-                "plan_error_pct": error,
-                "timings_s": result.timings_s,
-            }
-        )
+
+
+def plan_row(label: str, result: Any, config: Any) -> Row:
+    """The device peak of a run against the planner's peak and required bytes for that run."""
+    from edge_hired.facts.config_inputs import inputs_from_config
+    from edge_hired.planner.arithmetic import predicted_peak_bytes, required_bytes
+    from edge_hired.profiles import load_profile
+
+    inputs = inputs_from_config(config, "none", "float16")
+    profile = load_profile("t4-16gb")  # a discrete GPU profile: CUDA context, no desktop
+    request = planned_request(result, SEVEN_B_NEW_TOKENS)
+    kept = result.visual_tokens_kept
+    predicted = predicted_peak_bytes(inputs, profile, request, kept) / 2**20
+    required = required_bytes(inputs, profile, request, kept) / 2**20
+    measured = result.device_peak_mib
+    error = None if measured is None else 100 * (predicted - measured) / measured
+    shown = "n/a" if error is None else f"{error:+.1f}%"
+    return {
+        "check": f"7b {label}: {kept} visual tokens, peak within the plan",
+        "ok": measured is not None and measured <= required,
+        "detail": f"TTFT {result.ttft_s:.3f} s, decode {result.decode_tokens_per_s:.1f} tok/s; "
+        f"device peak {measured or 0:.0f} MiB, planner {predicted:.0f} MiB ({shown}), "
+        f"required with margin {required:.0f} MiB; planned for {request.prompt_tokens} text "
+        f"tokens, {request.partitions} partitions, {request.max_new_tokens} new",
+        "ttft_s": result.ttft_s,
+        "decode_tokens_per_s": result.decode_tokens_per_s,
+        "device_peak_mib": measured,
+        "planned_peak_mib": predicted,
+        "required_mib": required,
+        "plan_error_pct": error,
+        "planned_prompt_tokens": request.prompt_tokens,
+        "timings_s": result.timings_s,
+    }
+
+
+def ratio_row(full: Any, fifth: Any, weights_mib: float, total: int) -> Row:
     ideal = full.llm_input_tokens / fifth.llm_input_tokens
     decode = fifth.decode_tokens_per_s / max(full.decode_tokens_per_s, 1e-9)
     prefill = full.timings_s["prefill_to_first_token"] / fifth.timings_s["prefill_to_first_token"]
-    rows.append(
-        {
-            "check": "7b ratios full / 20%",
-            "ok": True,
-            "detail": f"TTFT {full.ttft_s / fifth.ttft_s:.2f}x, prefill {prefill:.2f}x (ideal "
-            f"from LLM tokens {ideal:.2f}x), decode {decode:.2f}x; "
-            f"weights took {weights_mib:.0f} MiB of {total / 2**20:.0f}",
-        }
-    )
-    return rows
+    return {
+        "check": "7b ratios full / 20%",
+        "ok": True,
+        "detail": f"TTFT {full.ttft_s / fifth.ttft_s:.2f}x, prefill {prefill:.2f}x (ideal "
+        f"from LLM tokens {ideal:.2f}x), decode {decode:.2f}x; "
+        f"weights took {weights_mib:.0f} MiB of {total / 2**20:.0f}",
+    }
+
+
+def copy_bandwidth(megabytes: int = 1024, repeats: int = 20) -> float:
+    """Device-to-device copy bandwidth in bytes/s, counting bytes read and written."""
+    import torch
+
+    source = torch.empty(megabytes * 2**20, dtype=torch.uint8, device="cuda")
+    target = torch.empty_like(source)
+    for _ in range(3):
+        target.copy_(source)
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    for _ in range(repeats):
+        target.copy_(source)
+    end.record()
+    end.synchronize()
+    seconds = start.elapsed_time(end) / 1000
+    return 2 * source.numel() * repeats / seconds
+
+
+def roofline_row(tokens_per_s: float, weight_bytes: int, bandwidth: float) -> Row:
+    """Decode rate as a share of the bandwidth roofline: each token reads the LLM's weights
+    once, so no decode beats bandwidth / weight bytes (the KV cache read makes it lower)."""
+    roofline = bandwidth / weight_bytes
+    share = tokens_per_s / roofline
+    return {
+        "check": "7b decode against the bandwidth roofline",
+        "ok": bool(0 < share <= 1.0),
+        "detail": f"decode {tokens_per_s:.1f} tok/s = {share:.1%} of the roofline "
+        f"{roofline:.1f} tok/s (LLM weights {weight_bytes / 2**30:.2f} GiB / copy bandwidth "
+        f"{bandwidth / 1e12:.2f} TB/s)",
+        "roofline_tokens_per_s": roofline,
+        "roofline_share": share,
+        "copy_bandwidth_bytes_per_s": bandwidth,
+    }
 
 
 # --- main ---------------------------------------------------------------------------------------
@@ -381,11 +574,11 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(tmp)
         models = {p: build_checkpoint(p, work / p) for p in ("tiny-llava-next", "tiny-llava")}
         tiny = models["tiny-llava-next"]
-        section(rows, "parity", lambda: parity(models))
-        section(rows, "bitsandbytes", lambda: bitsandbytes_rows(tiny, work))
-        section(rows, "onnxruntime", lambda: onnxruntime_rows(tiny, work))
+        section(rows, "parity", lambda found: parity(models, found))
+        section(rows, "bitsandbytes", lambda found: quantized_rows(tiny, work, found))
+        section(rows, "onnxruntime", lambda found: onnxruntime_rows(tiny, work, found))
         if not args.skip_7b:
-            section(rows, "7b", lambda: seven_b_rows(tiny))
+            section(rows, "7b", lambda found: seven_b_rows(tiny, found))
     report = {
         "gpu": torch.cuda.get_device_name(0),
         "platform": platform.platform(),

@@ -74,6 +74,44 @@ def nvml_process_bytes(nvml: Any = None, pid: int | None = None) -> int | None:
     return NvmlProcessReader(nvml, pid)()
 
 
+@dataclass(frozen=True)
+class NvmlUsage:
+    """NVML's figures over every GPU it sees, read without touching CUDA (no context made)."""
+
+    own: int | None  # this process's memory; None: NVML does not list it (no context yet, or
+    #                  a container whose PIDs NVML does not see)
+    device_used: int  # memory in use on the GPUs, every process's
+
+
+def nvml_usage(nvml: Any = None, pid: int | None = None) -> NvmlUsage | None:
+    """This process's and all processes' GPU memory per NVML; None without NVML.
+
+    It goes by NVML's device indices, not torch's, so it can be read before CUDA initialises.
+    """
+    from edge_hired.device.telemetry import nvml_backend
+
+    pid = os.getpid() if pid is None else pid
+    try:
+        nvml = nvml if nvml is not None else nvml_backend.import_nvml()
+        nvml.nvmlInit()
+        handles = [nvml.nvmlDeviceGetHandleByIndex(i) for i in range(nvml.nvmlDeviceGetCount())]
+        used = sum(int(nvml.nvmlDeviceGetMemoryInfo(h).used) for h in handles)
+    except Exception:  # TelemetryUnavailable (no package), NVMLError (no driver library)
+        return None
+    own = [_own_bytes(nvml, h, pid) for h in handles]
+    listed = [b for b in own if b is not None]
+    return NvmlUsage(sum(listed) if listed else None, used)
+
+
+def _own_bytes(nvml: Any, handle: Any, pid: int) -> int | None:
+    try:
+        processes = nvml.nvmlDeviceGetComputeRunningProcesses(handle)
+    except Exception:  # NVMLError: not supported on this GPU / driver
+        return None
+    used = [p.usedGpuMemory for p in processes if p.pid == pid and p.usedGpuMemory is not None]
+    return int(sum(used)) if used else None
+
+
 @dataclass
 class DeviceMeter:
     """Samples one device's memory use; `peak_mib` is None where there is no device memory."""

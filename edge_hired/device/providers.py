@@ -5,11 +5,17 @@ explicit list (`--providers`) is honoured as given, or refused if the build lack
 The build's list is not proof that a provider loads, so the first choice is probed with a tiny
 session (`ort_providers.probe_provider`) and, when it fails, the next one is taken and the
 reason printed ("TensorRT listed but libnvinfer not found: CUDAExecutionProvider").
+
+`session_entries` turns the choice into what `InferenceSession(providers=...)` takes. The CUDA
+provider (leading, or TensorRT's fallback) gets its arena set explicitly: by default it grows
+by powers of two, has no limit and never hands memory back (onnxruntime#14957), so the encoder's
+peak would stay held next to the LLM's beyond what the planner counted. `kSameAsRequested` grows
+by what is asked and `gpu_mem_limit` (the planner's `ort_gpu_mem_limit`) caps it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from edge_hired.device.ort_providers import import_onnxruntime, probe_once
@@ -22,6 +28,10 @@ SHORT_NAMES = {
     "cuda": PREFERENCE[1],
     "cpu": PREFERENCE[2],
 }
+
+
+#: A provider as `InferenceSession(providers=...)` takes it: a name, or (name, options).
+ProviderEntry = str | tuple[str, dict[str, str]]
 
 
 @dataclass(frozen=True)
@@ -93,3 +103,28 @@ def _why(first: str, offered: list[str]) -> str:
     if not skipped:
         return f"{first}: the fastest provider this onnxruntime build offers"
     return f"{first}: {' and '.join(skipped)} not available in this onnxruntime build"
+
+
+def cuda_arena_options(gpu_mem_limit: int) -> dict[str, str]:
+    """CUDA provider options: an arena that grows by what is requested, up to the limit."""
+    if gpu_mem_limit < 1:
+        raise InvalidArgumentError(expected("gpu_mem_limit", "bytes >= 1", gpu_mem_limit))
+    return {"arena_extend_strategy": "kSameAsRequested", "gpu_mem_limit": str(int(gpu_mem_limit))}
+
+
+def session_entries(
+    providers: Sequence[str],
+    gpu_mem_limit: int | None,
+    tensorrt_options: dict[str, str] | None = None,
+) -> list[ProviderEntry]:
+    """The providers with their options: CUDA's arena (when a limit is given) and TensorRT's
+    cache/profile options."""
+    entries: list[ProviderEntry] = []
+    for name in providers:
+        if name == "CUDAExecutionProvider" and gpu_mem_limit is not None:
+            entries.append((name, cuda_arena_options(gpu_mem_limit)))
+        elif name == "TensorrtExecutionProvider" and tensorrt_options:
+            entries.append((name, dict(tensorrt_options)))
+        else:
+            entries.append(name)
+    return entries

@@ -141,13 +141,14 @@ def _measure(
     from edge_hired.device.memory_info import device_memory
 
     step("device memory")
-    kind = "discrete" if facts.device == "cuda" and not _is_jetson() else "cpu"
+    jetson = facts.device == "cuda" and _is_jetson()
+    kind = "discrete" if facts.device == "cuda" and not jetson else "cpu"
     results: dict[str, Any] = {"memory": device_memory(kind)}
     short, long = 64, facts.visual_tokens + facts.prompt_tokens
     lengths = sorted({max(1, round(share * facts.visual_tokens)) for share in LENGTH_SHARES})
     plan = [
         ("runtime", {"step": "runtime"}),
-        ("cuda", {**base, "step": "cuda"}),
+        ("cuda", {**base, "step": "cuda", "kind": "unified" if jetson else "discrete"}),
         ("encoder", {**base, "step": "encoder"}),
         ("prefill_short", {**base, "step": "prefill", "tokens": short}),
         ("prefill_long", {**base, "step": "prefill", "tokens": long}),

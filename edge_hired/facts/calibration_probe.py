@@ -13,10 +13,14 @@ from __future__ import annotations
 import json
 import statistics
 import sys
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from edge_hired.device.contention import read_cpu_pressure, release_free_heap
+from edge_hired.device.device_memory import nvml_usage, unified_reading
 from edge_hired.device.memory import current_rss_mib, peak_rss_mib, reset_peak_rss
+from edge_hired.device.memory_info import MEMINFO
 
 PROMPT = "Describe the image in detail."
 
@@ -161,32 +165,102 @@ def _pressure(pressure: list[Any]) -> float | None:
     return statistics.fmean([pressure[1].avg10, pressure[0].avg10])
 
 
+@dataclass(frozen=True)
+class Usage:
+    """Memory in use, read without a CUDA call (so it can be read before CUDA initialises)."""
+
+    own: int | None  # this process's, where NVML lists it
+    total: int  # all in use: NVML's device figure, or MemTotal - MemAvailable on a Jetson
+    source: str
+
+
+def read_usage(kind: str, meminfo: Path = MEMINFO, nvml: Any = None) -> Usage | None:
+    """'unified' (Jetson): MemTotal - MemAvailable, since cudaMemGetInfo there is MemFree and
+    would charge the desktop and page cache again; 'discrete': NVML. None without NVML."""
+    if kind == "unified":
+        return Usage(None, unified_reading(meminfo).bytes, "MemAvailable in /proc/meminfo")
+    usage = nvml_usage(nvml)
+    if usage is None:
+        return None
+    return Usage(usage.own, usage.device_used, "NVML device memory used")
+
+
+def grown(before: Usage, after: Usage) -> tuple[int, str]:
+    """Bytes that appeared between two readings, and by which figure."""
+    if after.own is not None:
+        return after.own - (before.own or 0), "NVML per-process memory"
+    return after.total - before.total, after.source
+
+
+class TorchCuda:
+    """The CUDA calls the context measurement makes, through torch."""
+
+    def available(self) -> bool:
+        import torch
+
+        return torch.cuda.is_available()
+
+    def start(self) -> None:
+        """Create the context (and torch's first 2 MiB block), and wait for it."""
+        import torch
+
+        torch.zeros(1, device="cuda")
+        torch.cuda.synchronize()
+
+    def used(self) -> int:
+        """The device's memory in use, every process's (cudaMemGetInfo)."""
+        import torch
+
+        free, total = torch.cuda.mem_get_info()
+        return int(total - free)
+
+    def reserved(self) -> int:
+        """What torch's allocator holds: not the context's."""
+        import torch
+
+        return int(torch.cuda.memory_reserved())
+
+
 def cuda_step(spec: dict[str, Any]) -> dict[str, Any]:
     """Device memory the CUDA context takes, and an ONNX Runtime CUDA session on top of it."""
-    import torch
+    return measure_cuda(spec.get("kind", "discrete"), TorchCuda(), MEMINFO)
 
-    if not torch.cuda.is_available():
+
+def measure_cuda(kind: str, cuda: Any, meminfo: Path = MEMINFO, nvml: Any = None) -> dict:
+    """The context against a reading taken BEFORE CUDA initialises (the first cudaMemGetInfo
+    would already create it), less torch's own allocation; then an ORT session likewise."""
+    before = read_usage(kind, meminfo, nvml)
+    if not cuda.available():
         return {"skipped": "no CUDA device visible to torch"}
-    _, total = torch.cuda.mem_get_info()  # creates the context (other processes included)
-    torch.zeros(1, device="cuda")
-    after, _ = torch.cuda.mem_get_info()
-    return {"context_mib": (total - after) / 2**20, "ort_mib": _ort_session_mib(after)}
+    cuda.start()
+    if before is None:  # no NVML: no baseline; everything in use counts (an upper bound)
+        why = "cudaMemGetInfo used after CUDA initialised, all processes (no NVML for a baseline)"
+        return {"context_mib": cuda.used() / 2**20, "context_source": why, "ort_mib": None}
+    after = read_usage(kind, meminfo, nvml)
+    context, source = grown(before, after)
+    context -= cuda.reserved()
+    return {
+        "context_mib": context / 2**20,
+        "context_source": f"{source}, before and after CUDA initialised, less torch's reserved",
+        "ort_mib": _ort_session_mib(kind, meminfo, nvml),
+    }
 
 
-def _ort_session_mib(before: int) -> float | None:
-    """Device memory one ONNX Runtime CUDA session takes (None without onnxruntime-gpu)."""
-    import torch
-
+def _ort_session_mib(kind: str, meminfo: Path, nvml: Any) -> float | None:
+    """Memory one ONNX Runtime CUDA session adds (None without a CUDA build of onnxruntime)."""
     try:
         import onnxruntime as ort
     except ImportError:
         return None
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        return None
     from edge_hired.device.ort_providers import probe_graph
 
+    before = read_usage(kind, meminfo, nvml)
     session = ort.InferenceSession(probe_graph(), providers=["CUDAExecutionProvider"])
-    after, _ = torch.cuda.mem_get_info()
+    after = read_usage(kind, meminfo, nvml)
     del session
-    return (before - after) / 2**20
+    return grown(before, after)[0] / 2**20
 
 
 STEPS = {

@@ -117,4 +117,4 @@ def profile_comments(spec: CalibrationSpec, measured: dict[str, Any]) -> dict[st
 def _cuda_note(cuda: dict[str, Any]) -> str:
     if "skipped" in cuda:
         return f"not measured: {cuda['skipped']} (0: no CUDA context on this device)"
-    return "measured: device memory in use after creating the CUDA context (fresh process)"
+    return f"measured in a fresh process: {cuda['context_source']}"

@@ -11,7 +11,11 @@ are freed before the LLM prefills:
     + what both phases hold (projected visual tokens, embeddings)
     + margin,
 
-where KV bytes per token = 2 x layers x KV heads x head dim x dtype bytes. The budget is the
+where KV bytes per token = 2 x layers x KV heads x head dim x dtype bytes. With the encoder in
+ONNX Runtime on a GPU provider (`PlanRequest.encoder_held`) its arena is never returned, so the
+encoder's activations for the model's largest layout become a fixed cost and the phases add;
+`costs.ort_gpu_mem_limit` is the arena limit that holds ONNX Runtime to that figure. Lines are
+summed by their typed kind (`costs.CostKind`, `Phase`), never by display name. The budget is the
 largest visual-token count whose peak plus margin fits under the cap (and, with a TTFT target,
 whose predicted TTFT meets it). Each figure is read (manifest, profile, calibration) or
 modelled, and the plan says which in its reasons.

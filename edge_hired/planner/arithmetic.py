@@ -13,8 +13,10 @@ from typing import TYPE_CHECKING, Any
 from edge_hired.errors import BudgetError, InvalidArgumentError, expected
 from edge_hired.planner.costs import (
     DEFAULT_IMAGE_HW,
+    CostKind,
     CostLine,
     DeviceFacts,
+    Phase,
     device_facts,
     encoder_live_bytes_per_partition,
     fixed_lines,
@@ -87,12 +89,14 @@ def spread_bytes(
 ) -> int:
     """What the modelled activations may add above the prediction: worst minus typical factor.
 
-    The phases do not overlap, so the spread is that of the larger phase at its worst.
+    Phases that alternate spread as the larger one at its worst; a held encoder arena is
+    already counted at its worst factor, so only the LLM phase's spread adds to it.
     """
     device = device_facts(profile, request.allocator, inputs)
     partitions, _ = request_geometry(inputs, request)
     encoder = llm = 0.0
-    if device.measured is None and not inputs.measured_encoder_bytes_per_partition:
+    held = request.encoder_held
+    if device.measured is None and not inputs.measured_encoder_bytes_per_partition and not held:
         extra = device.encoder_factors[1] - device.encoder_factors[0]
         encoder = encoder_live_bytes_per_partition(inputs) * partitions * extra
     if device.measured is None:
@@ -112,11 +116,11 @@ def required_bytes(
     return peak + margin_bytes(peak, spread_bytes(inputs, profile, request, visual_tokens))
 
 
-#: Lines of the two phases of a request. The encoder's activations are freed before the LLM's
-#: prefill (measured on the mid-size preset, README "Peak memory of one request"), so the peak
-#: holds the larger phase, not both.
-ENCODER_PHASE = ("encoder activations",)
-LLM_PHASE = ("KV cache", "prefill activations")
+#: The line that takes back the smaller phase. The encoder's activations in torch (or ONNX
+#: Runtime on the CPU) are freed before the LLM's prefill (measured on the mid-size preset,
+#: README "Peak memory of one request"), so the peak holds the larger phase, not both. An
+#: ONNX Runtime GPU arena is held instead (`costs.arena_line`, a fixed cost): then nothing is
+#: taken back and the phases add.
 OVERLAP = "phases apart"
 
 
@@ -125,20 +129,23 @@ def predict_lines(
 ) -> list[CostLine]:
     """The breakdown of the predicted peak for a given visual-token count (no margin).
 
-    The last line takes back the smaller phase, so the lines sum to the peak.
+    Unless the encoder's arena is held (then the phases add), the last line takes back the
+    smaller phase, so the lines sum to the peak.
     """
     device = device_facts(profile, request.allocator, inputs)
     lines = fixed_lines(inputs, device, request)
     lines += token_lines(inputs, device, request, visual_tokens)
+    if request.encoder_held:
+        return lines
     smaller = min(_phase_bytes(lines))
     note = "encoder activations are freed before the prefill: the larger phase counts"
-    return [*lines, CostLine(OVERLAP, -smaller, note)]
+    return [*lines, CostLine(OVERLAP, -smaller, note, CostKind.OVERLAP)]
 
 
 def _phase_bytes(lines: list[CostLine]) -> tuple[int, int]:
-    """(encoder phase, LLM phase) bytes of a breakdown."""
-    encoder = sum(line.bytes for line in lines if line.name in ENCODER_PHASE)
-    return encoder, sum(line.bytes for line in lines if line.name in LLM_PHASE)
+    """(encoder phase, LLM phase) bytes of a breakdown, summed by the lines' kinds."""
+    encoder = sum(line.bytes for line in lines if line.kind.phase is Phase.ENCODER)
+    return encoder, sum(line.bytes for line in lines if line.kind.phase is Phase.LLM)
 
 
 def predicted_peak_bytes(
@@ -223,6 +230,7 @@ def _margin_line(peak: int, spread: int) -> CostLine:
         margin_bytes(peak, spread),
         f"{MARGIN_FRACTION:.0%} of the peak (at least 64 MiB) + allocator spread "
         f"{spread / MIB:.0f} MiB",
+        CostKind.MARGIN,
     )
 
 

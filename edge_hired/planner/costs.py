@@ -20,6 +20,7 @@ peak RSS of one request; `scripts/plan_table.py --calibrate` reproduces the runt
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import Enum
 from typing import TYPE_CHECKING
 
 from edge_hired.errors import InvalidArgumentError, expected
@@ -50,13 +51,60 @@ ALLOCATOR_FACTORS = {
 }
 
 
+class Phase(Enum):
+    """When a cost is held: all along, or only in the encoder's or the LLM's phase."""
+
+    FIXED = "fixed"
+    ENCODER = "encoder"
+    LLM = "llm"
+
+
+class CostKind(str, Enum):
+    """What a cost line is. The arithmetic sums by kind, never by the line's display name.
+
+    A `str` Enum so a plan's JSON (`Plan.to_dict`) writes the value.
+    """
+
+    RUNTIME = "runtime"
+    CUDA_CONTEXT = "cuda_context"
+    LLM_WEIGHTS = "llm_weights"
+    ENCODER_WEIGHTS = "encoder_weights"
+    ONNX_RUNTIME = "onnx_runtime"
+    IMAGE = "image"
+    ENCODER_ACTIVATIONS = "encoder_activations"  # freed before the prefill (torch, ORT on CPU)
+    ENCODER_ARENA = "encoder_arena"  # ONNX Runtime's GPU arena: held for the session
+    DEQUANT_BUFFER = "dequant_buffer"
+    KV_CACHE = "kv_cache"
+    PREFILL_ACTIVATIONS = "prefill_activations"
+    OVERLAP = "overlap"  # takes back the smaller of two phases that do not coexist
+    MARGIN = "margin"
+
+    @property
+    def phase(self) -> Phase:
+        """The phase this kind of cost belongs to."""
+        return _PHASES.get(self, Phase.FIXED)
+
+    @property
+    def is_weights(self) -> bool:
+        """Weights are listed even at 0 bytes (a plan always shows them)."""
+        return self in (CostKind.LLM_WEIGHTS, CostKind.ENCODER_WEIGHTS)
+
+
+_PHASES = {
+    CostKind.ENCODER_ACTIVATIONS: Phase.ENCODER,
+    CostKind.KV_CACHE: Phase.LLM,
+    CostKind.PREFILL_ACTIVATIONS: Phase.LLM,
+}
+
+
 @dataclass(frozen=True)
 class CostLine:
-    """One line of the peak-memory breakdown."""
+    """One line of the peak-memory breakdown: a display name, bytes, a note and its kind."""
 
     name: str
     bytes: int
     note: str
+    kind: CostKind
 
 
 @dataclass(frozen=True)
@@ -156,52 +204,106 @@ def prefill_live_bytes_per_token(inputs: PlanInputs) -> int:
 def fixed_lines(inputs: PlanInputs, device: DeviceFacts, request: PlanRequest) -> list[CostLine]:
     """Costs that do not depend on the visual-token count."""
     partitions, _ = request_geometry(inputs, request)
-    hw = request.image_hw or DEFAULT_IMAGE_HW
-    lines = [
-        CostLine("runtime", device.runtime_bytes, device.runtime_note),
-        CostLine("CUDA context", device.cuda_context_bytes, "from the profile"),
-        CostLine(
-            "LLM weights", inputs.llm_weight_bytes, f"{inputs.quantization}, {inputs.compute_dtype}"
-        ),
-        CostLine("encoder weights", inputs.encoder_weight_bytes, "vision tower + projector"),
-    ]
+    lines = _resident_lines(inputs, device)
     if device.host_counts:
-        lines.append(CostLine("ONNX Runtime", inputs.onnx_runtime_bytes, "bundle encoder runtime"))
-        lines.append(
-            CostLine(
-                "image",
-                image_bytes(hw, partitions, inputs.vision.crop_size),
-                f"{hw[1]}x{hw[0]} px, {partitions} partitions",
-            )
-        )
-    lines.append(_encoder_line(inputs, device, partitions))
+        hw = request.image_hw or DEFAULT_IMAGE_HW
+        ort = inputs.onnx_runtime_bytes
+        runtime = CostLine("ONNX Runtime", ort, "bundle encoder runtime", CostKind.ONNX_RUNTIME)
+        image = image_bytes(hw, partitions, inputs.vision.crop_size)
+        note = f"{hw[1]}x{hw[0]} px, {partitions} partitions"
+        lines += [runtime, CostLine("image", image, note, CostKind.IMAGE)]
+    held = request.encoder_held
+    lines.append(arena_line(inputs, device) if held else _encoder_line(inputs, device, partitions))
     if inputs.largest_quantized_linear:
         buffer = inputs.largest_quantized_linear * dtype_bytes(inputs.compute_dtype)
-        lines.append(CostLine("dequant buffer", buffer, "largest quantised Linear, dequantised"))
-    return [line for line in lines if line.bytes or "weights" in line.name]
+        note = "largest quantised Linear, dequantised"
+        lines.append(CostLine("dequant buffer", buffer, note, CostKind.DEQUANT_BUFFER))
+    return [line for line in lines if line.bytes or line.kind.is_weights]
+
+
+def _resident_lines(inputs: PlanInputs, device: DeviceFacts) -> list[CostLine]:
+    """Runtime, CUDA context and weights: held from load to exit."""
+    return [
+        CostLine("runtime", device.runtime_bytes, device.runtime_note, CostKind.RUNTIME),
+        CostLine(
+            "CUDA context", device.cuda_context_bytes, "from the profile", CostKind.CUDA_CONTEXT
+        ),
+        CostLine(
+            "LLM weights",
+            inputs.llm_weight_bytes,
+            f"{inputs.quantization}, {inputs.compute_dtype}",
+            CostKind.LLM_WEIGHTS,
+        ),
+        CostLine(
+            "encoder weights",
+            inputs.encoder_weight_bytes,
+            "vision tower + projector",
+            CostKind.ENCODER_WEIGHTS,
+        ),
+    ]
 
 
 def _encoder_line(inputs: PlanInputs, device: DeviceFacts, partitions: int) -> CostLine:
-    if device.measured is not None:
-        return CostLine(
-            "encoder activations",
-            device.measured.encoder_bytes_per_partition * partitions,
-            f"measured by profile calibrate, {partitions} partitions",
-        )
+    """The encoder's activations for this request's partitions, freed before the prefill."""
+    factor = device.encoder_factors[0]
+    size, note = _encoder_bytes(inputs, device.measured, partitions, factor)
+    return CostLine("encoder activations", size, note, CostKind.ENCODER_ACTIVATIONS)
+
+
+def _encoder_bytes(
+    inputs: PlanInputs, calibrated: ModelMeasurements | None, partitions: int, factor: float
+) -> tuple[int, str]:
+    """(bytes, note) of the encoder's activations: calibrated, measured at export, or modelled."""
+    if calibrated is not None:
+        per_partition = calibrated.encoder_bytes_per_partition
+        return per_partition * partitions, f"measured by profile calibrate, {partitions} partitions"
     measured = inputs.measured_encoder_bytes_per_partition
     if measured:
-        return CostLine(
-            "encoder activations",
-            measured * partitions,
-            f"measured at export, {partitions} partitions",
-        )
+        return measured * partitions, f"measured at export, {partitions} partitions"
     live = encoder_live_bytes_per_partition(inputs) * partitions
-    factor = device.encoder_factors[0]
+    return int(live * factor), f"modelled, {partitions} partitions x{factor:g} allocator"
+
+
+def arena_line(inputs: PlanInputs, device: DeviceFacts) -> CostLine:
+    """ONNX Runtime's GPU arena: sized for the model's largest layout and held for the session.
+
+    Its CUDA arena never returns what it grew (onnxruntime#14957) and a TensorRT context is
+    sized for the profile's largest shape, so after any request the arena holds what the
+    largest image needs, whatever this request's image: it counts all along, at the worst
+    allocator factor, and adds to the LLM's phase instead of alternating with it.
+    """
+    size, note = _arena_bytes(inputs, device.measured, device.encoder_factors[1])
     return CostLine(
-        "encoder activations",
-        int(live * factor),
-        f"modelled, {partitions} partitions x{factor:g} allocator",
+        "encoder arena", size, f"ONNX Runtime GPU arena, held: {note}", CostKind.ENCODER_ARENA
     )
+
+
+def _arena_bytes(
+    inputs: PlanInputs, calibrated: ModelMeasurements | None, factor: float
+) -> tuple[int, str]:
+    partitions, _ = inputs.max_geometry()
+    return _encoder_bytes(inputs, calibrated, partitions, factor)
+
+
+def holds_arena(provider: str | None) -> bool:
+    """Whether an encoder on this ONNX Runtime provider keeps its arena (any GPU provider);
+    None: the encoder runs in torch, whose activations are freed."""
+    return provider is not None and provider != "CPUExecutionProvider"
+
+
+def ort_gpu_mem_limit(inputs: PlanInputs, device: DeviceFacts | None = None) -> int:
+    """The CUDA arena limit that keeps ONNX Runtime to the plan: the encoder's weights (its
+    initializers live in the arena too) plus the held arena line, rounded up to a MiB.
+
+    Without `device` (loading a bundle, no profile at hand): the manifest's figures and the
+    CUDA allocator's worst factor, which is the plan's line on any uncalibrated CUDA profile.
+    """
+    if device is None:
+        held, _ = _arena_bytes(inputs, None, ALLOCATOR_FACTORS["cuda"]["encoder"][1])
+    else:
+        held = arena_line(inputs, device).bytes
+    size = inputs.encoder_weight_bytes + held
+    return -(-size // MIB) * MIB
 
 
 def per_token_bytes(inputs: PlanInputs, device: DeviceFacts) -> tuple[float, float]:
@@ -226,11 +328,13 @@ def token_lines(
             int(kv * cached),
             f"{visual} visual + {text} prompt + {request.max_new_tokens} new tokens"
             f" x {per_kib:.1f} KiB ({inputs.kv_dtype})",
+            CostKind.KV_CACHE,
         ),
         CostLine(
             "prefill activations",
             int(act * (visual + text)),
             _prefill_note(device, visual + text),
+            CostKind.PREFILL_ACTIVATIONS,
         ),
     ]
 

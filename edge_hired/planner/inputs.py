@@ -78,6 +78,9 @@ class PlanRequest:
     image_hw: tuple[int, int] | None = None  # None: DEFAULT_IMAGE_HW
     allocator: str | None = None  # "cpu" or "cuda"; None: the profile's device
     first_request: bool = False  # the process's first (cold) request, as `run` makes it
+    #: The encoder runs in ONNX Runtime on a GPU provider (CUDA, TensorRT): its arena is held
+    #: for the session, so it adds to the LLM's phase (`planner.costs.arena_line`).
+    encoder_held: bool = False
 
 
 def _inputs_from_manifest(manifest: Manifest, kv_dtype: str | None) -> PlanInputs:

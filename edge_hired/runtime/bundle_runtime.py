@@ -174,9 +174,16 @@ def _llm_device(manifest: Manifest, options: BundleLoadOptions):
 def session_providers(
     choice: ProviderChoice, manifest: Manifest, options: BundleLoadOptions
 ) -> list[ProviderEntry]:
-    """The providers as ONNX Runtime takes them: TensorRT with its cache and profile options."""
+    """The providers as ONNX Runtime takes them: TensorRT with its cache and profile options,
+    CUDA with its arena held to the planner's figure (`planner.costs.ort_gpu_mem_limit`)."""
+    from edge_hired.device.providers import session_entries
+    from edge_hired.planner.costs import ort_gpu_mem_limit
+    from edge_hired.planner.inputs import PlanInputs
+
+    cuda = "CUDAExecutionProvider" in choice.providers
+    limit = ort_gpu_mem_limit(PlanInputs.from_manifest(manifest)) if cuda else None
     if choice.providers[0] != "TensorrtExecutionProvider":
-        return list(choice.providers)
+        return session_entries(choice.providers, limit)
     from edge_hired.models.tiny import cache_root
 
     vision = manifest.vision
@@ -196,7 +203,7 @@ def session_providers(
         partitions=tensorrt.max_partitions(vision.pinpoints, vision.crop_size),
         crop_size=vision.crop_size,
     )
-    return [(choice.providers[0], trt_options), *choice.providers[1:]]
+    return session_entries(choice.providers, limit, trt_options)
 
 
 def _encoder_sha256(manifest: Manifest) -> str:

@@ -22,6 +22,7 @@ from edge_hired.planner.arithmetic import (
     predict_lines,
     required_bytes,
 )
+from edge_hired.planner.costs import CostKind
 from edge_hired.planner.inputs import PlanInputs, PlanRequest
 from edge_hired.profiles import DeviceProfile
 from edge_hired.serve.api_errors import bad_request
@@ -86,7 +87,7 @@ class RequestPlanner:
 
     def _cost(self, request: PlanRequest, visual: int) -> Cost:
         lines = predict_lines(self.inputs, self.profile, request, visual)
-        kv = sum(line.bytes for line in lines if line.name == "KV cache")
+        kv = sum(line.bytes for line in lines if line.kind is CostKind.KV_CACHE)
         peak = required_bytes(self.inputs, self.profile, request, visual)
         return Cost(kv, peak - kv)
 

@@ -20,6 +20,8 @@ from edge_hired.device import providers as provider_module
 from edge_hired.device import tensorrt
 from edge_hired.device.providers import ProviderChoice
 from edge_hired.export.exporter import ExportOptions, export_bundle
+from edge_hired.planner.costs import ort_gpu_mem_limit
+from edge_hired.planner.inputs import PlanInputs
 from edge_hired.runtime import bundle_runtime
 from edge_hired.runtime.bundle_runtime import (
     BundleLoadOptions,
@@ -59,6 +61,12 @@ class RecordingOrt:
         return onnxruntime.InferenceSession(str(path), providers=[CPU])
 
 
+def cuda_entry(manifest) -> tuple[str, dict[str, str]]:
+    """CUDA with the arena the planner counts: grown as requested, up to its limit."""
+    limit = ort_gpu_mem_limit(PlanInputs.from_manifest(manifest))
+    return CUDA, {"arena_extend_strategy": "kSameAsRequested", "gpu_mem_limit": str(limit)}
+
+
 @pytest.fixture
 def gpu_ort(monkeypatch: pytest.MonkeyPatch) -> RecordingOrt:
     fake = RecordingOrt()
@@ -77,7 +85,7 @@ def test_tensorrt_gets_engine_cache_fp16_and_one_profile_for_every_grid(
     options = BundleLoadOptions(cache_root=tmp_path, notify=said.append)
     entries = session_providers(ProviderChoice((TRT, CUDA, CPU), "test"), manifest, options)
     name, trt = entries[0]
-    assert name == TRT and entries[1:] == [CUDA, CPU]
+    assert name == TRT and entries[1:] == [cuda_entry(manifest), CPU]
     identity = tensorrt.EngineIdentity(
         bundle_runtime._encoder_sha256(manifest), "1.99.0-test", "10.3.0", "Orin (nvgpu)"
     )
@@ -111,7 +119,7 @@ def test_a_provider_that_fails_its_probe_is_dropped_with_the_reason(
     failing = {TRT: "libnvinfer not found"}
     monkeypatch.setattr(provider_module, "probe_once", lambda name: failing.get(name))
     pipeline = load_bundle_pipeline(fp16_bundle, BundleLoadOptions(verify=False))
-    assert gpu_ort.sessions == [[CUDA, CPU]]
+    assert gpu_ort.sessions == [[cuda_entry(read_manifest(fp16_bundle)), CPU]]
     assert "TensorRT listed but libnvinfer not found: CUDAExecutionProvider" in (
         pipeline.device_reason
     )

@@ -526,3 +526,153 @@ def test_plan_command_on_a_bundle(tmp_path, capsys) -> None:
     assert run_cli(argv) == 2
     assert "a bundle fixes both" in capsys.readouterr().out
     assert run_cli(["plan", "--bundle", str(tmp_path / "none"), "--profile", "cpu"]) == 2
+
+
+# --- typed phases, and ONNX Runtime's held GPU arena ------------------------------------------
+
+
+def test_phases_are_summed_by_kind_not_by_display_name() -> None:
+    """Renaming every line for display changes no sum: the phases are found by their kind."""
+    from dataclasses import replace
+
+    from edge_hired.planner.arithmetic import _phase_bytes
+    from edge_hired.planner.costs import CostKind, Phase
+
+    profile = load_profile("agx-orin-64gb")
+    lines = plan_budget(SYNTH, profile, REQUEST, MemoryCap(40 * GIB, "t")).lines
+    kinds = {line.name: line.kind for line in lines}
+    assert kinds["KV cache"] is CostKind.KV_CACHE and kinds["margin"] is CostKind.MARGIN
+    assert [line.name for line in lines if line.kind.phase is Phase.LLM] == [
+        "KV cache",
+        "prefill activations",
+    ]
+    renamed = [replace(line, name=f"shown as {line.name.upper()}") for line in lines]
+    encoder = int(5 * SYNTH_ENCODER_LIVE * 1.25)
+    kv = int(SYNTH_KV_PER_TOKEN * (1 + 1 / 16) * (2880 + 40 + 32))
+    prefill = int(SYNTH_PREFILL_LIVE * 1.5 * (2880 + 40))
+    assert _phase_bytes(renamed) == _phase_bytes(list(lines)) == (encoder, kv + prefill)
+
+
+def test_a_plan_writes_each_lines_kind_as_its_value_in_json() -> None:
+    plan = plan_budget(SYNTH, load_profile("t4-16gb"), REQUEST, MemoryCap(40 * GIB, "t"))
+    written = json.loads(json.dumps(plan.to_dict()))
+    assert [line["kind"] for line in written["lines"]] == [
+        "cuda_context",
+        "llm_weights",
+        "encoder_weights",
+        "encoder_activations",
+        "kv_cache",
+        "prefill_activations",
+        "overlap",
+        "margin",
+    ]
+
+
+HELD = PlanRequest(prompt_tokens=40, max_new_tokens=32, encoder_held=True)
+
+
+def test_a_held_onnx_runtime_arena_adds_to_the_llm_phase() -> None:
+    """The AGX Orin 64GB example of `test_a_generous_cap_keeps_every_token`, with the encoder in
+    ONNX Runtime on CUDA: its arena (5 partitions x SYNTH_ENCODER_LIVE x 1.25, the cuda worst
+    factor = 144,019,200 B) is held, so nothing is taken back and the peak is the sum."""
+    profile = load_profile("agx-orin-64gb")
+    plan = plan_budget(SYNTH, profile, HELD, MemoryCap(40 * GIB, "test"))
+    lines = {line.name: line.bytes for line in plan.lines}
+    expected = {
+        "runtime": int(0.35 * GIB),
+        "CUDA context": int(0.27 * GIB),
+        "LLM weights": 2 * GIB,
+        "encoder weights": 600 * MIB,
+        "image": SYNTH_IMAGE,
+        "encoder arena": 144_019_200,
+        "KV cache": int(SYNTH_KV_PER_TOKEN * (1 + 1 / 16) * (2880 + 40 + 32)),
+        "prefill activations": int(SYNTH_PREFILL_LIVE * 1.5 * (2880 + 40)),
+    }
+    assert list(lines) == [*expected, "margin"]
+    assert {name: lines[name] for name in expected} == expected
+    freed = plan_budget(SYNTH, profile, REQUEST, MemoryCap(40 * GIB, "test"))
+    assert freed.peak_bytes == 3_740_459_130  # max(encoder, LLM phase): the encoder is freed
+    assert plan.peak_bytes == sum(expected.values()) == 3_740_459_130 + 144_019_200
+
+
+def test_the_held_arena_is_sized_for_the_largest_layout_whatever_the_image() -> None:
+    """A 336x336 image (3 partitions) after a 672x672 one (5) leaves the arena at 5 partitions."""
+    small = PlanRequest(prompt_tokens=40, max_new_tokens=32, partitions=3, visual_tokens=1176)
+    profile = load_profile("orin-nx-16gb")
+    freed = {
+        line.name: line.bytes
+        for line in plan_budget(SYNTH, profile, small, MemoryCap(GIB * 9, "t")).lines
+    }
+    held_request = PlanRequest(**{**small.__dict__, "encoder_held": True})
+    held = {
+        line.name: line.bytes
+        for line in plan_budget(SYNTH, profile, held_request, MemoryCap(9 * GIB, "t")).lines
+    }
+    assert freed["encoder activations"] == int(3 * SYNTH_ENCODER_LIVE * 1.25)
+    assert held["encoder arena"] == int(5 * SYNTH_ENCODER_LIVE * 1.25)
+
+
+@pytest.mark.parametrize("visual", [1, 1000, 1677, 1678, 2880])
+def test_held_phases_add_where_freed_ones_take_the_larger(visual: int) -> None:
+    """max(encoder, LLM) + min(encoder, LLM) = encoder + LLM, at every count: below 1677 tokens
+    the encoder phase is the larger (see `test_while_the_encoder_phase_is_larger...`)."""
+    profile = load_profile("orin-nx-8gb")
+    encoder = 144_019_200
+    llm = int(SYNTH_KV_PER_TOKEN * (1 + 1 / 16) * (visual + 72)) + int(
+        SYNTH_PREFILL_LIVE * 1.5 * (visual + 40)
+    )
+    freed = predicted_peak_bytes(SYNTH, profile, REQUEST, visual)
+    held = predicted_peak_bytes(SYNTH, profile, HELD, visual)
+    assert held - freed == min(encoder, llm)
+
+
+def test_a_held_arena_lowers_the_budget_under_the_same_cap() -> None:
+    """Under the cap that admits 2500 tokens with the encoder freed, a held arena pays for both
+    phases: 144,019,200 B more at 83,200 B per visual token (KV x 17/16 + prefill x 1.5) is
+    1731 tokens fewer, to within the 5% margin's rounding."""
+    profile = load_profile("orin-nx-8gb")
+    cap = required(profile, REQUEST, 2500)
+    assert plan_budget(SYNTH, profile, REQUEST, MemoryCap(cap, "t")).budget_tokens == 2500
+    held = plan_budget(SYNTH, profile, HELD, MemoryCap(cap, "t")).budget_tokens
+    assert required_bytes(SYNTH, profile, HELD, held) <= cap
+    assert required_bytes(SYNTH, profile, HELD, held + 1) > cap
+    assert 2500 - held in (1731, 1732)
+
+
+def test_the_arena_limit_is_the_encoders_weights_plus_the_held_arena() -> None:
+    from edge_hired.planner.costs import holds_arena, ort_gpu_mem_limit
+
+    inputs = PlanInputs.from_manifest(manifest(measured=30 * MIB))
+    assert ort_gpu_mem_limit(inputs) == 640 * MIB + 5 * 30 * MIB  # measured at export
+    modelled = PlanInputs.from_manifest(manifest(measured=0))
+    live = 577 * (3 * 4096 + 7.5 * 1024) * 2  # fp16 encoder, 577 tokens per partition
+    assert ort_gpu_mem_limit(modelled) == -(-(640 * MIB + int(5 * live * 1.25)) // MIB) * MIB
+    assert holds_arena("CUDAExecutionProvider") and holds_arena("TensorrtExecutionProvider")
+    assert not holds_arena("CPUExecutionProvider") and not holds_arena(None)
+
+
+class RecordingOrt:
+    """ONNX Runtime as far as a session's creation: records the providers it is given."""
+
+    def __init__(self) -> None:
+        self.providers: list = []
+
+    def InferenceSession(self, path, providers):
+        self.providers = providers
+        return self
+
+
+def test_a_bundle_on_cuda_gives_onnx_runtime_the_planned_arena(tmp_path) -> None:
+    from edge_hired.device.providers import ProviderChoice
+    from edge_hired.runtime.bundle_runtime import (
+        BundleLoadOptions,
+        OnnxVisionEncoder,
+        session_providers,
+    )
+
+    choice = ProviderChoice(("CUDAExecutionProvider", "CPUExecutionProvider"), "test")
+    entries = session_providers(choice, manifest(measured=30 * MIB), BundleLoadOptions())
+    ort = RecordingOrt()
+    OnnxVisionEncoder(tmp_path / "encoder.onnx", entries, "float16", ort=ort)
+    arena = {"arena_extend_strategy": "kSameAsRequested", "gpu_mem_limit": str(790 * MIB)}
+    assert ort.providers == [("CUDAExecutionProvider", arena), "CPUExecutionProvider"]

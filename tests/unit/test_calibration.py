@@ -3,7 +3,9 @@ and what a plan that does not fit says would."""
 
 from __future__ import annotations
 
+import os
 import tempfile
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -222,3 +224,143 @@ def test_orin_nx_8gb_with_the_7b_at_8bit_lists_ways_to_fit(vicuna_dir, capsys) -
     assert "then 576 visual tokens fit (20%)" in options
     assert "then 2880 visual tokens fit (100%)" in options
     assert lines[-1].startswith("edge-hired: error: orin-nx-8gb: memory cap")
+
+
+# --- the CUDA context, against a baseline taken before CUDA initialises ------------------------
+
+
+def meminfo_text(available_kib: int, free_kib: int) -> str:
+    return (
+        "MemTotal:        7802880 kB\n"
+        f"MemFree:         {free_kib} kB\n"
+        f"MemAvailable:    {available_kib} kB\n"
+        "Cached:          2500000 kB\n"
+    )
+
+
+#: An Orin with the desktop up: 4.9 GB available of 7.4 GiB, most of the rest desktop and cache.
+AVAILABLE_KIB, FREE_KIB = 4_900_000, 1_000_000
+CONTEXT_KIB, TORCH_BLOCK = 287 * 1024, 2 * MIB  # the context, and torch's first block
+
+
+def test_a_jetsons_context_is_memavailable_before_and_after_cuda_starts(
+    tmp_path, monkeypatch
+) -> None:
+    """On a Jetson cudaMemGetInfo is MemFree: 'total - free' after the first call charged the
+    desktop and the page cache (6,930 MiB here) as the context. Measured against MemAvailable
+    read before CUDA initialises, less torch's own 2 MiB block, it is the 287 MiB it took."""
+    import torch
+
+    from edge_hired.facts import calibration_probe
+
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text(meminfo_text(AVAILABLE_KIB, FREE_KIB))
+    taken = CONTEXT_KIB + TORCH_BLOCK // 1024
+    after = meminfo_text(AVAILABLE_KIB - taken, FREE_KIB - taken)
+    real_zeros = torch.zeros
+
+    def zeros(*shape, device=None, **kwargs):
+        if device != "cuda":
+            return real_zeros(*shape, device=device, **kwargs)
+        meminfo.write_text(after)  # what creating the context does to the board's RAM
+        return real_zeros(*shape, **kwargs)
+
+    monkeypatch.setattr(calibration_probe, "MEMINFO", meminfo, raising=False)
+    monkeypatch.setattr(torch, "zeros", zeros)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda *a: None)
+    monkeypatch.setattr(torch.cuda, "memory_reserved", lambda *a: TORCH_BLOCK)
+    free_after = (FREE_KIB - taken) * 1024
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda *a: (free_after, 7802880 * 1024))
+    result = calibration_probe.cuda_step({"step": "cuda", "kind": "unified"})
+    assert result["context_mib"] == 287.0
+    assert result["context_source"].startswith("MemAvailable in /proc/meminfo, before and after")
+    assert result["ort_mib"] is None  # this machine's onnxruntime has no CUDA provider
+
+
+class FakeNvml:
+    """pynvml's functions the context measurement calls, over one GPU another process uses."""
+
+    def __init__(self, list_own: bool = True) -> None:
+        self.list_own = list_own
+        self.processes = [SimpleNamespace(pid=4242, usedGpuMemory=10 * GIB)]
+        self.used = 10 * GIB + 300 * MIB
+
+    def nvmlInit(self) -> None:
+        pass
+
+    def nvmlDeviceGetCount(self) -> int:
+        return 1
+
+    def nvmlDeviceGetHandleByIndex(self, index: int) -> str:
+        return f"gpu{index}"
+
+    def nvmlDeviceGetMemoryInfo(self, handle: str) -> SimpleNamespace:
+        return SimpleNamespace(used=self.used)
+
+    def nvmlDeviceGetComputeRunningProcesses(self, handle: str) -> list:
+        return list(self.processes)
+
+
+class FakeCuda:
+    """torch's CUDA calls: starting it makes a 500 MiB context plus torch's 2 MiB block."""
+
+    def __init__(self, nvml: FakeNvml, used: int = 0) -> None:
+        self.nvml, self.in_use = nvml, used
+
+    def available(self) -> bool:
+        return True
+
+    def start(self) -> None:
+        taken = 500 * MIB + TORCH_BLOCK
+        self.nvml.used += taken
+        if self.nvml.list_own:
+            self.nvml.processes.append(SimpleNamespace(pid=os.getpid(), usedGpuMemory=taken))
+
+    def reserved(self) -> int:
+        return TORCH_BLOCK
+
+    def used(self) -> int:
+        return self.in_use
+
+
+@pytest.mark.parametrize(
+    ("list_own", "source"),
+    [(True, "NVML per-process memory"), (False, "NVML device memory used")],
+)
+def test_a_discrete_gpus_context_leaves_other_processes_out(list_own: bool, source: str) -> None:
+    """Another process's 10 GiB on the GPU is not the context: NVML's per-process figure (or,
+    where a container hides our PID, the device figure's growth across CUDA's start) is."""
+    from edge_hired.facts.calibration_probe import measure_cuda
+
+    nvml = FakeNvml(list_own)
+    result = measure_cuda("discrete", FakeCuda(nvml), nvml=nvml)
+    assert result["context_mib"] == 500.0
+    assert result["context_source"].startswith(source)
+
+
+def test_without_nvml_the_context_is_everything_in_use_and_says_so() -> None:
+    from edge_hired.facts.calibration_probe import measure_cuda
+
+    class NoNvml:
+        def nvmlInit(self) -> None:
+            raise RuntimeError("NVML Shared Library Not Found")
+
+    result = measure_cuda("discrete", FakeCuda(FakeNvml(), used=3 * GIB), nvml=NoNvml())
+    assert result["context_mib"] == 3072.0
+    assert "all processes (no NVML for a baseline)" in result["context_source"]
+
+
+@pytest.mark.parametrize(("jetson", "kind"), [(True, "unified"), (False, "discrete")])
+def test_calibrate_tells_the_cuda_step_which_memory_to_read(monkeypatch, jetson, kind) -> None:
+    from edge_hired.device import memory_info
+    from edge_hired.facts import calibrate
+    from edge_hired.facts.run_facts import RunFacts
+
+    specs: list[dict] = []
+    monkeypatch.setattr(calibrate, "probe", lambda spec: specs.append(spec) or {})
+    monkeypatch.setattr(calibrate, "_is_jetson", lambda: jetson)
+    monkeypatch.setattr(memory_info, "device_memory", lambda kind: kind)  # no GPU here
+    facts = RunFacts(SYNTH, "cuda", (672, 672), 5, 2880, 48, 40)
+    calibrate._measure({"hw": [672, 672]}, facts, [(672, 672)], 1, lambda step: None)
+    assert next(spec for spec in specs if spec["step"] == "cuda")["kind"] == kind
