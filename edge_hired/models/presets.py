@@ -241,6 +241,44 @@ TINY_QWEN3_5_TEXT = _frozen(
     },
 )
 
+#: Qwen3-VL-2B / 4B's vision tower (published config.json; patch 16, DeepStack after blocks
+#: 5, 11, 17), and Qwen3-VL-2B's LLM (Qwen3-1.7B shape, tied embeddings, interleaved M-RoPE).
+#: `reference_configs` builds the published models from these; `mid-qwen3-vl` uses them too.
+QWEN3_VL_2B_VISION = _frozen(
+    **{
+        "depth": 24,
+        "hidden_size": 1024,
+        "intermediate_size": 4096,
+        "num_heads": 16,
+        "patch_size": 16,
+        "spatial_merge_size": 2,
+        "temporal_patch_size": 2,
+        "num_position_embeddings": 2304,
+        "deepstack_visual_indexes": [5, 11, 17],
+        "hidden_act": "gelu_pytorch_tanh",
+    }
+)
+
+QWEN3_VL_2B_TEXT = _frozen(
+    **{
+        "hidden_size": 2048,
+        "intermediate_size": 6144,
+        "num_hidden_layers": 28,
+        "num_attention_heads": 16,
+        "num_key_value_heads": 8,
+        "head_dim": 128,
+        "vocab_size": 151936,
+        "max_position_embeddings": 262144,
+        "tie_word_embeddings": True,
+        "rope_parameters": {
+            "rope_type": "default",
+            "rope_theta": 5000000.0,
+            "mrope_section": [24, 20, 20],
+            "mrope_interleaved": True,
+        },
+    }
+)
+
 TINY_QWEN2 = _frozen(
     hidden_size=64,
     intermediate_size=128,
@@ -412,6 +450,20 @@ PRESETS: dict[str, ModelPreset] = {
             vision_type="qwen3_5_vision",
             text_type="qwen3_5_text",
             merge=2,
+        ),
+        ModelPreset(
+            name="mid-qwen3-vl",
+            family="qwen3_vl",
+            description="Qwen3-VL-2B-shaped for benchmarks: 24-layer 1024-wide tower with "
+            "DeepStack [5, 11, 17], 28-layer 2048-wide LLM (offline 1k vocabulary), bf16",
+            vision=_frozen(**QWEN3_VL_2B_VISION, out_hidden_size=2048),
+            text=QWEN3_VL_2B_TEXT,
+            vision_feature_layer=-1,
+            vision_feature_select_strategy="full",
+            vision_type="qwen3_vl_vision",
+            text_type="qwen3_vl_text",
+            merge=2,
+            dtype="bfloat16",
         ),
     )
 }

@@ -7,10 +7,11 @@ llava-onevision-qwen2-0.5b-ov-hf for the tables and tests (from their published 
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from edge_hired.hired.geometry import LLAVA_V16_PINPOINTS
-from edge_hired.models.presets import VIT_L_14_336
+from edge_hired.models.presets import QWEN3_VL_2B_TEXT, QWEN3_VL_2B_VISION, VIT_L_14_336
 
 VICUNA_7B_TEXT = {
     "model_type": "llama",
@@ -284,36 +285,8 @@ TILED_PROCESSOR_SETTINGS: dict[str, dict[str, int]] = {
 # and `vocab_size` / token ids of Qwen3.5 (248320 / 248056, the transformers defaults).
 # The parameter-count test checks each against its advertised size.
 
-QWEN3_VL_VISION_1024 = {  # Qwen3-VL-2B / 4B tower (SigLIP-2-shaped, patch 16, DeepStack)
-    "depth": 24,
-    "hidden_size": 1024,
-    "intermediate_size": 4096,
-    "num_heads": 16,
-    "patch_size": 16,
-    "spatial_merge_size": 2,
-    "temporal_patch_size": 2,
-    "num_position_embeddings": 2304,
-    "deepstack_visual_indexes": [5, 11, 17],
-    "hidden_act": "gelu_pytorch_tanh",
-}
-
-QWEN3_1_7B_VL_TEXT = {  # Qwen3-VL-2B's LLM (Qwen3-1.7B shape, tied embeddings)
-    "hidden_size": 2048,
-    "intermediate_size": 6144,
-    "num_hidden_layers": 28,
-    "num_attention_heads": 16,
-    "num_key_value_heads": 8,
-    "head_dim": 128,
-    "vocab_size": 151936,
-    "max_position_embeddings": 262144,
-    "tie_word_embeddings": True,
-    "rope_parameters": {
-        "rope_type": "default",
-        "rope_theta": 5000000.0,
-        "mrope_section": [24, 20, 20],
-        "mrope_interleaved": True,
-    },
-}
+QWEN3_VL_VISION_1024 = dict(QWEN3_VL_2B_VISION)  # Qwen3-VL-2B / 4B tower (presets.py)
+QWEN3_1_7B_VL_TEXT = dict(QWEN3_VL_2B_TEXT)  # Qwen3-VL-2B's LLM (Qwen3-1.7B shape, presets.py)
 
 QWEN3_4B_VL_TEXT = {  # Qwen3-VL-4B's LLM (Qwen3-4B shape, tied embeddings)
     **QWEN3_1_7B_VL_TEXT,
@@ -328,10 +301,10 @@ def _qwen3_vl_config(text: dict[str, Any]) -> Any:
     """A Qwen3VLConfig with the 1024-wide tower projecting to the LLM's width."""
     from transformers import Qwen3VLConfig
 
-    vision = {**QWEN3_VL_VISION_1024, "out_hidden_size": text["hidden_size"]}
+    vision = {**copy.deepcopy(QWEN3_VL_VISION_1024), "out_hidden_size": text["hidden_size"]}
     return Qwen3VLConfig(
         vision_config=vision,
-        text_config=dict(text),
+        text_config=copy.deepcopy(text),
         image_token_id=151655,
         video_token_id=151656,
         vision_start_token_id=151652,

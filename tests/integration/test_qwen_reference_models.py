@@ -20,14 +20,20 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from transformers import AutoModelForImageTextToText, AutoTokenizer, Qwen2VLImageProcessorPil
+from transformers import (
+    AutoModelForImageTextToText,
+    AutoTokenizer,
+    Qwen2VLImageProcessorPil,
+    Qwen3VLForConditionalGeneration,
+)
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 from transformers.models.qwen3_vl.modeling_qwen3_vl import BaseModelOutputWithDeepstackFeatures
 
 from edge_hired.hired import select_tokens
 from edge_hired.hired.native_geometry import NativeGeometry, native_geometry
 from edge_hired.models.presets import PRESETS
-from edge_hired.models.tiny import build_checkpoint
+from edge_hired.models.reference_configs import qwen3_vl_2b_config
+from edge_hired.models.tiny import build_checkpoint, make_config
 from edge_hired.runtime.qwen_positions import prune_prompt
 from tests.integration.test_tiles_reference import noise
 
@@ -209,3 +215,18 @@ def test_dart_prunes_the_same_way(checkpoints: dict[str, Path]) -> None:
     inputs, prompt = pruned_inputs(case, selection.kept[0])
     out = generate(case.model, inputs)
     assert out.shape == (1, prompt.input_ids.shape[1] + NEW_TOKENS)
+
+
+def test_mid_preset_is_qwen3_vl_2b_shaped() -> None:
+    config = make_config("mid-qwen3-vl")
+    reference = qwen3_vl_2b_config()
+    for name in ("depth", "hidden_size", "num_heads", "out_hidden_size", "patch_size"):
+        assert getattr(config.vision_config, name) == getattr(reference.vision_config, name)
+    assert list(config.vision_config.deepstack_visual_indexes) == [5, 11, 17]
+    for name in ("hidden_size", "num_hidden_layers", "intermediate_size", "num_key_value_heads"):
+        assert getattr(config.text_config, name) == getattr(reference.text_config, name)
+    with torch.device("meta"):
+        model = Qwen3VLForConditionalGeneration(config)
+    vocab_gap = (reference.text_config.vocab_size - config.text_config.vocab_size) * 2048
+    billions = (sum(p.numel() for p in model.parameters()) + vocab_gap) / 1e9
+    assert 2.0 <= billions <= 2.2  # Qwen3-VL-2B's size once the full vocabulary is added back
