@@ -140,3 +140,15 @@ def test_image_pad_expansion_needs_one_placeholder_and_a_positive_count() -> Non
     for bad_text, count in ((text * 2, 3), ("no image", 3), (text, 0), (text, True)):
         with pytest.raises(InvalidArgumentError):
             expand_image_pad(bad_text, count)
+
+
+@pytest.mark.parametrize("strategy", ["hired", "spatial", "random", "dart", "full"])
+def test_budgeted_strategies_keep_exactly_the_budget_on_one_partition(strategy: str) -> None:
+    geometry = native_geometry((224, 448))  # 7 x 14 = 98 merge units
+    rng = np.random.default_rng(0)
+    rows = rng.random((1, 2, geometry.tokens_per_partition))
+    features = rng.normal(size=(1, geometry.tokens_per_partition, 8))
+    selection = select_tokens(geometry, strategy, rows, rows, ratio=0.2, features=features)  # type: ignore[arg-type]
+    want = 98 if strategy == "full" else 19  # floor(0.2 x 98)
+    assert selection.num_kept == want == len(np.unique(selection.kept[0]))
+    assert selection.order[:, 1].tolist() == sorted(selection.kept[0].tolist())
