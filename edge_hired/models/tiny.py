@@ -230,7 +230,8 @@ def build_family_tokenizer(family: str) -> PreTrainedTokenizerFast:
     from transformers import PreTrainedTokenizerFast
 
     if family in QWEN_FAMILIES:
-        return _qwen_tokenizer()
+        extra = tuple(t for t in tiny_qwen.special_tokens() if t not in SPECIAL_TOKENS)
+        return tiny_qwen.qwen_tokenizer(_train_bpe(SPECIAL_TOKENS + extra), BOS, EOS, UNK, PAD)
     if family not in TILED_CHAT_TEMPLATES:
         return build_tokenizer()
     named = INTERNVL_TOKENS if family == "internvl" else SMOLVLM_TOKENS
@@ -246,24 +247,6 @@ def build_family_tokenizer(family: str) -> PreTrainedTokenizerFast:
         padding_side="left",
         model_max_length=8192,
         chat_template=TILED_CHAT_TEMPLATES[family],
-    )
-
-
-def _qwen_tokenizer() -> PreTrainedTokenizerFast:
-    """The offline tokenizer plus Qwen's vision and turn markers, with a Qwen chat template."""
-    from transformers import PreTrainedTokenizerFast
-
-    extra = tuple(t for t in tiny_qwen.special_tokens() if t not in SPECIAL_TOKENS)
-    return PreTrainedTokenizerFast(
-        tokenizer_object=_train_bpe(SPECIAL_TOKENS + extra),
-        bos_token=BOS,
-        eos_token=EOS,
-        unk_token=UNK,
-        pad_token=PAD,
-        extra_special_tokens=dict(tiny_qwen.QWEN_VISION_TOKENS),
-        padding_side="left",
-        model_max_length=16384,
-        chat_template=tiny_qwen.QWEN_CHAT_TEMPLATE,
     )
 
 

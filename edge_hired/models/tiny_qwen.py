@@ -64,6 +64,23 @@ def special_tokens() -> tuple[str, ...]:
     return (*QWEN_VISION_TOKENS.values(), *QWEN_TURN_TOKENS)
 
 
+def qwen_tokenizer(bpe: Any, bos: str, eos: str, unk: str, pad: str) -> Any:
+    """The offline tokenizer (`bpe`, trained with the Qwen markers) with a Qwen chat template."""
+    from transformers import PreTrainedTokenizerFast
+
+    return PreTrainedTokenizerFast(
+        tokenizer_object=bpe,
+        bos_token=bos,
+        eos_token=eos,
+        unk_token=unk,
+        pad_token=pad,
+        extra_special_tokens=dict(QWEN_VISION_TOKENS),
+        padding_side="left",
+        model_max_length=16384,
+        chat_template=QWEN_CHAT_TEMPLATE,
+    )
+
+
 def _plain(value: Any) -> Any:
     """A deep copy with tuples as lists, as the configs' strict fields and JSON want them."""
     if isinstance(value, (tuple, list)):
