@@ -26,14 +26,18 @@ from edge_hired.errors import (
 )
 from edge_hired.hired import strategies
 from edge_hired.hired.budget import check_alpha, resolve_budget
+from edge_hired.hired.dart import check_features, dart
 from edge_hired.hired.geometry import ImageGeometry
 from edge_hired.hired.prumerge import prumerge
 from edge_hired.hired.strategies import MergeInfo, Plan
 
 STRATEGIES = ("full", "hired", "hired-ref", "spatial", "random", "prumerge", "prumerge+")
+#: Strategies that read token features (`features=`) and not attention rows. `select_tokens`
+#: accepts them; they join STRATEGIES (the CLI's list) once the runtime passes features.
+FEATURE_STRATEGIES = ("dart",)
 NEWLINE_MODES = ("none", "rows")
 
-__all__ = ["STRATEGIES", "Selection", "check_strategy", "select_tokens"]
+__all__ = ["FEATURE_STRATEGIES", "STRATEGIES", "Selection", "check_strategy", "select_tokens"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -72,6 +76,7 @@ class _Inputs:
     alpha: float
     seed: int
     keys: np.ndarray | None
+    features: np.ndarray | None = None
 
 
 _RUNNERS: dict[str, Callable[[_Inputs], Plan]] = {
@@ -84,6 +89,7 @@ _RUNNERS: dict[str, Callable[[_Inputs], Plan]] = {
     "random": lambda x: strategies.random_tokens(x.geometry, x.s_init, x.budget, x.alpha, x.seed),
     "prumerge": lambda x: prumerge(x.geometry, x.importance, x.keys, plus=False),
     "prumerge+": lambda x: prumerge(x.geometry, x.importance, x.keys, plus=True),
+    "dart": lambda x: dart(x.geometry, x.features, x.budget),
 }
 _NEEDS_INIT = ("hired", "hired-ref", "spatial", "random")
 _NEEDS_FINAL = ("hired", "hired-ref", "prumerge", "prumerge+")
@@ -102,6 +108,7 @@ def select_tokens(
     newline: str = "none",
     seed: int = 0,
     keys: Any = None,
+    features: Any = None,
 ) -> Selection:
     """Select and order the visual tokens of one image.
 
@@ -110,6 +117,7 @@ def select_tokens(
     "Encoders without a CLS token"); the core treats both alike. Either may be None where
     the strategy does not read it (both for `full`, `cls_init` for prumerge).
     `keys`: final-layer keys [P, N, Dk], prumerge only.
+    `features`: token features [P, N, D], dart only (its pivots and duplication read them).
     Budget arguments are validated for every strategy but only used by the budgeted ones
     (`full` keeps every valid token, prumerge's count is adaptive).
 
@@ -126,6 +134,7 @@ def select_tokens(
         float(check_alpha(alpha)),
         _check_seed(seed),
         _check_keys(keys, geometry) if strategy.startswith("prumerge") else None,
+        check_features(features, geometry) if strategy in FEATURE_STRATEGIES else None,
     )
     _check_heads(cls_init, cls_final)
     return _selection(inputs, strategy, _RUNNERS[strategy](inputs), newline)
@@ -172,7 +181,8 @@ def check_strategy(strategy: object) -> str:
 
 def _check_choice(strategy: object, newline: object) -> None:
     """Known strategy and newline mode, else the typed error."""
-    check_strategy(strategy)
+    if strategy not in FEATURE_STRATEGIES:
+        check_strategy(strategy)
     if newline not in NEWLINE_MODES:
         raise InvalidArgumentError(expected("newline", "'none' or 'rows'", newline))
 

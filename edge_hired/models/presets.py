@@ -15,7 +15,19 @@ from typing import Any, Literal
 
 from edge_hired.hired.geometry import LLAVA_V16_PINPOINTS
 
-Family = Literal["llava_next", "llava", "llava_onevision", "internvl", "smolvlm"]
+Family = Literal[
+    "llava_next",
+    "llava",
+    "llava_onevision",
+    "internvl",
+    "smolvlm",
+    "qwen3_vl",
+    "qwen2_5_vl",
+    "qwen3_5",
+]
+
+#: Native-resolution families (one partition, 2 x 2 merge units, 3-D M-RoPE).
+QWEN_FAMILIES = ("qwen3_vl", "qwen2_5_vl", "qwen3_5")
 
 
 @dataclass(frozen=True)
@@ -36,9 +48,17 @@ class ModelPreset:
     image_grid_pinpoints: tuple[tuple[int, int], ...] = LLAVA_V16_PINPOINTS
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     vision_type: Literal[
-        "clip_vision_model", "siglip_vision_model", "internvl_vision", "smolvlm_vision"
+        "clip_vision_model",
+        "siglip_vision_model",
+        "internvl_vision",
+        "smolvlm_vision",
+        "qwen3_vl_vision",
+        "qwen2_5_vl_vision",
+        "qwen3_5_vision",
     ] = "clip_vision_model"
-    text_type: Literal["llama", "qwen2"] = "llama"
+    text_type: Literal["llama", "qwen2", "qwen3_vl_text", "qwen2_5_vl_text", "qwen3_5_text"] = (
+        "llama"
+    )
     merge: int = 1  # tiled families: patches per LLM-token side after the pixel shuffle
 
     @property
@@ -141,6 +161,122 @@ TINY_SMOLVLM_SIGLIP = _frozen(
     intermediate_size=64,
     num_hidden_layers=4,
     num_attention_heads=4,
+)
+
+#: Qwen3-VL's vision tower geometry (patch 16, 2 x 2 merger, 48 x 48 learned positions) at 4
+#: layers, 32 wide; DeepStack taps after blocks 1 and 2 feed the LLM's first two layers.
+TINY_QWEN3_VL_VISION = _frozen(
+    depth=4,
+    hidden_size=32,
+    intermediate_size=64,
+    num_heads=4,
+    patch_size=16,
+    spatial_merge_size=2,
+    temporal_patch_size=2,
+    out_hidden_size=64,
+    num_position_embeddings=2304,
+    deepstack_visual_indexes=(1, 2),
+)
+
+#: Qwen2.5-VL's tower geometry (patch 14, 112 px attention windows) at 4 layers, 32 wide;
+#: blocks 1 and 3 attend over the whole image (the last one is the signal's final layer).
+TINY_QWEN2_5_VL_VISION = _frozen(
+    depth=4,
+    hidden_size=32,
+    intermediate_size=64,
+    num_heads=4,
+    patch_size=14,
+    spatial_merge_size=2,
+    temporal_patch_size=2,
+    out_hidden_size=64,
+    window_size=112,
+    fullatt_block_indexes=(1, 3),
+)
+
+#: Qwen3.5's tower: Qwen3-VL's without DeepStack.
+TINY_QWEN3_5_VISION = _frozen(
+    **{k: v for k, v in TINY_QWEN3_VL_VISION.items() if k != "deepstack_visual_indexes"}
+)
+
+#: A 2-layer, 64-wide Qwen LLM with 3-D M-RoPE; head_dim 16, so the (t, h, w) rotary
+#: sections [2, 3, 3] cover its 8 frequency pairs (the real models: [24, 20, 20] of 64).
+TINY_QWEN_VL_TEXT = _frozen(
+    hidden_size=64,
+    intermediate_size=128,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    head_dim=16,
+    max_position_embeddings=16384,
+    rope_parameters={
+        "rope_type": "default",
+        "rope_theta": 5000000.0,
+        "mrope_section": [2, 3, 3],
+        "mrope_interleaved": True,
+    },
+)
+
+#: Qwen2.5-VL's LLM shape at 2 layers (sequential M-RoPE sections, no head_dim override).
+TINY_QWEN2_5_VL_TEXT = _frozen(
+    **{k: v for k, v in TINY_QWEN_VL_TEXT.items() if k not in ("head_dim", "rope_parameters")},
+    rope_parameters={"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": [2, 3, 3]},
+)
+
+#: Qwen3.5's hybrid LLM at 2 layers: one Gated-DeltaNet (linear attention) layer, then one full
+#: attention layer with partial rotary (half of head_dim 32 = 16 dims, sections [2, 3, 3]).
+TINY_QWEN3_5_TEXT = _frozen(
+    **{k: v for k, v in TINY_QWEN_VL_TEXT.items() if k not in ("head_dim", "rope_parameters")},
+    head_dim=32,
+    linear_num_key_heads=2,
+    linear_num_value_heads=4,
+    linear_key_head_dim=16,
+    linear_value_head_dim=16,
+    layer_types=("linear_attention", "full_attention"),
+    rope_parameters={
+        "rope_type": "default",
+        "rope_theta": 10000000.0,
+        "mrope_section": [2, 3, 3],
+        "mrope_interleaved": True,
+        "partial_rotary_factor": 0.5,
+    },
+)
+
+#: Qwen3-VL-2B / 4B's vision tower (published config.json; patch 16, DeepStack after blocks
+#: 5, 11, 17), and Qwen3-VL-2B's LLM (Qwen3-1.7B shape, tied embeddings, interleaved M-RoPE).
+#: `reference_configs` builds the published models from these; `mid-qwen3-vl` uses them too.
+QWEN3_VL_2B_VISION = _frozen(
+    **{
+        "depth": 24,
+        "hidden_size": 1024,
+        "intermediate_size": 4096,
+        "num_heads": 16,
+        "patch_size": 16,
+        "spatial_merge_size": 2,
+        "temporal_patch_size": 2,
+        "num_position_embeddings": 2304,
+        "deepstack_visual_indexes": [5, 11, 17],
+        "hidden_act": "gelu_pytorch_tanh",
+    }
+)
+
+QWEN3_VL_2B_TEXT = _frozen(
+    **{
+        "hidden_size": 2048,
+        "intermediate_size": 6144,
+        "num_hidden_layers": 28,
+        "num_attention_heads": 16,
+        "num_key_value_heads": 8,
+        "head_dim": 128,
+        "vocab_size": 151936,
+        "max_position_embeddings": 262144,
+        "tie_word_embeddings": True,
+        "rope_parameters": {
+            "rope_type": "default",
+            "rope_theta": 5000000.0,
+            "mrope_section": [24, 20, 20],
+            "mrope_interleaved": True,
+        },
+    }
 )
 
 TINY_QWEN2 = _frozen(
@@ -275,6 +411,59 @@ PRESETS: dict[str, ModelPreset] = {
             vision_feature_select_strategy="full",
             vision_type="smolvlm_vision",
             merge=4,
+        ),
+        ModelPreset(
+            name="tiny-qwen3-vl",
+            family="qwen3_vl",
+            description="Qwen3-VL-shaped: native resolution, patch 16, 2 x 2 merge units, "
+            "4-layer 32-wide tower with DeepStack taps [1, 2], 2-layer M-RoPE LLM",
+            vision=TINY_QWEN3_VL_VISION,
+            text=TINY_QWEN_VL_TEXT,
+            vision_feature_layer=-1,
+            vision_feature_select_strategy="full",
+            vision_type="qwen3_vl_vision",
+            text_type="qwen3_vl_text",
+            merge=2,
+        ),
+        ModelPreset(
+            name="tiny-qwen2.5-vl",
+            family="qwen2_5_vl",
+            description="Qwen2.5-VL-shaped: native resolution, patch 14, 112 px windows with "
+            "full attention in blocks [1, 3], 4-layer 32-wide tower, 2-layer M-RoPE LLM",
+            vision=TINY_QWEN2_5_VL_VISION,
+            text=TINY_QWEN2_5_VL_TEXT,
+            vision_feature_layer=-1,
+            vision_feature_select_strategy="full",
+            vision_type="qwen2_5_vl_vision",
+            text_type="qwen2_5_vl_text",
+            merge=2,
+        ),
+        ModelPreset(
+            name="tiny-qwen3.5",
+            family="qwen3_5",
+            description="Qwen3.5-shaped: Qwen3-VL's tower without DeepStack, 2-layer hybrid "
+            "LLM (Gated DeltaNet + full attention, partial M-RoPE)",
+            vision=TINY_QWEN3_5_VISION,
+            text=TINY_QWEN3_5_TEXT,
+            vision_feature_layer=-1,
+            vision_feature_select_strategy="full",
+            vision_type="qwen3_5_vision",
+            text_type="qwen3_5_text",
+            merge=2,
+        ),
+        ModelPreset(
+            name="mid-qwen3-vl",
+            family="qwen3_vl",
+            description="Qwen3-VL-2B-shaped for benchmarks: 24-layer 1024-wide tower with "
+            "DeepStack [5, 11, 17], 28-layer 2048-wide LLM (offline 1k vocabulary), bf16",
+            vision=_frozen(**QWEN3_VL_2B_VISION, out_hidden_size=2048),
+            text=QWEN3_VL_2B_TEXT,
+            vision_feature_layer=-1,
+            vision_feature_select_strategy="full",
+            vision_type="qwen3_vl_vision",
+            text_type="qwen3_vl_text",
+            merge=2,
+            dtype="bfloat16",
         ),
     )
 }

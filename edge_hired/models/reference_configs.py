@@ -7,10 +7,11 @@ llava-onevision-qwen2-0.5b-ov-hf for the tables and tests (from their published 
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from edge_hired.hired.geometry import LLAVA_V16_PINPOINTS
-from edge_hired.models.presets import VIT_L_14_336
+from edge_hired.models.presets import QWEN3_VL_2B_TEXT, QWEN3_VL_2B_VISION, VIT_L_14_336
 
 VICUNA_7B_TEXT = {
     "model_type": "llama",
@@ -271,4 +272,159 @@ TILED_PROCESSOR_SETTINGS: dict[str, dict[str, int]] = {
     "HuggingFaceTB/SmolVLM2-256M-Video-Instruct": {"tile_size": 512, "longest_edge": 2048},
     "HuggingFaceTB/SmolVLM2-500M-Video-Instruct": {"tile_size": 512, "longest_edge": 2048},
     "HuggingFaceTB/SmolVLM2-2.2B-Instruct": {"tile_size": 384, "longest_edge": 1536},
+}
+
+
+# ---------------------------------------------------------------- Qwen3-VL / Qwen2.5-VL / Qwen3.5
+# Native-resolution models (one partition of 2 x 2 merge units). Shapes as published in the
+# checkpoints' config.json files (Qwen/Qwen3-VL-2B-Instruct, -4B-Instruct,
+# Qwen/Qwen2.5-VL-3B-Instruct, Qwen/Qwen3.5-0.8B, -2B; nvidia/Cosmos-Reason2-2B is a Qwen3-VL-2B
+# fine-tune with the same config), written from their model cards and configs as read before
+# this session; no hub access here, so none was re-read. Least sure: the Qwen3.5 small models'
+# linear-attention head counts and vision towers (0.8B: a 12-layer 768-wide tower assumed),
+# and `vocab_size` / token ids of Qwen3.5 (248320 / 248056, the transformers defaults).
+# The parameter-count test checks each against its advertised size.
+
+QWEN3_VL_VISION_1024 = dict(QWEN3_VL_2B_VISION)  # Qwen3-VL-2B / 4B tower (presets.py)
+QWEN3_1_7B_VL_TEXT = dict(QWEN3_VL_2B_TEXT)  # Qwen3-VL-2B's LLM (Qwen3-1.7B shape, presets.py)
+
+QWEN3_4B_VL_TEXT = {  # Qwen3-VL-4B's LLM (Qwen3-4B shape, tied embeddings)
+    **QWEN3_1_7B_VL_TEXT,
+    "hidden_size": 2560,
+    "intermediate_size": 9728,
+    "num_hidden_layers": 36,
+    "num_attention_heads": 32,
+}
+
+
+def _qwen3_vl_config(text: dict[str, Any]) -> Any:
+    """A Qwen3VLConfig with the 1024-wide tower projecting to the LLM's width."""
+    from transformers import Qwen3VLConfig
+
+    vision = {**copy.deepcopy(QWEN3_VL_VISION_1024), "out_hidden_size": text["hidden_size"]}
+    return Qwen3VLConfig(
+        vision_config=vision,
+        text_config=copy.deepcopy(text),
+        image_token_id=151655,
+        video_token_id=151656,
+        vision_start_token_id=151652,
+        vision_end_token_id=151653,
+        tie_word_embeddings=text["tie_word_embeddings"],
+    )
+
+
+def qwen3_vl_2b_config() -> Any:
+    """Qwen/Qwen3-VL-2B-Instruct's shape (also nvidia/Cosmos-Reason2-2B's)."""
+    return _qwen3_vl_config(QWEN3_1_7B_VL_TEXT)
+
+
+def qwen3_vl_4b_config() -> Any:
+    """Qwen/Qwen3-VL-4B-Instruct's shape."""
+    return _qwen3_vl_config(QWEN3_4B_VL_TEXT)
+
+
+def qwen2_5_vl_3b_config() -> Any:
+    """Qwen/Qwen2.5-VL-3B-Instruct's shape: 32-block windowed tower, Qwen2.5-3B LLM."""
+    from transformers import Qwen2_5_VLConfig
+
+    vision = {
+        "depth": 32,
+        "hidden_size": 1280,
+        "intermediate_size": 3420,
+        "num_heads": 16,
+        "patch_size": 14,
+        "window_size": 112,
+        "fullatt_block_indexes": [7, 15, 23, 31],
+        "out_hidden_size": 2048,
+        "hidden_act": "silu",
+    }
+    text = {
+        "hidden_size": 2048,
+        "intermediate_size": 11008,
+        "num_hidden_layers": 36,
+        "num_attention_heads": 16,
+        "num_key_value_heads": 2,
+        "vocab_size": 151936,
+        "max_position_embeddings": 128000,
+        "tie_word_embeddings": True,
+        "rope_parameters": {
+            "rope_type": "default",
+            "rope_theta": 1000000.0,
+            "mrope_section": [16, 24, 24],
+        },
+    }
+    return Qwen2_5_VLConfig(vision_config=vision, text_config=text, tie_word_embeddings=True)
+
+
+QWEN3_5_TEXT_BASE = {  # shared by the small Qwen3.5 models: 3 linear-attention layers : 1 full
+    "num_hidden_layers": 24,
+    "num_attention_heads": 8,
+    "num_key_value_heads": 2,
+    "head_dim": 256,
+    "linear_num_key_heads": 16,
+    "linear_num_value_heads": 16,
+    "linear_key_head_dim": 128,
+    "linear_value_head_dim": 128,
+    "vocab_size": 248320,
+    "max_position_embeddings": 262144,
+    "tie_word_embeddings": True,
+    "rope_parameters": {
+        "rope_type": "default",
+        "rope_theta": 10000000.0,
+        "mrope_section": [11, 11, 10],
+        "mrope_interleaved": True,
+        "partial_rotary_factor": 0.25,
+    },
+}
+
+
+def _qwen3_5_config(text: dict[str, Any], vision: dict[str, Any]) -> Any:
+    """A Qwen3_5Config: the hybrid LLM and a Qwen3-VL-style tower without DeepStack."""
+    from transformers import Qwen3_5Config
+
+    tower = {
+        "patch_size": 16,
+        "num_position_embeddings": 2304,
+        "out_hidden_size": text["hidden_size"],
+        **vision,
+    }
+    return Qwen3_5Config(
+        vision_config=tower, text_config={**QWEN3_5_TEXT_BASE, **text}, tie_word_embeddings=True
+    )
+
+
+def qwen3_5_0_8b_config() -> Any:
+    """Qwen/Qwen3.5-0.8B's shape (1024-wide hybrid LLM, 12-layer 768-wide tower assumed)."""
+    return _qwen3_5_config(
+        {"hidden_size": 1024, "intermediate_size": 3584},
+        {"depth": 12, "hidden_size": 768, "intermediate_size": 3072, "num_heads": 12},
+    )
+
+
+def qwen3_5_2b_config() -> Any:
+    """Qwen/Qwen3.5-2B's shape (2048-wide hybrid LLM, the 24-layer 1024-wide tower)."""
+    return _qwen3_5_config(
+        {"hidden_size": 2048, "intermediate_size": 6144},
+        {"depth": 24, "hidden_size": 1024, "intermediate_size": 4096, "num_heads": 16},
+    )
+
+
+#: The native-resolution reference models by hub id: config builder and advertised size (B).
+QWEN_REFERENCE_MODELS = {
+    "Qwen/Qwen3-VL-2B-Instruct": (qwen3_vl_2b_config, 2.0),
+    "Qwen/Qwen3-VL-4B-Instruct": (qwen3_vl_4b_config, 4.0),
+    "nvidia/Cosmos-Reason2-2B": (qwen3_vl_2b_config, 2.0),
+    "Qwen/Qwen2.5-VL-3B-Instruct": (qwen2_5_vl_3b_config, 3.0),
+    "Qwen/Qwen3.5-0.8B": (qwen3_5_0_8b_config, 0.8),
+    "Qwen/Qwen3.5-2B": (qwen3_5_2b_config, 2.0),
+}
+
+#: Their image processors' pixel limits (preprocessor_config.json `size`) and patch size.
+QWEN_PROCESSOR_SETTINGS: dict[str, dict[str, int]] = {
+    "Qwen/Qwen3-VL-2B-Instruct": {"patch_size": 16, "min_pixels": 65536, "max_pixels": 16777216},
+    "Qwen/Qwen3-VL-4B-Instruct": {"patch_size": 16, "min_pixels": 65536, "max_pixels": 16777216},
+    "nvidia/Cosmos-Reason2-2B": {"patch_size": 16, "min_pixels": 65536, "max_pixels": 16777216},
+    "Qwen/Qwen2.5-VL-3B-Instruct": {"patch_size": 14, "min_pixels": 3136, "max_pixels": 12845056},
+    "Qwen/Qwen3.5-0.8B": {"patch_size": 16, "min_pixels": 65536, "max_pixels": 16777216},
+    "Qwen/Qwen3.5-2B": {"patch_size": 16, "min_pixels": 65536, "max_pixels": 16777216},
 }

@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edge_hired.errors import InvalidArgumentError, ModelLoadError, expected
-from edge_hired.models.presets import PRESETS, ModelPreset
+from edge_hired.models import tiny_qwen
+from edge_hired.models.presets import PRESETS, QWEN_FAMILIES, ModelPreset
 
 if TYPE_CHECKING:  # transformers is imported lazily: reading PRESETS must stay cheap
     from tokenizers import Tokenizer
@@ -228,6 +229,9 @@ def build_family_tokenizer(family: str) -> PreTrainedTokenizerFast:
     """
     from transformers import PreTrainedTokenizerFast
 
+    if family in QWEN_FAMILIES:
+        extra = tuple(t for t in tiny_qwen.special_tokens() if t not in SPECIAL_TOKENS)
+        return tiny_qwen.qwen_tokenizer(_train_bpe(SPECIAL_TOKENS + extra), BOS, EOS, UNK, PAD)
     if family not in TILED_CHAT_TEMPLATES:
         return build_tokenizer()
     named = INTERNVL_TOKENS if family == "internvl" else SMOLVLM_TOKENS
@@ -267,6 +271,11 @@ def config_kwargs(preset: str, tokenizer: PreTrainedTokenizerFast | None = None)
     tokenizer = tokenizer if tokenizer is not None else build_family_tokenizer(spec.family)
     if spec.family in TILED_CHAT_TEMPLATES:
         return _tiled_config_kwargs(spec, tokenizer)
+    if spec.family in QWEN_FAMILIES:
+        ids = {
+            k: tokenizer.convert_tokens_to_ids(v) for k, v in tiny_qwen.QWEN_VISION_TOKENS.items()
+        }
+        return tiny_qwen.qwen_config_kwargs(spec, _text_kwargs(spec, tokenizer), ids)
     kwargs: dict[str, Any] = {
         "vision_config": {"model_type": spec.vision_type, **spec.vision},
         "text_config": _text_kwargs(spec, tokenizer),
@@ -319,6 +328,7 @@ CONFIG_CLASSES = {
     "llava_onevision": "LlavaOnevisionConfig",
     "internvl": "InternVLConfig",
     "smolvlm": "SmolVLMConfig",
+    **tiny_qwen.CONFIG_CLASSES,
 }
 
 
@@ -364,6 +374,9 @@ def build_processor(preset: str, tokenizer: PreTrainedTokenizerFast | None = Non
         return _OnevisionParts(_image_processor(spec), tokenizer)
     if spec.family in TILED_CHAT_TEMPLATES:
         return _OnevisionParts(_image_processor(spec), tokenizer, TILED_CHAT_TEMPLATES[spec.family])
+    if spec.family in QWEN_FAMILIES:
+        processor = tiny_qwen.qwen_image_processor(spec)
+        return _OnevisionParts(processor, tokenizer, tiny_qwen.QWEN_CHAT_TEMPLATE)
     processor_cls = LlavaNextProcessor if spec.family == "llava_next" else LlavaProcessor
     return processor_cls(
         image_processor=_image_processor(spec),
