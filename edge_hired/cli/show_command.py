@@ -84,13 +84,16 @@ def check_out_path(out: Path) -> Path:
 def show_from_args(args: argparse.Namespace) -> int:
     """Load the model, select, draw, say what was written."""
     from edge_hired.cli.run_command import load_pipeline, selection_from_args
+    from edge_hired.cli.runtime_flags import source_from_args, target_from_args
     from edge_hired.runtime.images import load_image
     from edge_hired.runtime.sources import default_image
     from edge_hired.visualize import show
 
     out = check_out_path(args.out)  # fail fast, before a long model load
+    target = target_from_args(args, source_from_args(args), quiet=args.json)
     image = load_image(args.image or default_image())
-    report = show(load_pipeline(args), image, out, selection_from_args(args), cell_px=args.cell_px)
+    pipeline = load_pipeline(args, target)
+    report = show(pipeline, image, out, selection_from_args(args), cell_px=args.cell_px)
     if args.json:
         print(report.to_json())
         return 0

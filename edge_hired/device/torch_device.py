@@ -1,4 +1,8 @@
-"""Choose, once, the torch device and dtype the runtime uses, with a reason the user sees."""
+"""Choose the torch device the runtime uses, with a reason the user sees, and read its abilities.
+
+`choose_torch_device` has one caller, the target builder (`edge_hired.runtime.target`), which
+decides the device, dtype and quantization of a command once and passes them down.
+"""
 
 from __future__ import annotations
 
@@ -43,3 +47,18 @@ def choose_torch_device(requested: str = "auto", dtype: str | None = None) -> De
         return DeviceChoice(torch.device("cuda"), chosen, f"cuda: {name}")
     why = "requested" if requested == "cpu" else "no CUDA device visible to torch"
     return DeviceChoice(torch.device("cpu"), torch_dtype(dtype or "fp32"), f"cpu: {why}")
+
+
+#: The first CUDA compute capability with bf16 arithmetic (Ampere; Orin is sm_87).
+BF16_CAPABILITY = (8, 0)
+
+
+def cuda_has_bf16(device: torch.device) -> bool:
+    """Whether the CUDA device computes bf16: compute capability >= 8.0 (not Pascal, Turing)."""
+    return tuple(torch.cuda.get_device_capability(device)) >= BF16_CAPABILITY
+
+
+def placement(device: torch.device | str) -> str:
+    """accelerate's spelling of a device for `device_map`: 'cpu', 'cuda:0'."""
+    device = torch.device(device)
+    return device.type if device.type == "cpu" else f"{device.type}:{device.index or 0}"
