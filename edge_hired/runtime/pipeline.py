@@ -138,6 +138,16 @@ class Pipeline:
         return getattr(self.parts.encoder, "provider", None)
 
     @property
+    def encoder(self) -> Callable[[torch.Tensor], VisionOutput]:
+        """The vision encoder: host pixels [P, 3, H, W] -> features and attention signal."""
+        return self.parts.encoder
+
+    @property
+    def generation_config(self) -> Any:
+        """The LLM's transformers generation config (None where it has none)."""
+        return getattr(self.parts.llm, "generation_config", None)
+
+    @property
     def loaded(self) -> LoadedModel:
         """What the loader loaded (dtype, quantization, bytes): the plan counts this."""
         if self.parts.loaded is not None:
