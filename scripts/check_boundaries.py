@@ -1,4 +1,4 @@
-"""Count, from the source (AST), the two boundaries issue 17 draws, and print where they are crossed.
+"""Count, from the source (AST), the two boundaries issue 17 draws, and print where crossed.
 
 1. `.parts` reached from outside `edge_hired/runtime/`: a loaded pipeline's internals
    (`pipeline.parts.llm`, ...) belong to the runtime; everything else reads its accessors
