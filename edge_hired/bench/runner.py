@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -135,8 +135,12 @@ def _run_slots(
 
 
 def _options_dict(options: BenchOptions) -> dict[str, Any]:
-    data = asdict(options)
+    """The options as JSON-ready data (a loaded profile recorded by its name and file)."""
+    data = asdict(replace(options, profile=None))
     data["images"] = [str(p) for p in options.images]
+    profile = options.profile
+    data["profile"] = getattr(profile, "name", profile)
+    data["profile_path"] = str(getattr(profile, "path", None) or "") or None
     return data
 
 

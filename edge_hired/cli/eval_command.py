@@ -166,10 +166,10 @@ def eval_from_args(args: argparse.Namespace) -> int:
     from edge_hired.evaluation.harness import evaluate, plan_settings
     from edge_hired.runtime.sources import load_target
 
-    target = target_from_args(args, source_from_args(args), quiet=args.json)
     data = Path(args.data).expanduser() if args.data else default_eval_set_path()
     rows = load_jsonl(data)  # fail fast, before a long model load
     plan_settings(args.budgets, args.strategies)
+    target = target_from_args(args, source_from_args(args), quiet=args.json)
     label = model_label(args)
     out = Path(args.out) if args.out else default_out_dir(label, data, args.metric)
     _announce(label)
