@@ -145,3 +145,54 @@ def test_a_profile_kv_dtype_unlike_the_compute_dtype_is_noted_not_applied() -> N
         "KV cache in float32, the compute dtype (the profile's float16 applies to a run "
         "computing in it)",
     )
+
+
+RUNTIME_FLAGS = [
+    "--device", "cpu", "--dtype", "bf16", "--kv-dtype", "bf16", "--quant", "4bit",
+    "--providers", "cpu", "--no-verify", "--profile", "PROFILE", "--memory-cap", "3",
+    "--ttft-target", "9", "--headless",
+]  # fmt: skip
+SOURCE = {"plan": ["--model", "M"], "bench": ["--model", "M", "--out", "O"]}
+
+
+@pytest.mark.parametrize("command", ["run", "serve", "bench", "eval", "plan", "show"])
+def test_every_command_parses_the_one_set_of_runtime_flags(command: str) -> None:
+    from edge_hired.cli.main import build_parser
+
+    extra = ["--out", "O.png"] if command == "show" else SOURCE.get(command, [])
+    args = build_parser().parse_args([command, *extra, *RUNTIME_FLAGS])
+    got = {
+        name: getattr(args, name)
+        for name in ("device", "dtype", "kv_dtype", "quant", "providers", "no_verify")
+    }
+    assert got == {
+        "device": "cpu",
+        "dtype": "bf16",
+        "kv_dtype": "bf16",
+        "quant": "4bit",
+        "providers": "cpu",
+        "no_verify": True,
+    }
+    assert (args.profile, args.memory_cap, args.ttft_target, args.headless) == (
+        "PROFILE",
+        3.0,
+        9.0,
+        True,
+    )
+
+
+def test_serve_builds_the_same_target_with_the_cap_over_the_profile(
+    bf16_box: str, tiny_next_dir: Path
+) -> None:
+    from edge_hired.cli.main import build_parser
+    from edge_hired.cli.runtime_flags import source_from_args, target_from_args
+
+    argv = ["serve", "--model", str(tiny_next_dir), "--profile", bf16_box, "--memory-cap", "3"]
+    args = build_parser().parse_args([*argv, "--device", "cpu", "--providers", "cpu"])
+    target = target_from_args(args, source_from_args(args), quiet=True)
+    assert (target.compute_dtype, target.quantization, target.providers) == (
+        "bfloat16",
+        "4bit",
+        ("cpu",),
+    )
+    assert target.memory_cap_gib == 3.0 and target.profile.name == bf16_box
