@@ -103,7 +103,7 @@ class ProfileProbe:
     def choose(self, requested: str) -> DeviceChoice:
         kind = self.profile.runtime.device if requested == "auto" else requested
         why = f"{kind}: planned for profile {self.profile.name}"
-        return DeviceChoice(torch.device(kind), torch.float32, why)
+        return DeviceChoice(torch.device(kind), why)
 
     def bf16(self, device: torch.device) -> bool:
         return cpu_has_bf16() if device.type == "cpu" else bool(self.profile.runtime.bf16)

@@ -37,7 +37,7 @@ class FakeProbe:
 
     def choose(self, requested: str) -> DeviceChoice:
         kind = "cuda" if self.capability and requested != "cpu" else "cpu"
-        return DeviceChoice(torch.device(kind), torch.float32, f"{kind}: fake")
+        return DeviceChoice(torch.device(kind), f"{kind}: fake")
 
     def bf16(self, device: torch.device) -> bool:
         if device.type == "cpu":
