@@ -108,8 +108,12 @@ class RuntimeSpec:
     device: Annotated[str, one_of(DEVICES)]  # torch device of the LLM
     providers: Providers  # ONNX Runtime execution providers, in preference order
     quantization: Annotated[str, one_of(QUANTIZATIONS)]
-    compute_dtype: Annotated[str, one_of(tuple(DTYPE_BYTES))]
+    compute_dtype: Annotated[str, one_of(tuple(DTYPE_BYTES))]  # of fp16 / fp32 checkpoints
     kv_cache_dtype: Annotated[str, one_of(tuple(DTYPE_BYTES))]
+    # Whether the device computes bf16 (CUDA compute capability >= 8.0: Ampere, Orin sm_87;
+    # not Pascal or Turing). A checkpoint trained in bf16 computes in bf16 where true, in
+    # `compute_dtype` with a warning where false; unset: asked of the device at run time.
+    bf16: Flag | None = None
 
 
 @dataclass(frozen=True, kw_only=True, config=SCHEMA)

@@ -477,7 +477,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         rounds = Rounds(ctx, image, encoder_steps(pipeline, pixels), args.warmup)
         measuring = time.perf_counter()
-        with FixedLength(pipeline.parts.llm, args.max_new_tokens):
+        with FixedLength(pipeline.generation_config, args.max_new_tokens):
             done = run_rounds(rounds, args.repeats, args.warmup, began + args.time_budget)
     print(
         f"{done} measured rounds (+{args.warmup} warm-up), interleaved: full, hired 20%, "

@@ -94,7 +94,7 @@ class RequestContext:
 
 def measure_request(ctx: RequestContext, slot: Slot, order: int) -> dict[str, Any]:
     """Run one request and return its record (figures from the pipeline, telemetry and PSI)."""
-    device = ctx.pipeline.parts.device
+    device = ctx.pipeline.device
     release_free_heap()
     synchronize(device)
     reset_cuda_peak(device)
@@ -163,8 +163,8 @@ def warm_up(ctx: RequestContext, slot: Slot) -> None:
 class FixedLength:
     """While open, the LLM generates exactly max_new_tokens (its generation_config's minimum)."""
 
-    def __init__(self, llm: torch.nn.Module, tokens: int | None) -> None:
-        self.config = getattr(llm, "generation_config", None)
+    def __init__(self, config: Any, tokens: int | None) -> None:
+        self.config = config  # the LLM's generation config (None: nothing to hold)
         self.tokens = tokens
 
     def __enter__(self) -> None:

@@ -68,9 +68,10 @@ class BenchOptions:
     warmup: int = 1  # warm-up rounds, each runs every setting once, not recorded
     max_new_tokens: int = 16
     fixed_length: bool = True  # generate exactly max_new_tokens (min_new_tokens) for fair rates
-    profile: str | None = None  # device profile: its planned token cap is applied per image
+    profile: str | DeviceProfile | None = None  # its planned token cap is applied per image
     ttft_target_s: float | None = None  # with profile: cap tokens to meet this predicted TTFT
     headless: bool = False  # with profile: plan with the desktop's memory back
+    memory_cap_gib: float | None = None  # with profile: overrides its memory figure
     source: PlanSource | None = None  # the pipeline's bundle or model: what the plan reads
     telemetry_backend: str = "auto"
     telemetry_interval_s: float = 0.05
@@ -167,12 +168,13 @@ class ProfilePlan:
         }
 
 
-def load_device_profile(name: str | None) -> DeviceProfile | None:
-    """The named device profile, validated (ProfileError lists the known ones); None if unnamed."""
-    if name is None:
-        return None
-    from edge_hired.profiles import load_profile
+def load_device_profile(name: str | DeviceProfile | None) -> DeviceProfile | None:
+    """The device profile (loaded once by the target; a name or file is loaded here, validated:
+    ProfileError lists the known ones); None if unnamed."""
+    from edge_hired.profiles import DeviceProfile, load_profile
 
+    if name is None or isinstance(name, DeviceProfile):
+        return name
     return load_profile(name)
 
 
@@ -198,10 +200,11 @@ def plan_profile(
         plans[path] = plan_for_pipeline(
             pipeline,
             options.source,
-            str(profile.path or profile.name),
+            profile,
             (image.height, image.width),
             options.prompt,
             options.max_new_tokens,
+            memory_cap_gib=options.memory_cap_gib,
             limits=PlanLimits(ttft_target_s=options.ttft_target_s, headless=options.headless),
         )
     caps = {path: plan.budget_tokens for path, plan in plans.items()}

@@ -264,7 +264,7 @@ def environment(pipeline: Pipeline, memory: MemorySource, telemetry_reason: str)
     """Facts about the machine and the run that a reader of the results needs."""
     return {
         "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "device": str(pipeline.parts.device),
+        "device": str(pipeline.device),
         "device_reason": pipeline.device_reason,
         "memory_source": memory.key,
         "memory_reason": memory.reason,

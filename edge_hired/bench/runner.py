@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -58,12 +58,14 @@ def run_bench(pipeline: Pipeline, options: BenchOptions, out_dir: str | Path) ->
     plan = plan_profile(load_device_profile(options.profile), pipeline, options, images)
     out = _make_dir(Path(out_dir).expanduser())
     recorder, reason = _telemetry(options)
-    memory = choose_memory_source(pipeline.parts.device, recorder.sampler)
+    memory = choose_memory_source(pipeline.device, recorder.sampler)
     sampling = SamplingOptions(max_new_tokens=options.max_new_tokens, seed=options.seed)
     ctx = RequestContext(pipeline, options, sampling, memory, profile=plan)
     profile = plan.facts()
     slots = schedule(settings, images, options.warmup + options.repeats)
-    with FixedLength(pipeline.parts.llm, options.max_new_tokens if options.fixed_length else None):
+    with FixedLength(
+        pipeline.generation_config, options.max_new_tokens if options.fixed_length else None
+    ):
         runs, report = _run_slots(ctx, recorder, slots)
     add_telemetry(runs, report, memory)
     bench = BenchReport(
@@ -89,7 +91,7 @@ def _rows(
         "profile": profile["profile"],
         "profile_cap_tokens": profile["profile_cap_tokens"],
         "memory_source": memory.key,
-        "device": str(pipeline.parts.device),
+        "device": str(pipeline.device),
     }
     return [summarise(s, [r for r in runs if r["setting"] == s.label], extra) for s in settings]
 
@@ -133,8 +135,12 @@ def _run_slots(
 
 
 def _options_dict(options: BenchOptions) -> dict[str, Any]:
-    data = asdict(options)
+    """The options as JSON-ready data (a loaded profile recorded by its name and file)."""
+    data = asdict(replace(options, profile=None))
     data["images"] = [str(p) for p in options.images]
+    profile = options.profile
+    data["profile"] = getattr(profile, "name", profile)
+    data["profile_path"] = str(getattr(profile, "path", None) or "") or None
     return data
 
 

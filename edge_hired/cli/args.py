@@ -44,6 +44,11 @@ def gib_arg(text: str) -> float:
     return _checked(text, float, lambda v: math.isfinite(v) and v > 0, "a number of GiB > 0")
 
 
+def seconds_arg(text: str) -> float:
+    """argparse type: a positive, finite number of seconds."""
+    return _checked(text, float, lambda v: math.isfinite(v) and v > 0, "a number of seconds > 0")
+
+
 def count_arg(text: str) -> int:
     """argparse type: an integer >= 0."""
     return _checked(text, int, lambda v: v >= 0, "an integer >= 0")

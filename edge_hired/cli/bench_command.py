@@ -5,14 +5,15 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from edge_hired.cli.args import budgets_arg, positive_int, strategies_arg
-from edge_hired.cli.flags import add_telemetry_backend_args, pipeline_from_args
-from edge_hired.cli.run_planning import add_plan_limit_args
-from edge_hired.cli.runtime_flags import add_runtime_flags
+from edge_hired.cli.flags import add_telemetry_backend_args
+from edge_hired.cli.runtime_flags import add_runtime_args, source_from_args, target_from_args
 from edge_hired.errors import InvalidArgumentError
-from edge_hired.units import DTYPE_ALIASES
+
+if TYPE_CHECKING:
+    from edge_hired.runtime.target import Target
 
 T = TypeVar("T")
 
@@ -43,13 +44,6 @@ def add_bench_parser(subparsers: argparse._SubParsersAction) -> None:
     source.add_argument("--model", metavar="DIR_OR_HUB_ID", help="LLaVA-NeXT/LLaVA-1.5 checkpoint")
     source.add_argument("--bundle", metavar="DIR", help="a bundle written by `edge-hired export`")
     parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="results directory")
-    parser.add_argument(
-        "--profile",
-        metavar="NAME|FILE.toml",
-        help="device profile (a name, or a file from `profile calibrate`): cap every setting, "
-        "per image, at the visual tokens the memory planner fits in its memory (recorded)",
-    )
-    add_plan_limit_args(parser)
     parser.add_argument(
         "--budgets",
         type=budgets_arg,
@@ -93,29 +87,27 @@ def add_bench_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _add_device_args(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("device and telemetry")
-    group.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    group.add_argument(
-        "--dtype",
-        choices=tuple(DTYPE_ALIASES),
-        help="compute dtype with --model (default fp16 on CUDA, fp32 on CPU)",
-    )
-    group.add_argument(
-        "--providers", metavar="LIST", help="ONNX Runtime providers for --bundle, e.g. cuda,cpu"
-    )
-    group.add_argument("--no-verify", action="store_true", help="skip the bundle's sha256 check")
-    add_runtime_flags(group)
+    add_runtime_args(parser)
+    group = parser.add_argument_group("telemetry")
     add_telemetry_backend_args(group, interval_s=0.05)
     group.add_argument("--no-progress", action="store_true", help="no progress bar")
     group.add_argument("--no-plots", action="store_true", help="write results only (no matplotlib)")
 
 
-def options_from_args(args: argparse.Namespace):
-    """BenchOptions from the parsed flags (argparse runs `type` on string defaults too)."""
+def options_from_args(args: argparse.Namespace, target: Target | None = None):
+    """BenchOptions from the parsed flags (argparse runs `type` on string defaults too).
+
+    With the target, its profile object, memory cap and limits plan every image.
+    """
     from edge_hired.bench.options import BenchOptions
     from edge_hired.facts.run_facts import PlanSource
 
     kind, source = ("bundle", args.bundle) if args.bundle else ("model", args.model)
+    profile = target.profile if target is not None else args.profile
+    if target is not None and profile is None and args.memory_cap is not None:
+        from edge_hired.facts.run_facts import plan_profile
+
+        profile = plan_profile(None, target.device.type)  # the cap applies on the default one
     return BenchOptions(
         budgets=args.budgets,
         strategies=args.strategies,
@@ -124,9 +116,10 @@ def options_from_args(args: argparse.Namespace):
         repeats=args.repeats,
         warmup=args.warmup,
         max_new_tokens=args.max_new_tokens,
-        profile=args.profile,
+        profile=profile,
         ttft_target_s=args.ttft_target,
         headless=args.headless,
+        memory_cap_gib=args.memory_cap,
         source=PlanSource(kind, source),
         telemetry_backend=args.telemetry_backend,
         telemetry_interval_s=args.telemetry_interval,
@@ -136,26 +129,20 @@ def options_from_args(args: argparse.Namespace):
 
 
 def bench_from_args(args: argparse.Namespace) -> int:
-    """Validate the options, load, measure, print the table and where the files are."""
-    from edge_hired.bench.options import (
-        check_options,
-        image_paths,
-        load_device_profile,
-        settings_for,
-    )
+    """Validate the options, resolve the target, load, measure, print the table and the files."""
+    from edge_hired.bench.options import check_options, image_paths, settings_for
     from edge_hired.bench.runner import run_bench
-    from edge_hired.cli.runtime_flags import resolved_args
+    from edge_hired.runtime.sources import load_target
 
-    args = resolved_args(args)  # --profile's [runtime] for unset flags
-    options = options_from_args(args)
-    check_options(options)  # fail fast, before a long model load
-    if options.ttft_target_s is not None and options.profile is None:
+    check_options(options_from_args(args))  # fail fast, before anything is loaded
+    if args.ttft_target is not None and args.profile is None:
         raise InvalidArgumentError("--ttft-target: expected --profile too (it predicts the TTFT)")
+    target = target_from_args(args, source_from_args(args))
+    options = options_from_args(args, target)
     settings_for(options)
     image_paths(options.images)
-    load_device_profile(options.profile)
-    _note(f"loading {args.bundle or args.model}")
-    pipeline = pipeline_from_args(args)
+    _note(f"loading {target.source.path}")
+    pipeline = load_target(target)
     _note(f"running on {pipeline.device_reason}")
     report = run_bench(pipeline, options, args.out)
     _note(f"telemetry: {report.environment['telemetry']}")

@@ -11,16 +11,16 @@ import json
 import re
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from edge_hired.cli.args import budgets_arg, positive_int, strategies_arg
-from edge_hired.cli.runtime_flags import add_runtime_flags
+from edge_hired.cli.runtime_flags import add_runtime_args, source_from_args, target_from_args
 from edge_hired.evaluation.dataset import DEFAULT_PROMPT_SUFFIX
 from edge_hired.evaluation.metrics import METRICS
-from edge_hired.units import DTYPE_ALIASES
 
 if TYPE_CHECKING:
     from edge_hired.evaluation.report import EvalReport
+    from edge_hired.runtime.target import Target
 
 __all__ = ["add_eval_parser", "eval_from_args"]
 
@@ -65,7 +65,7 @@ def add_eval_parser(subparsers: argparse._SubParsersAction) -> None:
         help="vqa (VQAv2 accuracy), anls (DocVQA), relaxed (ChartQA), exact",
     )
     _add_sweep_args(parser)
-    _add_device_args(parser)
+    add_runtime_args(parser)
     parser.add_argument("--json", action="store_true", help="print summary.json, not the table")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(handler=eval_from_args)
@@ -113,27 +113,6 @@ def _add_sweep_args(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _add_device_args(parser: argparse.ArgumentParser) -> None:
-    """Where and how the model runs; --profile fills what is left unset."""
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    parser.add_argument(
-        "--dtype",
-        choices=tuple(DTYPE_ALIASES),
-        help="compute dtype (default: fp16 on CUDA, fp32 on CPU; a bundle's exported dtype "
-        "where the device does it well)",
-    )
-    parser.add_argument(
-        "--profile",
-        metavar="NAME",
-        help="device profile whose [runtime] section (providers, dtype, KV dtype, quantization) "
-        "fills the flags left unset",
-    )
-    parser.add_argument(
-        "--providers", metavar="LIST", help="ONNX Runtime providers for --bundle, e.g. cuda,cpu"
-    )
-    add_runtime_flags(parser)
-
-
 def model_label(args: argparse.Namespace) -> str:
     """What the answers come from: an absolute path for local files, else the hub id."""
     given = args.bundle or args.model
@@ -169,22 +148,32 @@ def _print_report(report: EvalReport, as_json: bool) -> None:
     )
 
 
+def plan_caps(pipeline: Any, target: Target, max_new_tokens: int):
+    """The memory plan's cap per (image, prompt), as `run` plans one request (None: not binding)."""
+    from edge_hired.facts.run_facts import pipeline_run_facts, plan_for_target
+
+    def cap_for(image: Any, prompt: str) -> int | None:
+        facts = pipeline_run_facts(pipeline, target.source, (image.height, image.width), prompt)
+        plan = plan_for_target(target, facts, max_new_tokens, "none", first_request=False)
+        return plan.budget_tokens if plan.budget_tokens < facts.visual_tokens else None
+
+    return cap_for
+
+
 def eval_from_args(args: argparse.Namespace) -> int:
     """Validate the set and the settings, load the model, evaluate, print the summary."""
-    from edge_hired.cli.flags import pipeline_from_args
-    from edge_hired.cli.runtime_flags import resolved_args
     from edge_hired.evaluation.dataset import default_eval_set_path, load_jsonl
     from edge_hired.evaluation.harness import evaluate, plan_settings
-
-    args = resolved_args(args, quiet=args.json)  # --profile's [runtime] for unset flags
+    from edge_hired.runtime.sources import load_target
 
     data = Path(args.data).expanduser() if args.data else default_eval_set_path()
     rows = load_jsonl(data)  # fail fast, before a long model load
     plan_settings(args.budgets, args.strategies)
+    target = target_from_args(args, source_from_args(args), quiet=args.json)
     label = model_label(args)
     out = Path(args.out) if args.out else default_out_dir(label, data, args.metric)
     _announce(label)
-    pipeline = pipeline_from_args(args)
+    pipeline = load_target(target)
     report = evaluate(
         pipeline,
         rows,
@@ -197,6 +186,7 @@ def eval_from_args(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         prompt_suffix=args.prompt_suffix,
         model_label=label,
+        cap_for=plan_caps(pipeline, target, args.max_new_tokens) if target.wants_plan else None,
     )
     _print_report(report, args.json)
     return 0

@@ -1,4 +1,4 @@
-"""Flag groups shared by several commands, so `run` and `show` read the same options."""
+"""Flag groups shared by several commands, so `run`, `show` and `serve` read the same options."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import argparse
 from typing import Any
 
 from edge_hired.cli.args import positive_int, ratio_arg, unit_interval
+from edge_hired.cli.runtime_flags import add_runtime_args
 from edge_hired.device.telemetry.choose import CHOICES
 from edge_hired.hired import STRATEGIES
-from edge_hired.units import DTYPE_ALIASES
 
 STRATEGY_HELP = (
     "hired (default), full (no dropping), hired-ref (the paper's published arithmetic), "
@@ -61,7 +61,7 @@ def add_generation_args(parser: argparse.ArgumentParser) -> None:
 
 
 def add_source_args(parser: argparse.ArgumentParser, bundle_help: str) -> None:
-    """Where the model comes from (checkpoint or bundle), the image, and the device."""
+    """Where the model comes from (checkpoint or bundle) and the image; then the runtime flags."""
     source = parser.add_mutually_exclusive_group()
     source.add_argument(
         "--model",
@@ -70,23 +70,7 @@ def add_source_args(parser: argparse.ArgumentParser, bundle_help: str) -> None:
     )
     source.add_argument("--bundle", metavar="DIR", help=bundle_help)
     parser.add_argument("--image", metavar="PATH", help="image file (default: the bundled sample)")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    parser.add_argument(
-        "--dtype",
-        choices=tuple(DTYPE_ALIASES),
-        help="compute dtype (default fp16 on CUDA, fp32 on CPU)",
-    )
-    bundle = parser.add_argument_group("bundles")
-    bundle.add_argument(
-        "--providers",
-        metavar="LIST",
-        help="ONNX Runtime providers in order, e.g. cuda,cpu (default: TensorRT > CUDA > CPU)",
-    )
-    bundle.add_argument(
-        "--no-verify",
-        action="store_true",
-        help="skip the sha256 check of the bundle's files at load",
-    )
+    add_runtime_args(parser)
 
 
 def add_telemetry_backend_args(group: Any, interval_s: float) -> None:
@@ -98,18 +82,3 @@ def add_telemetry_backend_args(group: Any, interval_s: float) -> None:
         help="auto: jtop on a Jetson, else NVML, else psutil",
     )
     group.add_argument("--telemetry-interval", type=float, default=interval_s, metavar="SECONDS")
-
-
-def pipeline_from_args(args: argparse.Namespace) -> Any:
-    """The pipeline the source flags name (--model / --bundle / the demo), loaded once."""
-    from edge_hired.runtime.sources import load_pipeline, providers_arg
-
-    return load_pipeline(
-        getattr(args, "model", None),
-        getattr(args, "bundle", None),
-        args.device,
-        getattr(args, "dtype", None),
-        providers_arg(getattr(args, "providers", None)),
-        verify=not getattr(args, "no_verify", False),
-        quantization=getattr(args, "quant", None) or "none",
-    )

@@ -23,8 +23,6 @@ from edge_hired.cli.flags import (
     add_telemetry_backend_args,
 )
 from edge_hired.cli.plan_command import add_plan_parser, add_profile_parser, add_profiles_parser
-from edge_hired.cli.run_planning import add_profile_args
-from edge_hired.cli.runtime_flags import add_runtime_flags
 from edge_hired.cli.serve_command import add_serve_parser
 from edge_hired.cli.show_command import add_show_parser
 from edge_hired.errors import EdgeHiredError
@@ -46,7 +44,6 @@ def add_run_parser(subparsers: argparse._SubParsersAction) -> None:
         parser, bundle_help="a bundle written by `edge-hired export` (runs from it alone)"
     )
     parser.add_argument("--prompt", default="Describe the image.", help="the question")
-    add_runtime_flags(parser)
     parser.add_argument(
         "--json",
         action="store_true",
@@ -60,7 +57,6 @@ def add_run_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     add_telemetry_backend_args(telemetry, interval_s=0.1)
     add_selection_args(parser)
-    add_profile_args(parser)
     add_generation_args(parser)
     parser.set_defaults(handler=_run_command)
 

@@ -11,18 +11,16 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
-from edge_hired.cli.args import count_arg, gib_arg, positive_int
-from edge_hired.cli.run_planning import add_plan_limit_args
-from edge_hired.errors import InvalidArgumentError
+from edge_hired.cli.args import count_arg, positive_int
+from edge_hired.cli.runtime_flags import add_runtime_args, target_from_args
 from edge_hired.facts.config_inputs import inputs_from_config
 from edge_hired.planner.arithmetic import MemoryCap, Plan, PlanError, plan_budget
 from edge_hired.planner.fit_options import FitOption, fit_options, format_options
 from edge_hired.planner.inputs import PlanInputs, PlanRequest
-from edge_hired.profiles import DeviceProfile, ProfileError, load_all, load_profile
-from edge_hired.units import DTYPE_BYTES, MIB, QUANTIZATIONS, gib
+from edge_hired.profiles import DeviceProfile, ProfileError, load_all
+from edge_hired.units import MIB, gib
 
 # --- parsers ----------------------------------------------------------------------------------
 
@@ -41,26 +39,7 @@ def add_plan_parser(subparsers: argparse._SubParsersAction) -> None:
     source.add_argument(
         "--model", metavar="DIR_OR_HUB_ID", help="a checkpoint's config alone (no weights are read)"
     )
-    parser.add_argument(
-        "--profile",
-        required=True,
-        metavar="NAME|FILE.toml",
-        help="device profile: a name, or a file written by `profile calibrate`",
-    )
-    add_plan_limit_args(parser)
-    parser.add_argument(
-        "--memory-cap", type=gib_arg, metavar="GIB", help="override the profile's memory, in GiB"
-    )
-    parser.add_argument(
-        "--quantization",
-        choices=QUANTIZATIONS,
-        help="with --model: weights as (default: the profile's)",
-    )
-    parser.add_argument(
-        "--dtype",
-        choices=tuple(DTYPE_BYTES),
-        help="with --model: compute dtype (default: the profile's)",
-    )
+    add_runtime_args(parser, profile_required=True)
     parser.add_argument("--prompt-tokens", type=count_arg, default=64, metavar="N")
     parser.add_argument("--max-new-tokens", type=positive_int, default=64, metavar="N")
     parser.add_argument("--json", action="store_true", help="print the plan as one JSON object")
@@ -100,15 +79,18 @@ def add_profile_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def plan_from_args(args: argparse.Namespace) -> int:
-    """Plan for a bundle or a config on a profile and print it."""
+    """Plan for a bundle or a config on a profile (its device, not this machine's) and print it."""
     from edge_hired.facts.memory_cap import memory_cap
+    from edge_hired.facts.run_facts import target_inputs
+    from edge_hired.runtime.model_source import ModelSource
 
-    profile = load_profile(args.profile)
-    inputs = plan_inputs(args, profile)
+    source = ModelSource("bundle", args.bundle) if args.bundle else ModelSource("model", args.model)
+    target = target_from_args(args, source, quiet=args.json, planned=True)
+    profile, inputs = target.profile, target_inputs(target)
     request = PlanRequest(prompt_tokens=args.prompt_tokens, max_new_tokens=args.max_new_tokens)
-    cap = memory_cap(profile, args.memory_cap, headless=args.headless)
+    cap = memory_cap(profile, target.memory_cap_gib, headless=target.headless)
     try:
-        plan = plan_budget(inputs, profile, request, cap, args.ttft_target)
+        plan = plan_budget(inputs, profile, request, cap, target.ttft_target_s)
     except PlanError:
         options = fit_options_for(args, profile, inputs, request, cap)
         print(format_options(options, inputs.max_geometry()[1]))
@@ -132,22 +114,6 @@ def fit_options_for(
         config = read_config(args.model)
         four_bit = inputs_from_config(config, "4bit", inputs.compute_dtype, inputs.kv_dtype)
     return fit_options(inputs, profile, request, cap, four_bit)
-
-
-def plan_inputs(args: argparse.Namespace, profile: DeviceProfile) -> PlanInputs:
-    """PlanInputs from --bundle's manifest or --model's config, with the profile's KV dtype."""
-    kv_dtype = profile.runtime.kv_cache_dtype
-    if args.bundle:
-        from edge_hired.bundle.manifest import read_manifest
-
-        if args.quantization or args.dtype:
-            raise InvalidArgumentError("--quantization and --dtype: a bundle fixes both; drop them")
-        return PlanInputs.from_manifest(read_manifest(Path(args.bundle)), kv_dtype)
-    from edge_hired.runtime.loading import read_config
-
-    quantization = args.quantization or profile.runtime.quantization
-    dtype = args.dtype or profile.runtime.compute_dtype
-    return inputs_from_config(read_config(args.model), quantization, dtype, kv_dtype)
 
 
 def plan_json(plan: Plan) -> dict[str, Any]:

@@ -7,14 +7,15 @@ import json
 import sys
 from dataclasses import replace
 
-from edge_hired.cli.flags import pipeline_from_args
 from edge_hired.cli.run_planning import planned_cap, ttft_comparison
+from edge_hired.cli.runtime_flags import source_from_args, target_from_args
 from edge_hired.planner.arithmetic import Plan
 from edge_hired.runtime.generation import SamplingOptions
 from edge_hired.runtime.images import load_image
 from edge_hired.runtime.pipeline import Pipeline, SelectionOptions
 from edge_hired.runtime.result import RunResult
-from edge_hired.runtime.sources import default_image, default_model
+from edge_hired.runtime.sources import default_image, default_model, load_target
+from edge_hired.runtime.target import Target
 from edge_hired.units import MIB
 
 DEMO_NOTE = (
@@ -72,11 +73,10 @@ def stream(text: str) -> None:
     sys.stdout.flush()
 
 
-def load_pipeline(args: argparse.Namespace) -> Pipeline:
+def load_pipeline(args: argparse.Namespace, target: Target) -> Pipeline:
     """From --bundle (exported, runs alone), --model (transformers checkpoint) or the demo."""
-    source = f"bundle {args.bundle}" if args.bundle else args.model or "the demo model"
-    _note(args, f"loading {source}")
-    return pipeline_from_args(args)
+    _note(args, f"loading {target.source.kind} {target.source.path}")
+    return load_target(target)
 
 
 def _note(args: argparse.Namespace, text: str) -> None:
@@ -86,22 +86,21 @@ def _note(args: argparse.Namespace, text: str) -> None:
 
 
 def run_from_args(args: argparse.Namespace) -> int:
-    """Load the model, answer once, print."""
-    from edge_hired.cli.runtime_flags import resolved_args
-
-    args = resolved_args(args, quiet=args.json)  # --profile's [runtime] for unset flags
+    """Resolve the target, plan, load the model, answer once, print."""
+    target = target_from_args(args, source_from_args(args), quiet=args.json)
     image = load_image(args.image or default_image())  # fail fast, before a long model load
-    plan = planned_cap(args, (image.height, image.width))  # config/manifest only: before loading
-    pipeline = load_pipeline(args)
-    if not args.json:
-        print(f"[edge-hired] running on {pipeline.device_reason}", file=sys.stderr)
+    selection = selection_from_args(args)
+    hw = (image.height, image.width)  # the plan reads config/manifest only: before loading
+    plan = planned_cap(target, hw, args.prompt, selection, args.max_new_tokens, quiet=args.json)
+    pipeline = load_pipeline(args, target)
+    _note(args, f"running on {pipeline.device_reason}")
     from edge_hired.device.telemetry.recorder import recorder_for_run
 
     with recorder_for_run(args.telemetry, args.telemetry_backend, args.telemetry_interval) as rec:
         result = pipeline.run(
             image,
             args.prompt,
-            replace(selection_from_args(args), cap=plan.budget_tokens if plan else None),
+            replace(selection, cap=plan.budget_tokens if plan else None),
             sampling_from_args(args),
             on_text=None if args.json else stream,
             on_phase=rec.on_phase if rec else None,

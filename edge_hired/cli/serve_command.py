@@ -6,10 +6,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from edge_hired.cli.args import gib_arg, positive_int, ratio_arg, unit_interval
+from edge_hired.cli.args import positive_int, ratio_arg, unit_interval
 from edge_hired.cli.flags import STRATEGY_HELP
-from edge_hired.cli.run_command import default_model, selection_from_args
-from edge_hired.cli.run_planning import add_plan_limit_args
+from edge_hired.cli.run_command import selection_from_args
+from edge_hired.cli.runtime_flags import add_runtime_args, source_from_args, target_from_args
 from edge_hired.hired import STRATEGIES
 
 
@@ -27,8 +27,7 @@ def add_serve_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--model-name", metavar="NAME", help="id in /v1/models (default: source)")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    parser.add_argument("--dtype", choices=("fp32", "fp16", "bf16"))
+    add_runtime_args(parser)
     _add_limits(parser)
     _add_selection(parser)
     parser.set_defaults(handler=serve_from_args)
@@ -47,10 +46,6 @@ def _add_selection(parser: argparse.ArgumentParser) -> None:
 
 def _add_limits(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("limits")
-    plan = group.add_mutually_exclusive_group()
-    plan.add_argument("--profile", metavar="NAME", help="device profile for memory admission")
-    plan.add_argument("--memory-cap", type=gib_arg, metavar="GIB", help="memory cap in GiB")
-    add_plan_limit_args(group)
     group.add_argument("--max-batch", type=positive_int, default=4)
     group.add_argument("--max-queue", type=positive_int, default=32)
     group.add_argument("--api-key", metavar="KEY", help="require `Authorization: Bearer KEY`")
@@ -67,19 +62,15 @@ def serve_from_args(args: argparse.Namespace) -> int:
     from edge_hired.serve.config import ServeConfig
     from edge_hired.serve.server import serve
 
-    model = None if args.bundle else (args.model or default_model())
-    source = args.bundle or model
+    target = target_from_args(args, source_from_args(args))
+    source = target.source.path
     config = ServeConfig(
-        model=model,
-        bundle=args.bundle,
+        model=source if target.source.kind == "model" else None,
+        bundle=source if target.source.kind == "bundle" else None,
         host=args.host,
         port=args.port,
         model_name=args.model_name or Path(source.rstrip("/")).name,
         selection=selection_from_args(args),
-        profile=args.profile,
-        memory_cap_gib=args.memory_cap,
-        ttft_target_s=args.ttft_target,
-        headless=args.headless,
         max_batch=args.max_batch,
         max_queue=args.max_queue,
         api_key=args.api_key,
@@ -88,9 +79,8 @@ def serve_from_args(args: argparse.Namespace) -> int:
         media_dir=args.media_dir,
         cache_mb=args.cache_mb,
         default_max_tokens=args.max_tokens,
-        device=args.device,
-        dtype=args.dtype,
         graceful_timeout_s=args.graceful_timeout,
+        target=target,
     )
     print(f"[edge-hired] serving {source} on http://{args.host}:{args.port}", file=sys.stderr)
     serve(config)

@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from edge_hired.cli.flags import add_selection_args, add_source_args
 from edge_hired.errors import InvalidArgumentError, expected
 
 __all__ = ["add_show_parser", "show_from_args"]
+
+#: The request a memory plan of `show` is made for: `run`'s default prompt and length.
+RUN_PROMPT, RUN_NEW_TOKENS = "Describe the image.", 64
 
 
 def add_show_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -84,13 +88,21 @@ def check_out_path(out: Path) -> Path:
 def show_from_args(args: argparse.Namespace) -> int:
     """Load the model, select, draw, say what was written."""
     from edge_hired.cli.run_command import load_pipeline, selection_from_args
+    from edge_hired.cli.run_planning import planned_cap
+    from edge_hired.cli.runtime_flags import source_from_args, target_from_args
     from edge_hired.runtime.images import load_image
     from edge_hired.runtime.sources import default_image
     from edge_hired.visualize import show
 
     out = check_out_path(args.out)  # fail fast, before a long model load
+    target = target_from_args(args, source_from_args(args), quiet=args.json)
     image = load_image(args.image or default_image())
-    report = show(load_pipeline(args), image, out, selection_from_args(args), cell_px=args.cell_px)
+    selection = selection_from_args(args)
+    hw = (image.height, image.width)  # planned as `run` plans its default request
+    plan = planned_cap(target, hw, RUN_PROMPT, selection, RUN_NEW_TOKENS, quiet=args.json)
+    selection = replace(selection, cap=plan.budget_tokens if plan else None)
+    pipeline = load_pipeline(args, target)
+    report = show(pipeline, image, out, selection, cell_px=args.cell_px)
     if args.json:
         print(report.to_json())
         return 0

@@ -72,6 +72,10 @@ DEFAULT_STRATEGIES: tuple[str, ...] = ("hired", "spatial", "prumerge+")
 ADAPTIVE = "adaptive"
 
 
+#: The memory plan's visual-token cap for (image, prompt); None where none binds.
+CapFor = Callable[[Any, str], "int | None"]
+
+
 class Runner(Protocol):
     """What the harness needs of a pipeline (a `Pipeline`, a bundle pipeline, a test double)."""
 
@@ -88,8 +92,11 @@ class Setting:
     strategy: str
     ratio: float | None = None
 
-    def selection(self) -> SelectionOptions:
-        return SelectionOptions(strategy=self.strategy, ratio=self.ratio)
+    def selection(self, cap: int | None = None) -> SelectionOptions:
+        """Its selection; under a memory plan's `cap`, full keeps the cap's tokens by HiRED."""
+        if self.strategy == FULL and cap is not None:
+            return SelectionOptions(strategy="hired", cap=cap)
+        return SelectionOptions(strategy=self.strategy, ratio=self.ratio, cap=cap)
 
 
 # --- planning ---------------------------------------------------------------------------------
@@ -130,10 +137,12 @@ class _Asker:
     prompt_suffix: str
     sampling: SamplingOptions
     score: Callable[[str, Sequence[str]], float]
+    cap_for: CapFor | None = None
 
     def ask(self, image: Any, sample: EvalSample, setting: Setting) -> Any:
         prompt = sample.question + self.prompt_suffix
-        return self.pipeline.run(image, prompt, setting.selection(), self.sampling)
+        cap = self.cap_for(image, prompt) if self.cap_for is not None else None
+        return self.pipeline.run(image, prompt, setting.selection(cap), self.sampling)
 
     def predict(self, image: Any, sample: EvalSample, setting: Setting) -> dict[str, Any]:
         """Ask one question under one setting; the prediction line for predictions.jsonl."""
@@ -213,19 +222,23 @@ def evaluate(
     model_label: str | None = None,
     on_prediction: Callable[[dict[str, Any]], None] | None = None,
     warmup: bool = True,
+    cap_for: CapFor | None = None,
 ) -> EvalReport:
     """Answer every sample under every setting (resuming `out_dir`), score, and summarise.
 
     `metric`: a name of `METRICS`. `budgets`: "full" and/or ratios in (0, 1]. `limit`: only
     the first N rows. `prompt_suffix` is appended to every question (lmms-eval's by default;
     "" for none). `model_label` is recorded in run.json so a resume with another model is
-    refused. `on_prediction` is called with each new prediction once it is on disk.
+    refused. `on_prediction` is called with each new prediction once it is on disk. `cap_for`
+    (the memory plan of --profile / --memory-cap / --ttft-target) caps every setting's tokens;
+    under a binding cap `full` runs as hired at the cap.
     `warmup`: ask the first missing question once, untimed and unrecorded, so one-time costs
     (allocator, kernel selection) do not land in the first sample's TTFT.
     """
     score = get_metric(metric)
     settings, samples = plan_settings(budgets, strategies), _samples(rows, limit)
-    asker = _Asker(pipeline, prompt_suffix, SamplingOptions(max_new_tokens=max_new_tokens), score)
+    sampling = SamplingOptions(max_new_tokens=max_new_tokens)
+    asker = _Asker(pipeline, prompt_suffix, sampling, score, cap_for)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     config = [metric, prompt_suffix, max_new_tokens, model_label]

@@ -146,9 +146,10 @@ def continuation_logprob(
     """log P(continuation | image, context) under the pruned visual tokens, and whether greedy
     decoding would produce exactly the continuation's tokens.
 
-    Needs an in-process pipeline (`preprocess`, `select`, `input_embeddings`, `parts`).
+    Needs an in-process pipeline (`preprocess`, `encoder`, `select`, `input_embeddings`).
     """
-    if not all(hasattr(pipeline, a) for a in ("preprocess", "select", "input_embeddings", "parts")):
+    needed = ("preprocess", "encoder", "select", "input_embeddings", "tokenizer")
+    if not all(hasattr(pipeline, a) for a in needed):
         raise InvalidArgumentError(
             expected(
                 "pipeline for loglikelihood",
@@ -156,19 +157,18 @@ def continuation_logprob(
                 type(pipeline).__name__,
             )
         )
-    parts = pipeline.parts
+    from edge_hired.runtime.scoring import continuation_logprobs
+
     pixels, geometry = pipeline.preprocess(image)
-    vision = parts.encoder(pixels)
+    vision = pipeline.encoder(pixels)
     chosen = pipeline.select(geometry, vision, selection)
     prompt = pipeline.input_embeddings(context, vision, chosen)
-    ids = parts.processor.tokenizer(continuation, add_special_tokens=False, return_tensors="pt")[
+    ids = pipeline.tokenizer(continuation, add_special_tokens=False, return_tensors="pt")[
         "input_ids"
     ].to(prompt.device)
     if ids.shape[1] == 0:
         return 0.0, True
-    embeds = torch.cat([prompt, parts.llm.get_input_embeddings()(ids).to(prompt.dtype)], dim=1)
-    logits = parts.llm(inputs_embeds=embeds).logits[0, prompt.shape[1] - 1 : -1].float()
-    logprobs = logits.log_softmax(dim=-1)
+    logprobs = continuation_logprobs(pipeline, prompt, ids)
     target = ids[0]
     total = logprobs.gather(-1, target[:, None]).sum()
     return float(total), bool((logprobs.argmax(dim=-1) == target).all())

@@ -1,38 +1,43 @@
 """Plan one request on the machine at hand: the facts `run` and `bench` know, then `plan_budget`.
 
-`run_facts` (a checkpoint's config) and `bundle_run_facts` (a bundle's manifest) gather what is
-known before any weights load: the model's `PlanInputs`, the device the request runs on, and the
-request's shape (partitions and valid visual tokens of this image, a bound on the prompt's
-tokens). `plan_for_run` plans those facts on a profile, its cap held to the memory free on that
-device. `plan_for_pipeline` does the same for an already loaded `Pipeline`, given where it was
-loaded from (`PlanSource`): a loaded pipeline does not keep its manifest or config.
+`target_run_facts` gathers, before any weights load, what the resolved target
+(`edge_hired.runtime.target.Target`) will load: the model's `PlanInputs` counted in the target's
+compute dtype and quantization (a bundle's manifest or a checkpoint's config), the device, and
+the request's shape (partitions and valid visual tokens of this image, a bound on the prompt's
+tokens). `pipeline_run_facts` does the same for a loaded `Pipeline` from what it recorded it
+loaded (`Pipeline.loaded`), never from a guess. `plan_for_run` plans facts on a profile, its cap
+held to the memory free on that device. `run_facts` / `bundle_run_facts` are the library calls
+that resolve a target from loose arguments first.
 
 No torch at import time: the device and config readers are imported inside the functions.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from edge_hired.errors import InvalidArgumentError, expected
+from edge_hired.errors import BudgetError
 from edge_hired.facts.config_inputs import inputs_from_config
 from edge_hired.planner.arithmetic import Plan, plan_budget
 from edge_hired.planner.inputs import PlanInputs, PlanRequest
 from edge_hired.planner.shapes import image_geometry
-from edge_hired.profiles import ProfileError, load_profile
-from edge_hired.units import SHORT_DTYPES
+from edge_hired.profiles import DeviceProfile, ProfileError, load_profile
+from edge_hired.runtime.model_source import ModelSource
+from edge_hired.units import dtype_bytes, normal_dtype
 
 if TYPE_CHECKING:
+    from edge_hired.bundle.manifest import Manifest
     from edge_hired.runtime.pipeline import Pipeline
+    from edge_hired.runtime.target import Target
 
 #: Tokens the chat template and special tokens may add around the prompt (Vicuna's system
 #: prompt is ~40); the prompt itself is bounded by its UTF-8 bytes, since byte-level and
 #: byte-fallback tokenizers never make more tokens than bytes.
 TEMPLATE_TOKENS = 64
-#: Where a pipeline's plan reads its model facts: a bundle's manifest or a checkpoint's config.
-SOURCE_KINDS = ("bundle", "model")
+#: Where a pipeline's plan reads its model facts (the name bench and older callers use).
+PlanSource = ModelSource
 
 
 @dataclass(frozen=True)
@@ -48,19 +53,22 @@ class RunFacts:
     prompt_tokens: int
 
 
-@dataclass(frozen=True)
-class PlanSource:
-    """Where a pipeline was loaded from: a bundle directory, or a checkpoint (directory, hub id)."""
+def target_inputs(target: Target) -> PlanInputs:
+    """The model's facts as `target` will load it: its dtype, KV dtype and quantization."""
+    if target.source.kind == "bundle":
+        return _bundle_inputs(target.source.path, target.compute_dtype)
+    from edge_hired.runtime.loading import read_config
 
-    kind: str  # "bundle" or "model"
-    path: str
+    config = read_config(target.source.path)
+    return inputs_from_config(config, target.quantization, target.compute_dtype, target.kv_dtype)
 
-    def __post_init__(self) -> None:
-        if self.kind not in SOURCE_KINDS:
-            choices = " or ".join(SOURCE_KINDS)
-            raise InvalidArgumentError(expected("plan source", choices, self.kind))
-        if not isinstance(self.path, str) or not self.path.strip():
-            raise InvalidArgumentError(expected(f"{self.kind} path", "non-empty text", self.path))
+
+def target_run_facts(
+    target: Target, image_hw: tuple[int, int], prompt: str, prompt_tokens: int | None = None
+) -> RunFacts:
+    """Facts for planning what `target` will load (no weights are read)."""
+    inputs = target_inputs(target)
+    return _request_facts(inputs, target.device.type, image_hw, prompt, prompt_tokens)
 
 
 def run_facts(
@@ -72,19 +80,12 @@ def run_facts(
     prompt_tokens: int | None = None,
     quantization: str = "none",
 ) -> RunFacts:
-    """Facts for planning `run --model` from the checkpoint's config (no weights are read).
+    """Facts for planning `run --model` from the checkpoint's config (no weights are read)."""
+    from edge_hired.runtime.target import TargetFlags, resolve_target
 
-    The LLM is counted as it will be loaded: in the run's dtype (fp32 on the CPU, fp16 on CUDA
-    unless --dtype) and quantized by bitsandbytes at load when `quantization` says so.
-    """
-    from edge_hired.device.torch_device import choose_torch_device
-    from edge_hired.runtime.loading import read_config
-
-    if quantization == "8bit" and dtype is None:
-        dtype = "fp16"  # as Pipeline.from_pretrained loads LLM.int8
-    choice = choose_torch_device(device, dtype)
-    inputs = inputs_from_config(read_config(model), quantization, str(choice.dtype))
-    return _request_facts(inputs, choice.device.type, image_hw, prompt, prompt_tokens)
+    flags = TargetFlags(device, dtype, quantization=quantization)
+    target = resolve_target(flags, ModelSource("model", str(model)))
+    return target_run_facts(target, image_hw, prompt, prompt_tokens)
 
 
 def bundle_run_facts(
@@ -94,14 +95,55 @@ def bundle_run_facts(
     device: str = "auto",
     prompt_tokens: int | None = None,
 ) -> RunFacts:
-    """Facts for planning `run --bundle` from its manifest (KV cache in its compute dtype)."""
-    from edge_hired.bundle.manifest import read_manifest
-    from edge_hired.device.torch_device import choose_torch_device
+    """Facts for planning `run --bundle`: its manifest, counted in the dtype it will load in."""
+    from edge_hired.runtime.target import TargetFlags, resolve_target
 
-    manifest = read_manifest(Path(bundle).expanduser())
-    choice = choose_torch_device(device, SHORT_DTYPES[manifest.llm.compute_dtype])
-    inputs = PlanInputs.from_manifest(manifest)
-    return _request_facts(inputs, choice.device.type, image_hw, prompt, prompt_tokens)
+    target = resolve_target(TargetFlags(device), ModelSource("bundle", str(bundle)))
+    return target_run_facts(target, image_hw, prompt, prompt_tokens)
+
+
+def _bundle_inputs(
+    bundle: str | Path, dtype: str, llm_bytes: int | None = None, projector: int | None = None
+) -> PlanInputs:
+    """A manifest's facts with the LLM and projector counted as loaded in `dtype`.
+
+    The manifest records the exported files; an unquantized LLM loaded in another dtype (an fp16
+    bundle computing in bf16 or fp32 on a CPU) holds its elements at that dtype's size, counted
+    from the safetensors headers. `llm_bytes` / `projector` (measured by the loader) replace
+    the counts.
+    """
+    from edge_hired.bundle.manifest import read_manifest
+
+    root = Path(bundle).expanduser()
+    manifest = read_manifest(root)
+    inputs = PlanInputs.from_manifest(manifest, dtype)
+    counted = _loaded_bytes(root, manifest, dtype)
+    llm_bytes = counted[0] if llm_bytes is None else llm_bytes
+    projector = counted[1] if projector is None else projector
+    return replace(
+        inputs,
+        compute_dtype=dtype,
+        llm_weight_bytes=llm_bytes,
+        encoder_weight_bytes=manifest.vision.encoder_bytes + projector,
+        notes=(*inputs.notes, f"LLM and projector counted as loaded, in {dtype}"),
+    )
+
+
+def _loaded_bytes(root: Path, manifest: Manifest, dtype: str) -> tuple[int, int]:
+    """(LLM, projector) bytes once loaded in `dtype`.
+
+    In the exported dtype, or quantized (which loads only as stored), the manifest's bytes;
+    cast to another, the tensors' elements (from the safetensors headers) at its size.
+    """
+    llm = manifest.llm
+    if dtype == normal_dtype(llm.compute_dtype) or llm.quantization != "none":
+        return llm.weight_bytes, llm.projector_bytes
+    from edge_hired.bundle.layout import LLM_DIR, PROJECTOR_FILE
+    from edge_hired.runtime.language_model import stored_elements, weight_files
+
+    size = dtype_bytes(dtype)
+    projector = stored_elements([root / PROJECTOR_FILE], "projector.") * size
+    return stored_elements(weight_files(root / LLM_DIR)) * size, projector
 
 
 def _request_facts(
@@ -157,7 +199,7 @@ def run_request(
 
 def plan_for_run(
     facts: RunFacts,
-    profile_name: str | None,
+    profile_name: str | Path | DeviceProfile | None,
     memory_cap_gib: float | None,
     max_new_tokens: int,
     newline: str = "none",
@@ -165,13 +207,14 @@ def plan_for_run(
 ) -> Plan:
     """The plan of one `run` request, its cap held to the memory free on the run's device.
 
-    `limits` adds a TTFT target and the headless cap (serve and bench call this too);
+    `profile_name` is a loaded profile, a name or a .toml path (None: the detected Jetson, else
+    cpu). `limits` adds a TTFT target and the headless cap (serve and bench call this too);
     `memory_cap_gib` wins over `limits.memory_cap_gib` when both are given.
     """
     from edge_hired.facts.memory_cap import memory_cap
 
     limits = limits or PlanLimits()
-    profile = load_profile(profile_name or _default_profile(facts.device))
+    profile = plan_profile(profile_name, facts.device)
     cap_gib = memory_cap_gib if memory_cap_gib is not None else limits.memory_cap_gib
     live = _live_kind(facts.device)
     cap = memory_cap(profile, cap_gib, live_kind=live, headless=limits.headless)
@@ -179,34 +222,58 @@ def plan_for_run(
     return plan_budget(facts.inputs, profile, request, cap, limits.ttft_target_s)
 
 
+def plan_for_target(
+    target: Target, facts: RunFacts, max_new_tokens: int, newline: str, first_request: bool
+) -> Plan:
+    """The plan of one request on the target's profile, under its memory cap and limits."""
+    limits = PlanLimits(target.memory_cap_gib, target.ttft_target_s, target.headless, first_request)
+    return plan_for_run(facts, target.profile, None, max_new_tokens, newline, limits)
+
+
+def check_full_fits(strategy: str, visual_tokens: int, cap: int | None, flag: str) -> None:
+    """Refuse `full` (which ignores caps) when the memory plan fits fewer tokens than the image has.
+
+    `flag` names the setting in the message (`--strategy`, `hired.strategy`).
+    """
+    if strategy == "full" and cap is not None and cap < visual_tokens:
+        raise BudgetError(
+            f"{flag} full keeps all {visual_tokens} visual tokens, but the memory plan fits "
+            f"{cap}: choose a dropping strategy (e.g. hired) or a larger memory cap"
+        )
+
+
+def plan_profile(given: str | Path | DeviceProfile | None, device: str) -> DeviceProfile:
+    """The profile object: as given, loaded by name or path, or the default for the device."""
+    if isinstance(given, DeviceProfile):
+        return given
+    return load_profile(given or _default_profile(device))
+
+
 def pipeline_run_facts(
-    pipeline: Pipeline, source: PlanSource, image_hw: tuple[int, int], prompt: str
+    pipeline: Pipeline, source: ModelSource, image_hw: tuple[int, int], prompt: str
 ) -> RunFacts:
-    """RunFacts of a loaded pipeline: its source's manifest or config, its device and dtype."""
-    device = pipeline.parts.device.type
+    """RunFacts of a loaded pipeline: its source's manifest or config, counted as it was loaded.
+
+    The dtype, quantization and (for bundles) the bytes are what the loader recorded it loaded
+    (`Pipeline.loaded`), never guessed from the modules.
+    """
+    loaded = pipeline.loaded
     if source.kind == "bundle":
-        return bundle_run_facts(source.path, image_hw, prompt, device)
-    llm = pipeline.parts.llm
-    dtype = llm.get_input_embeddings().weight.dtype  # quantized Linear weights are uint8/int8
-    short = SHORT_DTYPES.get(str(dtype).removeprefix("torch."))
-    return run_facts(source.path, image_hw, prompt, device, short, quantization=_loaded_quant(llm))
+        inputs = _bundle_inputs(
+            source.path, loaded.compute_dtype, loaded.llm_weight_bytes, loaded.projector_bytes
+        )
+    else:
+        from edge_hired.runtime.loading import read_config
 
-
-def _loaded_quant(llm: object) -> str:
-    """How a loaded transformers model's weights are held: "4bit", "8bit" or "none"."""
-    quantizer = getattr(llm, "hf_quantizer", None)
-    settings = getattr(quantizer, "quantization_config", None) or llm
-    if getattr(settings, "load_in_4bit", False) or getattr(llm, "is_loaded_in_4bit", False):
-        return "4bit"
-    if getattr(settings, "load_in_8bit", False) or getattr(llm, "is_loaded_in_8bit", False):
-        return "8bit"
-    return "none"
+        config = read_config(source.path)
+        inputs = inputs_from_config(config, loaded.quantization, loaded.compute_dtype)
+    return _request_facts(inputs, pipeline.device.type, image_hw, prompt, None)
 
 
 def plan_for_pipeline(
     pipeline: Pipeline,
     source: PlanSource,
-    profile_name: str | None,
+    profile_name: str | Path | DeviceProfile | None,
     image_hw: tuple[int, int],
     prompt: str,
     max_new_tokens: int,

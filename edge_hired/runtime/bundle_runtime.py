@@ -10,7 +10,7 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -32,15 +32,15 @@ from edge_hired.bundle.layout import (
 )
 from edge_hired.bundle.manifest import Manifest, read_manifest
 from edge_hired.device import tensorrt
-from edge_hired.device.compute_dtype import runtime_dtype
 from edge_hired.device.ort_providers import import_onnxruntime
 from edge_hired.device.providers import ProviderChoice, choose_providers
-from edge_hired.device.torch_device import choose_torch_device, torch_dtype
-from edge_hired.runtime.loading import ModelFacts, VlmParts
+from edge_hired.runtime.loading import LoadedModel, ModelFacts, VlmParts
 from edge_hired.runtime.pipeline import Pipeline
 from edge_hired.runtime.processors import load_processor
 from edge_hired.runtime.vision import LayerPlan, VisionOutput
-from edge_hired.units import SHORT_DTYPES
+
+if TYPE_CHECKING:
+    from edge_hired.runtime.target import Target
 
 PROJECTORS = {
     "llava_next": LlavaNextMultiModalProjector,
@@ -86,7 +86,7 @@ class OnnxVisionEncoder:
 
 @dataclass(frozen=True)
 class BundleLoadOptions:
-    """How to load a bundle on this device."""
+    """How to load a bundle on this device (a library call's flags; the CLI passes a target)."""
 
     verify: bool = True
     providers: tuple[str, ...] | None = None
@@ -129,46 +129,55 @@ def load_projector(bundle: Path, family: str, dtype: torch.dtype, device: torch.
 
 
 def load_bundle_pipeline(
-    bundle: str | Path, options: BundleLoadOptions = BundleLoadOptions()
+    bundle: str | Path,
+    options: BundleLoadOptions = BundleLoadOptions(),
+    target: Target | None = None,
 ) -> Pipeline:
-    """A ready `Pipeline` from a bundle directory."""
-    from edge_hired.runtime.language_model import load_language_model
+    """A ready `Pipeline` from a bundle directory, loaded as `target` says.
+
+    Without a target one is resolved here from `options` (device, dtype, providers, verify).
+    """
+    from edge_hired.runtime.language_model import load_language_model, parameter_bytes
 
     root = Path(bundle).expanduser()
+    target = target or _target_of(root, options)
     manifest = read_manifest(root)
-    verify_files(root, manifest.files, check_hashes=options.verify)
-    providers = choose_providers(list(options.providers) if options.providers else None)
-    device, dtype, dtype_reason = _llm_device(manifest, options)
-    llm = load_language_model(root / LLM_DIR, device.device, dtype)
-    projector, newline = load_projector(root, manifest.vision.family, dtype, device.device)
+    verify_files(root, manifest.files, check_hashes=target.verify)
+    providers = choose_providers(list(target.providers) if target.providers else None)
+    device, dtype = target.device, target.torch_dtype
+    llm = load_language_model(root / LLM_DIR, device, dtype)
+    projector, newline = load_projector(root, manifest.vision.family, dtype, device)
     entries = session_providers(providers, manifest, options)
+    loaded = LoadedModel(
+        target.compute_dtype,
+        manifest.llm.quantization,
+        llm_weight_bytes=parameter_bytes(llm),
+        projector_bytes=parameter_bytes(projector),
+    )
     parts = VlmParts(
         facts=facts_from_manifest(manifest),
         processor=load_processor(root / PROCESSOR_DIR, manifest.vision.family),
         encoder=OnnxVisionEncoder(
             root / ENCODER_FILE, entries, manifest.vision.dtype, signal=manifest.vision.signal
         ),
-        projector=lambda x: projector(x.to(device=device.device, dtype=dtype)),
+        projector=lambda x: projector(x.to(device=device, dtype=dtype)),
         image_newline=newline,
         llm=llm,
-        device=device.device,
+        device=device,
         compute_dtype=dtype,
+        loaded=loaded,
     )
-    reason = (
-        f"encoder {providers.reason}; LLM {device.reason}, {manifest.llm.quantization}, "
-        f"{dtype_reason}"
-    )
-    return Pipeline(parts, reason)
+    return Pipeline(parts, f"encoder {providers.reason}; LLM {target.reason}")
 
 
-def _llm_device(manifest: Manifest, options: BundleLoadOptions):
-    """The torch device, the compute dtype on it, and why that dtype."""
-    saved = SHORT_DTYPES[manifest.llm.compute_dtype]
-    device = choose_torch_device(options.device, options.dtype or saved)
-    if options.dtype is not None:
-        return device, torch_dtype(options.dtype), f"compute {options.dtype}: requested"
-    dtype, why = runtime_dtype(torch_dtype(saved), device.device, manifest.llm.quantization)
-    return device, dtype, why
+def _target_of(root: Path, options: BundleLoadOptions) -> Target:
+    """The target of a library call that gave only `BundleLoadOptions`."""
+    from edge_hired.runtime.target import ModelSource, TargetFlags, resolve_target
+
+    flags = TargetFlags(
+        options.device, options.dtype, providers=options.providers, verify=options.verify
+    )
+    return resolve_target(flags, ModelSource("bundle", str(root)))
 
 
 def session_providers(

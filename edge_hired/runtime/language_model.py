@@ -7,6 +7,7 @@ The runtime's half of `edge_hired.export.language_model`: it reads only what the
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ import torch
 from transformers import AutoModelForCausalLM, BitsAndBytesConfig, PreTrainedModel
 
 from edge_hired.device.bitsandbytes_check import require_bitsandbytes
+from edge_hired.device.torch_device import placement
 from edge_hired.errors import InvalidArgumentError, ModelLoadError, expected
 from edge_hired.units import check_quantization
 
@@ -146,7 +148,7 @@ def load_language_model(
     dtype = _load_dtype(directory, quantization, dtype)
     require_bitsandbytes(quantization, device)
     model = AutoModelForCausalLM.from_pretrained(
-        directory, dtype=dtype, device_map={"": _placement(torch.device(device))}
+        directory, dtype=dtype, device_map={"": placement(device)}
     )
     loaded = model.get_input_embeddings().weight.dtype
     if loaded != dtype:
@@ -154,8 +156,23 @@ def load_language_model(
     return model.eval()
 
 
-def _placement(device: torch.device) -> str:
-    """accelerate's spelling of a device: 'cpu', 'cuda:0'."""
-    if device.type == "cpu":
-        return "cpu"
-    return f"{device.type}:{device.index or 0}"
+def parameter_bytes(module: torch.nn.Module) -> int:
+    """Bytes of a loaded module's parameters, as they sit in memory (tied weights once)."""
+    return sum(p.numel() * p.element_size() for p in module.parameters())
+
+
+def stored_elements(files: list[Path], prefix: str = "") -> int:
+    """Elements of the tensors (named with `prefix`) in safetensors files, read from the headers.
+
+    Times a dtype's size this is what loading them unquantized in that dtype holds: the plan
+    counts it before the weights are read.
+    """
+    from safetensors import safe_open
+
+    total = 0
+    for path in files:
+        with safe_open(str(path), framework="pt") as handle:
+            for name in handle.keys():  # noqa: SIM118 - safe_open is not iterable
+                if name.startswith(prefix):
+                    total += math.prod(handle.get_slice(name).get_shape())
+    return total

@@ -20,6 +20,7 @@ from transformers import (
     LlavaOnevisionForConditionalGeneration,
 )
 
+from edge_hired.device.torch_device import placement
 from edge_hired.errors import ModelLoadError, expected
 from edge_hired.hired.geometry import (
     ImageGeometry,
@@ -64,6 +65,16 @@ class ModelFacts:
         return single_geometry(size, crop, patch)
 
 
+@dataclass(frozen=True)
+class LoadedModel:
+    """What a loader really loaded, recorded by it: the planner's facts read this, not guesses."""
+
+    compute_dtype: str  # full name: float32 / float16 / bfloat16
+    quantization: str  # none / 8bit / 4bit
+    llm_weight_bytes: int | None = None  # the LLM's parameters as loaded (bundles: own module)
+    projector_bytes: int | None = None  # the projector's parameters as loaded
+
+
 @dataclass
 class VlmParts:
     """A loaded model taken apart along HiRED's seams."""
@@ -76,6 +87,7 @@ class VlmParts:
     llm: torch.nn.Module
     device: torch.device
     compute_dtype: torch.dtype | None = None  # of the LLM and projector; None: the LLM's own
+    loaded: LoadedModel | None = None  # what the loader loaded; None: read from the modules
 
 
 def resolve_source(model_id: str) -> str:
@@ -160,7 +172,7 @@ def load_kwargs(device: torch.device, dtype: torch.dtype, quantization: str = "n
     unified memory that is twice the model in the same RAM. `device_map` streams each tensor to
     the device, and with `quantization` ("8bit" / "4bit") bitsandbytes quantizes it on the way.
     """
-    kwargs: dict[str, Any] = {"dtype": dtype, "device_map": {"": _placement(device)}}
+    kwargs: dict[str, Any] = {"dtype": dtype, "device_map": {"": placement(device)}}
     if quantization != "none":
         from edge_hired.device.bitsandbytes_check import require_bitsandbytes
         from edge_hired.runtime.language_model import bitsandbytes_config, check_choice
@@ -169,12 +181,6 @@ def load_kwargs(device: torch.device, dtype: torch.dtype, quantization: str = "n
         require_bitsandbytes(quantization, device)
         kwargs["quantization_config"] = bitsandbytes_config(quantization, dtype, KEEP_UNQUANTIZED)
     return kwargs
-
-
-def _placement(device: torch.device) -> str:
-    """accelerate's spelling of a device: 'cpu', 'cuda:0'."""
-    device = torch.device(device)
-    return device.type if device.type == "cpu" else f"{device.type}:{device.index or 0}"
 
 
 def load_parts(
@@ -202,4 +208,5 @@ def load_parts(
         llm=model,
         device=device,
         compute_dtype=dtype,
+        loaded=LoadedModel(str(dtype).removeprefix("torch."), quantization),
     )

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -18,7 +19,6 @@ from PIL import Image
 from edge_hired.device.device_memory import DeviceMeter, meter_for
 from edge_hired.device.memory import peak_rss_mib, reset_peak_rss
 from edge_hired.device.sync import DeviceClock
-from edge_hired.device.torch_device import choose_torch_device
 from edge_hired.errors import InvalidArgumentError, expected
 from edge_hired.hired import Selection, select_tokens
 from edge_hired.hired.geometry import ImageGeometry
@@ -29,10 +29,13 @@ from edge_hired.runtime.generation import (
     generate_from_embeddings,
 )
 from edge_hired.runtime.images import load_image
-from edge_hired.runtime.loading import VlmParts, load_parts
+from edge_hired.runtime.loading import LoadedModel, ModelFacts, VlmParts, load_parts
 from edge_hired.runtime.prompts import conversation_ids
 from edge_hired.runtime.result import RunResult
 from edge_hired.runtime.vision import VisionOutput
+
+if TYPE_CHECKING:
+    from edge_hired.runtime.target import Target
 
 MERGING = ("prumerge", "prumerge+")
 # (phase that starts, time mark at which it starts); None closes the last phase.
@@ -84,18 +87,72 @@ class Pipeline:
         l_init: int = 0,
         l_final: int | None = None,
         quantization: str = "none",
+        target: Target | None = None,
     ) -> Pipeline:
         """Load a hub id or a local directory (the same path for both) straight onto the device.
 
-        `quantization` "8bit" / "4bit" quantizes the language model with bitsandbytes as it
-        loads (no export needed); LLM.int8 computes in fp16, so that is its default dtype.
+        `target` (`edge_hired.runtime.target`) says where and how; without one it is resolved
+        here from `device`, `dtype` and `quantization` ("8bit" / "4bit" quantizes the language
+        model with bitsandbytes as it loads, no export needed).
         """
-        if quantization == "8bit" and dtype is None:
-            dtype = "fp16"
-        choice = choose_torch_device(device, dtype)
-        parts = load_parts(model_id, choice.device, choice.dtype, l_init, l_final, quantization)
-        quant = "" if quantization == "none" else f", LLM {quantization} (bitsandbytes at load)"
-        return cls(parts, choice.reason + quant)
+        if target is None:
+            from edge_hired.runtime.target import ModelSource, TargetFlags, resolve_target
+
+            flags = TargetFlags(device, dtype, quantization=quantization)
+            target = resolve_target(flags, ModelSource("model", model_id))
+        parts = load_parts(
+            model_id, target.device, target.torch_dtype, l_init, l_final, target.quantization
+        )
+        return cls(parts, target.reason)
+
+    # Accessors: what callers outside runtime/ read of the loaded model (never `.parts`).
+
+    @property
+    def tokenizer(self) -> Any:
+        """The text tokenizer of the loaded processor."""
+        return self.parts.processor.tokenizer
+
+    @property
+    def processor(self) -> Any:
+        """The transformers processor (tokenizer and image processor)."""
+        return self.parts.processor
+
+    @property
+    def facts(self) -> ModelFacts:
+        """The model's geometry facts (what token selection needs)."""
+        return self.parts.facts
+
+    @property
+    def device(self) -> torch.device:
+        """The torch device the LLM runs on."""
+        return self.parts.device
+
+    @property
+    def llm_config(self) -> Any:
+        """The language model's text config (positions, eos, sizes)."""
+        return self.parts.llm.config.get_text_config()
+
+    @property
+    def encoder_provider(self) -> str | None:
+        """The ONNX Runtime provider the encoder's session registered first (None in-process)."""
+        return getattr(self.parts.encoder, "provider", None)
+
+    @property
+    def encoder(self) -> Callable[[torch.Tensor], VisionOutput]:
+        """The vision encoder: host pixels [P, 3, H, W] -> features and attention signal."""
+        return self.parts.encoder
+
+    @property
+    def generation_config(self) -> Any:
+        """The LLM's transformers generation config (None where it has none)."""
+        return getattr(self.parts.llm, "generation_config", None)
+
+    @property
+    def loaded(self) -> LoadedModel:
+        """What the loader loaded (dtype, quantization, bytes): the plan counts this."""
+        if self.parts.loaded is not None:
+            return self.parts.loaded
+        return LoadedModel(str(self._compute_dtype()).removeprefix("torch."), "none")
 
     def run(
         self,
@@ -224,7 +281,7 @@ class Pipeline:
             timings_s=_phase_durations(marks),
             device=str(self.parts.device),
             compute_dtype=str(self._compute_dtype()).removeprefix("torch."),
-            encoder_provider=getattr(self.parts.encoder, "provider", None),
+            encoder_provider=self.encoder_provider,
             device_peak_mib=self.meter.peak_mib(),
             signal=self.parts.facts.signal,
         )

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from edge_hired.errors import InvalidArgumentError, expected
 from edge_hired.runtime.pipeline import Pipeline
+from edge_hired.runtime.target import ModelSource, Target, TargetFlags, resolve_target
 
 DEMO_PRESET = "tiny-llava-next"
 
@@ -28,6 +29,24 @@ def default_image() -> str:
     return str(sample_image_path())
 
 
+def model_source(model: str | None = None, bundle: str | Path | None = None) -> ModelSource:
+    """The source the flags name: a bundle, a checkpoint, or (neither) the demo model."""
+    if model is not None and bundle is not None:
+        raise InvalidArgumentError(expected("model and bundle", "one of them", "both"))
+    if bundle is not None:
+        return ModelSource("bundle", str(bundle))
+    return ModelSource("model", model or default_model())
+
+
+def load_target(target: Target) -> Pipeline:
+    """The pipeline of a resolved target: its source, loaded as it says (nothing re-decided)."""
+    if target.source.kind == "model":
+        return Pipeline.from_pretrained(target.source.path, target=target)
+    from edge_hired.runtime.bundle_runtime import BundleLoadOptions, load_bundle_pipeline
+
+    return load_bundle_pipeline(target.source.path, BundleLoadOptions(), target)
+
+
 def load_pipeline(
     model: str | None = None,
     bundle: str | Path | None = None,
@@ -39,25 +58,15 @@ def load_pipeline(
 ) -> Pipeline:
     """A pipeline from a checkpoint or an exported bundle; with neither, the demo model.
 
-    `device`: auto, cpu or cuda. `dtype` (fp32, fp16, bf16): the compute dtype (None: chosen
-    for the device). `quantization` (none, 8bit, 4bit) quantizes a checkpoint's LLM as it loads;
-    a bundle's is fixed at export. `providers` and `verify` apply to bundles only.
+    A library call's flags, resolved into a `Target` (`runtime.target`) and loaded: `device`
+    auto, cpu or cuda; `dtype` (fp32, fp16, bf16) the compute dtype (None: chosen for the
+    device); `quantization` (none, 8bit, 4bit) quantizes a checkpoint's LLM as it loads (a
+    bundle's is fixed at export); `providers` and `verify` apply to bundles only.
     """
-    if model is not None and bundle is not None:
-        raise InvalidArgumentError(expected("model and bundle", "one of them", "both"))
-    if bundle is None:
-        checkpoint = model or default_model()
-        return Pipeline.from_pretrained(
-            checkpoint, device=device, dtype=dtype, quantization=quantization
-        )
-    if quantization != "none":
-        raise InvalidArgumentError(
-            expected("quantization with a bundle", "none (fixed at export)", quantization)
-        )
-    from edge_hired.runtime.bundle_runtime import BundleLoadOptions, load_bundle_pipeline
-
-    options = BundleLoadOptions(verify=verify, providers=providers, device=device, dtype=dtype)
-    return load_bundle_pipeline(bundle, options)
+    flags = TargetFlags(
+        device, dtype, quantization=quantization, providers=providers, verify=verify
+    )
+    return load_target(resolve_target(flags, model_source(model, bundle)))
 
 
 def providers_arg(text: str | None) -> tuple[str, ...] | None:

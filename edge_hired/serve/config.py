@@ -4,13 +4,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edge_hired.runtime.pipeline import SelectionOptions
+
+if TYPE_CHECKING:
+    from edge_hired.runtime.target import Target
 
 
 @dataclass(frozen=True)
 class ServeConfig:
-    """Everything `serve` was started with; request fields default to these."""
+    """Everything `serve` was started with; request fields default to these.
+
+    `target` is the resolved target (`edge-hired serve` builds it from the same runtime flags as
+    `run`); a library caller may give the loose fields instead (model / bundle, device, dtype,
+    profile, memory cap, limits) and `make_server` resolves them once.
+    """
 
     model: str | None = None
     bundle: str | None = None
@@ -33,6 +42,7 @@ class ServeConfig:
     device: str = "auto"
     dtype: str | None = None
     graceful_timeout_s: float = 30.0
+    target: Target | None = None
 
     @property
     def max_image_bytes(self) -> int:

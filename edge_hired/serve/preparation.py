@@ -10,7 +10,8 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, replace
 
-from edge_hired.errors import EdgeHiredError
+from edge_hired.errors import BudgetError, EdgeHiredError
+from edge_hired.facts.run_facts import check_full_fits
 from edge_hired.hired.budget import resolve_budget
 from edge_hired.runtime.pipeline import Pipeline, SelectionOptions
 from edge_hired.serve.admission import Admission, Cost, RequestPlanner, text_cost
@@ -46,15 +47,15 @@ class Preparer:
         self.policy = SourcePolicy(
             config.max_image_bytes, config.allow_image_urls, config.media_dir
         )
-        text_config = pipeline.parts.llm.config.get_text_config()
+        text_config = pipeline.llm_config
         self.max_positions = int(getattr(text_config, "max_position_embeddings", 1 << 30))
         self._tokenizer_lock = threading.Lock()  # requests are prepared in a thread pool
 
     def prepare(self, request: ChatRequest) -> Prepared:
         """Check and convert; raises ApiError for anything the client got wrong."""
-        facts = self.pipeline.parts.facts
+        facts = self.pipeline.facts
         with self._tokenizer_lock:
-            processor = self.pipeline.parts.processor
+            processor = self.pipeline.processor
             prompt = prompt_ids(processor, request.messages, facts.image_token_id)
         image = self._image(prompt.image_url)
         selection = self._selection(request.hired)
@@ -88,7 +89,7 @@ class Preparer:
         """Visual tokens asked for this image, the context check, and the memory plan."""
         visual, geometry = 0, None
         if image is not None:
-            geometry = self.pipeline.parts.facts.geometry_for(image.picture.size[::-1])
+            geometry = self.pipeline.facts.geometry_for(image.picture.size[::-1])
             visual = self._asked(geometry, selection)
         if prompt.text_tokens + visual + new > self.max_positions:
             raise bad_request(
@@ -101,12 +102,11 @@ class Preparer:
         if geometry is None:
             return Admission(None, False, text_cost(self.planner.inputs, prompt.text_tokens, new))
         admission = self.planner.admit(geometry, visual, prompt.text_tokens, new)
-        if admission.capped and selection.strategy == "full":
-            raise bad_request(
-                f"hired.strategy full keeps all {visual} visual tokens, but the memory plan "
-                f"fits {admission.token_cap}: choose a dropping strategy",
-                "hired.strategy",
-            )
+        cap = admission.token_cap if admission.capped else None
+        try:
+            check_full_fits(selection.strategy, visual, cap, "hired.strategy")
+        except BudgetError as error:
+            raise bad_request(str(error), "hired.strategy") from error
         return admission
 
     @staticmethod

@@ -11,17 +11,22 @@ import signal
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from dataclasses import replace
+from typing import TYPE_CHECKING
 
 import uvicorn
 
 from edge_hired.errors import EdgeHiredError
 from edge_hired.runtime.pipeline import Pipeline
-from edge_hired.runtime.sources import load_pipeline
+from edge_hired.runtime.sources import load_target
 from edge_hired.serve.admission import RequestPlanner
 from edge_hired.serve.app import create_app
 from edge_hired.serve.config import ServeConfig
 from edge_hired.serve.metrics import Metrics
 from edge_hired.serve.state import ServerState
+
+if TYPE_CHECKING:
+    from edge_hired.runtime.target import Target
 
 #: The image size the start-up plan checks (one 336 px tile): fails fast when nothing fits.
 PLAN_CHECK_HW = (336, 336)
@@ -48,37 +53,56 @@ class GracefulServer(uvicorn.Server):
                 signal.signal(sig, handler)
 
 
-def build_planner(config: ServeConfig) -> RequestPlanner | None:
-    """The request planner for --profile / --memory-cap (None without them), before loading."""
-    if not config.wants_plan:
-        return None
-    from edge_hired.facts.run_facts import PlanLimits, bundle_run_facts, plan_for_run, run_facts
-    from edge_hired.profiles import load_profile
+def server_target(config: ServeConfig) -> Target:
+    """The config's target, or one resolved once from its loose fields (library callers)."""
+    if config.target is not None:
+        return config.target
+    from edge_hired.runtime.sources import model_source
+    from edge_hired.runtime.target import TargetFlags, resolve_target
 
-    if config.bundle:
-        facts = bundle_run_facts(config.bundle, PLAN_CHECK_HW, "", config.device)
-    else:
-        facts = run_facts(config.model, PLAN_CHECK_HW, "", config.device, config.dtype)
-    limits = PlanLimits(ttft_target_s=config.ttft_target_s, headless=config.headless)
-    plan = plan_for_run(
-        facts, config.profile, config.memory_cap_gib, config.default_max_tokens, limits=limits
+    flags = TargetFlags(
+        device=config.device,
+        dtype=config.dtype,
+        profile=config.profile,
+        memory_cap_gib=config.memory_cap_gib,
+        ttft_target_s=config.ttft_target_s,
+        headless=config.headless,
     )
-    profile = load_profile(plan.profile)
-    return RequestPlanner(facts.inputs, profile, plan.cap, facts.device, config.ttft_target_s)
+    return resolve_target(flags, model_source(config.model, config.bundle))
 
 
-def pipeline_loader(config: ServeConfig) -> Callable[[], Pipeline]:
-    """Loads --bundle or --model as `edge-hired run` does."""
+def build_planner(config: ServeConfig, target: Target | None = None) -> RequestPlanner | None:
+    """The request planner for the target's profile / memory cap (None without them).
+
+    Planned before loading from what the target will load; the profile is the target's object
+    (a calibrated file included), never reloaded by name.
+    """
+    target = target or server_target(config)
+    if not target.wants_plan:
+        return None
+    from edge_hired.facts.run_facts import plan_for_target, plan_profile, target_run_facts
+
+    facts = target_run_facts(target, PLAN_CHECK_HW, "")
+    profile = plan_profile(target.profile, facts.device)
+    target = replace(target, profile=profile)
+    plan = plan_for_target(target, facts, config.default_max_tokens, "none", first_request=False)
+    return RequestPlanner(facts.inputs, profile, plan.cap, facts.device, target.ttft_target_s)
+
+
+def pipeline_loader(target: Target) -> Callable[[], Pipeline]:
+    """Loads the target's bundle or checkpoint as `edge-hired run` does."""
 
     def load() -> Pipeline:
-        return load_pipeline(config.model, config.bundle, config.device, config.dtype)
+        return load_target(target)
 
     return load
 
 
 def make_server(config: ServeConfig) -> tuple[GracefulServer, ServerState]:
     """A uvicorn server (not started) and the state it serves."""
-    state = ServerState(config, pipeline_loader(config), build_planner(config), Metrics())
+    target = server_target(config)
+    planner = build_planner(config, target)
+    state = ServerState(config, pipeline_loader(target), planner, Metrics())
     app = create_app(state)
     app.router.lifespan_context = _lifespan(state)
     settings = uvicorn.Config(

@@ -297,3 +297,41 @@ def test_cli_bundle_goes_to_the_bundle_runtime(tmp_path) -> None:
     args = parse("--bundle", str(tmp_path), "--quant", "4bit")
     with pytest.raises(EdgeHiredError, match="quantization with a bundle: expected none"):
         args.handler(args)
+
+
+def test_a_memory_plan_caps_every_setting_and_full_keeps_the_cap(pipeline, rows, tmp_path) -> None:
+    """`eval --profile/--memory-cap` (cap_for): every setting keeps at most the planned cap;
+    full, which ignores caps, runs as hired at the cap."""
+    asked: list[str] = []
+
+    def cap_for(image, prompt: str) -> int:
+        asked.append(prompt)
+        return 100
+
+    evaluate(pipeline, rows, out_dir=tmp_path, **{**RUN, "limit": 1}, cap_for=cap_for)
+    records = lines(tmp_path / "predictions.jsonl")
+    assert [r["strategy"] for r in records] == ["full", "hired", "spatial"]
+    assert all(r["visual_tokens_total"] * 0.2 >= 100 for r in records)  # the cap binds
+    assert [r["visual_tokens_kept"] for r in records] == [100, 100, 100]
+    assert asked[-1].startswith(rows[0].question)
+
+
+def test_eval_plans_each_request_as_run_does(tiny_next_dir, pipeline, rows) -> None:
+    """`eval`'s cap per (image, prompt) is the plan of that request on the target."""
+    from edge_hired.cli.eval_command import plan_caps
+    from edge_hired.facts.run_facts import pipeline_run_facts, run_request
+    from edge_hired.planner.arithmetic import required_bytes
+    from edge_hired.profiles import load_profile
+    from edge_hired.runtime.model_source import ModelSource
+    from edge_hired.runtime.target import TargetFlags, resolve_target
+    from edge_hired.units import GIB
+
+    source = ModelSource("model", str(tiny_next_dir))
+    image, prompt = load_image(rows[0].image), rows[0].question
+    roomy = resolve_target(TargetFlags(device="cpu", memory_cap_gib=64.0), source)
+    assert plan_caps(pipeline, roomy, 2)(image, prompt) is None  # every token fits
+    facts = pipeline_run_facts(pipeline, source, (image.height, image.width), prompt)
+    request, kept = run_request(facts, 2), facts.visual_tokens - 10  # the LLM's phase leads
+    tight_gib = (required_bytes(facts.inputs, load_profile("cpu"), request, kept) + 1000) / GIB
+    tight = resolve_target(TargetFlags(device="cpu", memory_cap_gib=tight_gib), source)
+    assert plan_caps(pipeline, tight, 2)(image, prompt) == kept

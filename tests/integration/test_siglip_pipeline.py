@@ -69,8 +69,8 @@ def test_siglip_llava_full_budget_matches_stock(siglip_pipeline, tiny_siglip_dir
 
 def test_received_rows_equal_eager_attention_maps(siglip_pipeline, tiny_siglip_dir) -> None:
     pixels, _ = siglip_pipeline.preprocess(textured_image(400, 300, seed=2))
-    vision = siglip_pipeline.parts.encoder(pixels)
-    plan = siglip_pipeline.parts.facts.layers
+    vision = siglip_pipeline.encoder(pixels)
+    plan = siglip_pipeline.facts.layers
     assert (plan.l_init, plan.l_final, plan.layers_to_run) == (0, 3, 4)
     model = LlavaForConditionalGeneration.from_pretrained(tiny_siglip_dir).eval()
     (init, final), features = eager_received(model, pixels, (plan.l_init, plan.l_final))
@@ -81,15 +81,47 @@ def test_received_rows_equal_eager_attention_maps(siglip_pipeline, tiny_siglip_d
     assert vision.keys_final.shape == (1, 729, 32)
 
 
-def sharpened(model_dir: Path, tmp_path: Path) -> Path:
-    """The tiny SigLIP checkpoint with its last layer's q/k scaled: well-separated scores."""
+#: The tokens (of 729) the designed checkpoint makes receive the most attention in its last layer.
+HIGH = np.sort(np.random.default_rng(0).permutation(729)[:145])
+#: Query scale of the designed last layer: HIGH tokens get e^(2 x ALPHA x 4 / sqrt(8)) ~ 290x
+#: the attention of the others from head 0 (the other heads attend uniformly).
+ALPHA = 2.0
+
+
+def designed(model_dir: Path, tmp_path: Path) -> Path:
+    """The tiny SigLIP checkpoint with attention received set by construction, on any CPU.
+
+    Patch embeddings and every branch before the last layer are zeroed, so the last layer sees
+    the position embeddings alone: +-1 in channels 0 and 1 (HIGH tokens +1, -1; the others
+    -1, +1), mean 0 and the same variance for every token, so its layer norm is one scale for
+    all. Head 0's query is the constant ALPHA on dimension 0 and its key reads channel 0: HIGH
+    tokens receive e^(2 x logit) more attention than the rest, a gap far above any rounding.
+    """
     model = LlavaForConditionalGeneration.from_pretrained(model_dir)
     tower = model.model.vision_tower
-    attention = getattr(tower, "vision_model", tower).encoder.layers[-1].self_attn
+    vision = getattr(tower, "vision_model", tower)
+    sign = -torch.ones(729)
+    sign[torch.from_numpy(HIGH)] = 1.0
     with torch.no_grad():
-        for proj in (attention.q_proj, attention.k_proj):
-            proj.weight.mul_(12.0)
-    target = tmp_path / "sharp"
+        embeddings = vision.embeddings
+        embeddings.patch_embedding.weight.zero_()
+        embeddings.patch_embedding.bias.zero_()
+        position = torch.zeros_like(embeddings.position_embedding.weight)
+        position[:, 0], position[:, 1] = sign, -sign
+        embeddings.position_embedding.weight.copy_(position)
+        for layer in vision.encoder.layers[:-1]:
+            for linear in (layer.self_attn.out_proj, layer.mlp.fc2):
+                linear.weight.zero_()
+                linear.bias.zero_()
+        last = vision.encoder.layers[-1]
+        last.layer_norm1.weight.fill_(1.0)
+        last.layer_norm1.bias.zero_()
+        for proj in (last.self_attn.q_proj, last.self_attn.k_proj):
+            proj.weight.zero_()
+            proj.bias.zero_()
+        last.self_attn.q_proj.bias[0] = ALPHA
+        last.self_attn.k_proj.weight[0, 0] = 1.0
+    target = tmp_path / "designed"
     model.save_pretrained(target)
     for name in ("tokenizer.json", "tokenizer_config.json", "processor_config.json"):
         (target / name).write_bytes((model_dir / name).read_bytes())
@@ -100,7 +132,7 @@ def sharpened(model_dir: Path, tmp_path: Path) -> Path:
 def test_hired_at_20_percent_keeps_the_top_b_by_attention_received(
     tiny_siglip_dir: Path, tmp_path: Path
 ) -> None:
-    model_dir = sharpened(tiny_siglip_dir, tmp_path)
+    model_dir = designed(tiny_siglip_dir, tmp_path)
     pipeline = Pipeline.from_pretrained(str(model_dir), device="cpu")
     image = textured_image(384, 384, seed=9)
     pixels, _ = pipeline.preprocess(image)
@@ -109,12 +141,13 @@ def test_hired_at_20_percent_keeps_the_top_b_by_attention_received(
     scores = final.sum(dim=1)[0].double().numpy()
     budget = int(0.2 * 729)  # floor(r x N) = 145
     ranked = np.argsort(-scores, kind="stable")
-    ours = pipeline.parts.encoder(pixels).cls_final.sum(dim=1)[0].double().numpy()
+    assert sorted(ranked[:budget].tolist()) == HIGH.tolist()  # the designed top-B, eagerly
+    ours = pipeline.encoder(pixels).cls_final.sum(dim=1)[0].double().numpy()
     noise = np.abs(ours - scores).max()
     assert scores[ranked[budget - 1]] - scores[ranked[budget]] > 100 * noise  # no tie at the cut
     result = pipeline.run(image, PROMPT, SelectionOptions(ratio=0.2), GREEDY)
     assert result.visual_tokens_kept == result.budget_tokens == budget
-    assert result.kept[0] == sorted(ranked[:budget].tolist())
+    assert result.kept[0] == HIGH.tolist()
 
 
 @pytest.mark.parametrize("size", [SMALL, LARGE])
@@ -138,7 +171,7 @@ def test_onevision_full_budget_features_are_the_stock_ones_bit_for_bit(
     image = textured_image(*size, seed=1)
     pixels, geometry = pipe.preprocess(image)
     assert (geometry.resized is not None) == (size == LARGE)
-    vision = pipe.parts.encoder(pixels)
+    vision = pipe.encoder(pixels)
     embeds = pipe.input_embeddings(
         PROMPT, vision, pipe.select(geometry, vision, SelectionOptions())
     )

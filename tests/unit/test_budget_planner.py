@@ -457,17 +457,37 @@ def test_plan_command_cap_below_the_weights_exits_2(config_dir, capsys) -> None:
 
 
 def run_args(argv: list[str]):
-    """Parse `run`-like flags: the profile flags plus the two `run` flags the plan reads."""
+    """Parse the plan flags every runtime command shares."""
     import argparse
 
-    from edge_hired.cli.run_planning import add_profile_args
+    from edge_hired.cli.runtime_flags import add_plan_args
 
     parser = argparse.ArgumentParser()
-    add_profile_args(parser)
-    parser.add_argument("--max-new-tokens", type=int, default=32)
-    parser.add_argument("--newline", default="none")
-    parser.add_argument("--json", action="store_true")
+    add_plan_args(parser)
     return parser.parse_args(argv)
+
+
+def synth_target(memory_cap_gib: float | None = None):
+    """A resolved target on the CPU, as `run --memory-cap` builds it (no model is read)."""
+    import torch
+
+    from edge_hired.runtime.model_source import ModelSource
+    from edge_hired.runtime.target import Target
+
+    return Target(
+        source=ModelSource("model", "synthetic"),
+        device=torch.device("cpu"),
+        compute_dtype="float16",
+        kv_dtype="float16",
+        quantization="none",
+        providers=None,
+        verify=True,
+        profile=load_profile("cpu") if memory_cap_gib is not None else None,
+        memory_cap_gib=memory_cap_gib,
+        ttft_target_s=None,
+        headless=False,
+        reasons=(),
+    )
 
 
 def synth_facts():
@@ -485,13 +505,17 @@ def synth_facts():
 
 
 def test_run_without_profile_flags_plans_nothing() -> None:
-    from edge_hired.cli.run_planning import planned_token_cap
+    from edge_hired.cli.run_planning import planned_cap
+    from edge_hired.runtime.pipeline import SelectionOptions
 
-    assert planned_token_cap(run_args([]), synth_facts()) is None
+    target = synth_target()
+    assert not target.wants_plan
+    assert planned_cap(target, (672, 672), "hi", SelectionOptions(), 32) is None
 
 
 def test_run_memory_cap_gives_the_planned_token_cap(capsys) -> None:
-    from edge_hired.cli.run_planning import planned_token_cap
+    from edge_hired.cli.run_planning import plan_request
+    from edge_hired.runtime.pipeline import SelectionOptions
 
     profile = load_profile("cpu")
     request = PlanRequest(
@@ -501,13 +525,16 @@ def test_run_memory_cap_gives_the_planned_token_cap(capsys) -> None:
         visual_tokens=2880,
         image_hw=(672, 672),
         allocator="cpu",
+        first_request=True,
     )
     cap_gib = (required_bytes(SYNTH, profile, request, 2000) + 1000) / GIB
-    assert planned_token_cap(run_args(["--memory-cap", repr(cap_gib)]), synth_facts()) == 2000
+    target = synth_target(cap_gib)
+    plan = plan_request(target, synth_facts(), SelectionOptions(), 32)
+    assert plan.budget_tokens == 2000
     err = capsys.readouterr().err
     assert "[edge-hired] plan (cpu): cap" in err and "keeping at most 2000 of 2880" in err
-    rows = run_args(["--memory-cap", repr(cap_gib), "--newline", "rows"])
-    assert planned_token_cap(rows, synth_facts()) == 2000 - 48  # newline tokens take their room
+    rows = plan_request(target, synth_facts(), SelectionOptions(newline="rows"), 32)
+    assert rows.budget_tokens == 2000 - 48  # newline tokens take their room
 
 
 def test_run_profile_flag_values_are_checked() -> None:
@@ -522,9 +549,9 @@ def test_plan_command_on_a_bundle(tmp_path, capsys) -> None:
     assert run_cli(["plan", "--bundle", str(tmp_path), "--profile", "agx-orin-32gb", "--json"]) == 0
     plan = json.loads(capsys.readouterr().out)
     assert plan["budget_tokens"] == 2880 and plan["source"] == "bundle llava-7b"
-    argv = ["plan", "--bundle", str(tmp_path), "--profile", "agx-orin-32gb", "--dtype", "float32"]
+    argv = ["plan", "--bundle", str(tmp_path), "--profile", "agx-orin-32gb", "--quant", "4bit"]
     assert run_cli(argv) == 2
-    assert "a bundle fixes both" in capsys.readouterr().out
+    assert "quantization with a bundle: expected none (fixed at export)" in capsys.readouterr().out
     assert run_cli(["plan", "--bundle", str(tmp_path / "none"), "--profile", "cpu"]) == 2
 
 

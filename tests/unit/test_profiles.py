@@ -223,7 +223,7 @@ def test_a_path_to_a_toml_file_is_accepted(tmp_path) -> None:
         (
             GOOD.replace('device = "cuda"', 'device = "cuda"\nthreads = 4'),
             "{path}: unknown key 'runtime.threads' (known: device, providers, quantization, "
-            "compute_dtype, kv_cache_dtype)",
+            "compute_dtype, kv_cache_dtype, bf16)",
         ),
         (
             GOOD.replace("fp16_tflops = 10      # test\n", ""),
