@@ -69,6 +69,18 @@ def choose_providers(
     return _probed(chosen, _why(chosen[0], offered), probe)
 
 
+def leading_provider(
+    requested: Sequence[str] | None = None, available: list[str] | None = None
+) -> str:
+    """The provider a session would lead with, before any is loaded (no probe): the first
+    requested one, else the most preferred that the build offers. Plans made before loading
+    use it to tell whether ONNX Runtime's GPU arena will be held."""
+    if requested:
+        return SHORT_NAMES.get(requested[0].lower(), requested[0])
+    offered = available if available is not None else available_providers()
+    return next((name for name in PREFERENCE if name in offered), PREFERENCE[-1])
+
+
 def _probed(
     chosen: tuple[str, ...], reason: str, probe: Callable[[str], str | None]
 ) -> ProviderChoice:

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 from edge_hired.errors import BudgetError
 from edge_hired.facts.config_inputs import inputs_from_config
 from edge_hired.planner.arithmetic import Plan, plan_budget
+from edge_hired.planner.costs import holds_arena
 from edge_hired.planner.inputs import PlanInputs, PlanRequest
 from edge_hired.planner.shapes import image_geometry
 from edge_hired.profiles import DeviceProfile, ProfileError, load_profile
@@ -51,6 +52,7 @@ class RunFacts:
     visual_tokens: int  # valid visual tokens of this image
     newline_rows: int  # image_newline tokens `--newline rows` may add at most
     prompt_tokens: int
+    encoder_held: bool = False  # ONNX Runtime on a GPU provider: its arena is never returned
 
 
 def target_inputs(target: Target) -> PlanInputs:
@@ -68,7 +70,17 @@ def target_run_facts(
 ) -> RunFacts:
     """Facts for planning what `target` will load (no weights are read)."""
     inputs = target_inputs(target)
-    return _request_facts(inputs, target.device.type, image_hw, prompt, prompt_tokens)
+    facts = _request_facts(inputs, target.device.type, image_hw, prompt, prompt_tokens)
+    return replace(facts, encoder_held=_arena_held_before_load(target))
+
+
+def _arena_held_before_load(target: Target) -> bool:
+    """Whether the bundle's encoder will run on an ONNX Runtime GPU provider (arena held)."""
+    if target.source.kind != "bundle":
+        return False
+    from edge_hired.device.providers import leading_provider
+
+    return holds_arena(leading_provider(target.providers))
 
 
 def run_facts(
@@ -194,6 +206,7 @@ def run_request(
         visual_tokens=facts.visual_tokens,
         image_hw=facts.image_hw,
         allocator=facts.device,
+        encoder_held=facts.encoder_held,
     )
 
 
@@ -267,7 +280,8 @@ def pipeline_run_facts(
 
         config = read_config(source.path)
         inputs = inputs_from_config(config, loaded.quantization, loaded.compute_dtype)
-    return _request_facts(inputs, pipeline.device.type, image_hw, prompt, None)
+    facts = _request_facts(inputs, pipeline.device.type, image_hw, prompt, None)
+    return replace(facts, encoder_held=holds_arena(pipeline.encoder_provider))
 
 
 def plan_for_pipeline(

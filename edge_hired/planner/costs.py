@@ -286,9 +286,13 @@ def _arena_bytes(
 
 
 def holds_arena(provider: str | None) -> bool:
-    """Whether an encoder on this ONNX Runtime provider keeps its arena (any GPU provider);
-    None: the encoder runs in torch, whose activations are freed."""
-    return provider is not None and provider != "CPUExecutionProvider"
+    """Whether an encoder on this ONNX Runtime provider keeps its arena (any GPU provider).
+
+    None or "torch:<device>": the encoder runs in torch, whose activations are freed.
+    """
+    if provider is None or provider.startswith("torch:"):
+        return False
+    return provider != "CPUExecutionProvider"
 
 
 def ort_gpu_mem_limit(inputs: PlanInputs, device: DeviceFacts | None = None) -> int:

@@ -89,3 +89,32 @@ def test_serve_with_a_profile_file_starts_and_plans_with_it(tiny_next_dir: Path,
     hired = response.json()["hired"]
     assert hired["capped_by_memory"] is True
     assert 0 < hired["visual_tokens_kept"] < hired["visual_tokens_total"]
+
+
+@pytest.mark.parametrize(
+    ("providers", "held"), [(("cuda", "cpu"), True), (("tensorrt",), True), (("cpu",), False)]
+)
+def test_a_bundle_on_an_ort_gpu_provider_plans_its_arena_as_held(
+    fp16_bundle: Path, providers: tuple[str, ...], held: bool
+) -> None:
+    """The planner's held-arena arithmetic reaches run's plan: from the target before loading."""
+    from edge_hired.facts.run_facts import run_request
+
+    target = resolve_target(
+        TargetFlags(device="cpu", providers=providers), ModelSource("bundle", str(fp16_bundle))
+    )
+    facts = target_run_facts(target, HW, "What?")
+    assert facts.encoder_held is held
+    assert run_request(facts, 8).encoder_held is held
+
+
+def test_an_in_process_or_cpu_session_encoder_is_never_planned_as_held(
+    fp16_bundle: Path, tiny_next_dir: Path
+) -> None:
+    """After loading: the provider that really leads decides (CPU session, torch encoder)."""
+    bundle = load_bundle_pipeline(fp16_bundle, BundleLoadOptions(device="cpu", providers=("cpu",)))
+    assert bundle.encoder_provider == "CPUExecutionProvider"
+    source = PlanSource("bundle", str(fp16_bundle))
+    assert pipeline_run_facts(bundle, source, HW, "What?").encoder_held is False
+    target = resolve_target(TargetFlags(device="cpu"), ModelSource("model", str(tiny_next_dir)))
+    assert target_run_facts(target, HW, "What?").encoder_held is False

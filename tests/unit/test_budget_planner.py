@@ -676,6 +676,7 @@ def test_the_arena_limit_is_the_encoders_weights_plus_the_held_arena() -> None:
     assert ort_gpu_mem_limit(modelled) == -(-(640 * MIB + int(5 * live * 1.25)) // MIB) * MIB
     assert holds_arena("CUDAExecutionProvider") and holds_arena("TensorrtExecutionProvider")
     assert not holds_arena("CPUExecutionProvider") and not holds_arena(None)
+    assert not holds_arena("torch:cuda") and not holds_arena("torch:cpu")  # in-process encoder
 
 
 class RecordingOrt:
