@@ -41,6 +41,7 @@ def profile_data(name: str, facts: RunFacts, spec: CalibrationSpec) -> dict[str,
             "quantization": facts.inputs.quantization,
             "compute_dtype": dtype,
             "kv_cache_dtype": normal_dtype(facts.inputs.kv_dtype),
+            **({"bf16": base.runtime.bf16} if base.runtime.bf16 is not None else {}),
         },
         "calibration": _calibration_data(spec),
     }

@@ -364,3 +364,20 @@ def test_calibrate_tells_the_cuda_step_which_memory_to_read(monkeypatch, jetson,
     facts = RunFacts(SYNTH, "cuda", (672, 672), 5, 2880, 48, 40)
     calibrate._measure({"hw": [672, 672]}, facts, [(672, 672)], 1, lambda step: None)
     assert next(spec for spec in specs if spec["step"] == "cuda")["kind"] == kind
+
+
+@pytest.mark.parametrize(("base", "bf16"), [("orin-nx-8gb", True), ("t4-16gb", False)])
+def test_a_calibrated_profile_keeps_what_its_base_says_of_bf16(monkeypatch, base, bf16) -> None:
+    """The base profile's `bf16` travels into the calibrated file (else the device is asked)."""
+    from edge_hired.facts import calibration_profile
+    from edge_hired.profile_calibration import CalibrationSpec
+
+    monkeypatch.setattr(calibration_profile, "base_profile_name", lambda: base)
+    monkeypatch.setattr(calibration_profile, "_discrete", lambda: False)
+    inputs = SimpleNamespace(compute_dtype="float16", kv_dtype="float16", quantization="none")
+    spec = CalibrationSpec(**{**CALIBRATION, "peak_check": ()})
+    data = calibration_profile.profile_data(
+        "mine", SimpleNamespace(device="cuda", inputs=inputs), spec
+    )
+    assert data["runtime"]["bf16"] is bf16
+    assert load_profile(base).runtime.bf16 is bf16
