@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -29,7 +30,7 @@ from edge_hired.runtime.generation import (
     generate_from_embeddings,
 )
 from edge_hired.runtime.images import load_image
-from edge_hired.runtime.loading import VlmParts, load_parts
+from edge_hired.runtime.loading import ModelFacts, VlmParts, load_parts
 from edge_hired.runtime.prompts import conversation_ids
 from edge_hired.runtime.result import RunResult
 from edge_hired.runtime.vision import VisionOutput
@@ -74,6 +75,48 @@ class Pipeline:
         self.device_reason = device_reason
         self.clock = clock or DeviceClock(parts.device)
         self.meter = meter or meter_for(parts.device.type)
+
+    # Public accessors: code outside `runtime/` asks these, never `pipeline.parts`.
+    @property
+    def tokenizer(self) -> Any:
+        """The text tokenizer (the processor's)."""
+        return self.parts.processor.tokenizer
+
+    @property
+    def processor(self) -> Any:
+        """The transformers processor (chat template, image processor, tokenizer)."""
+        return self.parts.processor
+
+    @property
+    def facts(self) -> ModelFacts:
+        """The model's geometry facts (what token selection needs)."""
+        return self.parts.facts
+
+    @property
+    def device(self) -> torch.device:
+        """Where the LLM runs."""
+        return self.parts.device
+
+    @property
+    def llm_config(self) -> Any:
+        """The language model's text config (layers, heads, positions)."""
+        return self.parts.llm.config.get_text_config()
+
+    @property
+    def encoder_provider(self) -> str | None:
+        """The ONNX Runtime provider that runs the encoder, or "torch:<device>"."""
+        return getattr(self.parts.encoder, "provider", None)
+
+    @property
+    def max_positions(self) -> int:
+        """Positions the LLM can attend to (prompt plus answer)."""
+        return int(getattr(self.llm_config, "max_position_embeddings", 1 << 30))
+
+    @property
+    def compute_dtype(self) -> torch.dtype:
+        """The LLM's compute dtype (its embeddings' dtype when the parts do not say)."""
+        dtype = self.parts.compute_dtype
+        return dtype if dtype is not None else self.parts.llm.get_input_embeddings().weight.dtype
 
     @classmethod
     def from_pretrained(
@@ -223,16 +266,11 @@ class Pipeline:
             image_size=list(geometry.image_size),
             timings_s=_phase_durations(marks),
             device=str(self.parts.device),
-            compute_dtype=str(self._compute_dtype()).removeprefix("torch."),
-            encoder_provider=getattr(self.parts.encoder, "provider", None),
+            compute_dtype=str(self.compute_dtype).removeprefix("torch."),
+            encoder_provider=self.encoder_provider,
             device_peak_mib=self.meter.peak_mib(),
             signal=self.parts.facts.signal,
         )
-
-    def _compute_dtype(self) -> torch.dtype:
-        """The LLM's compute dtype (its embeddings' dtype when the parts do not say)."""
-        dtype = self.parts.compute_dtype
-        return dtype if dtype is not None else self.parts.llm.get_input_embeddings().weight.dtype
 
 
 def _phase_durations(marks: dict[str, float]) -> dict[str, float]:
