@@ -535,7 +535,7 @@ def show(
 ) -> ShowReport:
     """Encode `image`, select tokens as `run` would, and draw the selection to `out_path`."""
     pixels, geometry = pipeline.preprocess(image)
-    vision = pipeline.parts.encoder(pixels)
+    vision = pipeline.encode(pixels)
     selection = pipeline.select(geometry, vision, options)
     views = views_from_pixels(pixels.float().cpu().numpy(), *_normalisation(pipeline))
     heat = vision.cls_init.float().cpu().numpy().sum(axis=1, dtype=np.float32)
@@ -554,7 +554,7 @@ def show(
 
 def _normalisation(pipeline: Pipeline) -> tuple[Any, Any, float]:
     """(mean, std, rescale factor) the image processor applied to the pixels."""
-    processor = pipeline.parts.processor.image_processor
+    processor = pipeline.processor.image_processor
     normalised = getattr(processor, "do_normalize", True)
     mean = processor.image_mean if normalised else (0.0, 0.0, 0.0)
     std = processor.image_std if normalised else (1.0, 1.0, 1.0)
