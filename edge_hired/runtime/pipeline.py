@@ -1,7 +1,9 @@
 """In-process pipeline: image -> encoder with its attention signal -> HiRED -> stock LLM.
 
-`Pipeline.run` is the library call behind `edge-hired run`. It works on `VlmParts`, so the same
-code serves a transformers checkpoint and an exported bundle (`runtime.bundle_runtime`).
+`Pipeline.run` is the library call behind `edge-hired run`: a batch of one over the decode
+engine the server schedules many requests on (`runtime.engine`). It works on `VlmParts`, so the
+same code serves a transformers checkpoint and an exported bundle (`runtime.bundle_runtime`);
+callers outside `runtime/` use its accessors (`tokenizer`, `facts`, ...), never its parts.
 """
 
 from __future__ import annotations
