@@ -10,7 +10,7 @@ that decode together (left-padded, masked) and `decode_one_token` advances them 
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 import torch
@@ -112,8 +112,7 @@ class Engine:
         mark: Mark | None = None,
     ) -> Prefill:
         """The request's prefix (cached or computed) plus its suffix, prefilled."""
-        prefix, hit, shared = self._prefix(prefix_ids, image, selection, mark or _no_mark)
-        cache = fresh_cache(prefix.layers, copy=shared)
+        prefix, cache, hit = self._prefix(prefix_ids, image, selection, mark or _no_mark)
         device = self.parts.device
         total = prefix.length + len(suffix_ids)
         mask = torch.ones((1, total), dtype=torch.long, device=device)
@@ -146,19 +145,24 @@ class Engine:
 
     def _prefix(
         self, ids: torch.Tensor, image: ImageInput | None, selection: SelectionOptions, mark: Mark
-    ) -> tuple[Prefix, bool, bool]:
-        """(prefix, found in the cache, held by the cache): cached, or newly computed."""
+    ) -> tuple[Prefix, DynamicCache, bool]:
+        """The prefix, a KV cache of it that is the request's own, and whether it was cached.
+
+        A prefix the image cache keeps is copied for the request (which grows its copy); one
+        that is not kept hands its cache over as it is (no copy, no second prefix in memory).
+        """
         if image is None:
-            return Prefix([], 0), False, False
+            return Prefix([], 0), DynamicCache(), False
         key = ("prefix", image.sha256, selection, tuple(ids.tolist()))
         found = self._cached(image, key)
         if found is not None:
-            return found, True, True
-        prefix = self._compute_prefix(ids, image, selection, mark)
-        stored = self.cache is not None and image.sha256 is not None
-        if stored:
-            self.cache.put(key, prefix, nbytes(prefix.layers))
-        return prefix, False, stored
+            return found, fresh_cache(found.layers), True
+        prefix, cache = self._compute_prefix(ids, image, selection, mark)
+        if self.cache is None or image.sha256 is None:
+            return prefix, cache, False
+        kept = replace(prefix, layers=layers_of(cache))
+        self.cache.put(key, kept, nbytes(kept.layers))
+        return kept, fresh_cache(kept.layers), False
 
     def _cached(self, image: ImageInput, key: Hashable) -> Any | None:
         if self.cache is None or image.sha256 is None:
@@ -167,7 +171,8 @@ class Engine:
 
     def _compute_prefix(
         self, ids: torch.Tensor, image: ImageInput, selection: SelectionOptions, mark: Mark
-    ) -> Prefix:
+    ) -> tuple[Prefix, DynamicCache]:
+        """The prefix's figures (no tensors) and its freshly prefilled KV cache."""
         geometry, vision = self._vision(image, mark)
         chosen = select(geometry, vision, selection)
         mark("selected")
@@ -176,7 +181,7 @@ class Engine:
         mask = torch.ones((1, length), dtype=torch.long, device=self.parts.device)
         positions = torch.arange(length, device=self.parts.device)[None]
         out = self._forward(embeds, mask, positions, DynamicCache())
-        return Prefix(layers_of(out.past_key_values), length, geometry, chosen)
+        return Prefix([], length, geometry, chosen), out.past_key_values
 
     def _vision(self, image: ImageInput, mark: Mark) -> tuple[ImageGeometry, VisionOutput]:
         """Geometry and encoder output of the image, cached by the image bytes' sha256."""

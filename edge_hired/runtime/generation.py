@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from edge_hired.runtime.detokenize import IncrementalDecoder
-from edge_hired.runtime.engine import Batch, Engine, Mark, Prefill, finish_reason
+from edge_hired.runtime.engine import Batch, Engine, Mark, Prefill, Prefix, finish_reason
 from edge_hired.runtime.prefix import ImageInput, SelectionOptions
 from edge_hired.runtime.sampling import Sampler, SamplingOptions
 
@@ -32,10 +32,11 @@ class GenerationRequest:
 
 @dataclass(frozen=True)
 class Generation:
-    """The answer's ids, its prefill, when the first token came and when the last."""
+    """The answer's ids, its prefix and prompt length, when the first token came and the last."""
 
     token_ids: list[int]
-    prefill: Prefill
+    prefix: Prefix
+    prompt_tokens: int
     first_token_at: float
     finished_at: float
 
@@ -64,7 +65,8 @@ def generate(
     _send(on_text, text.add((token,)))
     _decode_rest(engine, prefill, sampler, token, lambda t: _send(on_text, text.add((t,))))
     _send(on_text, text.flush())
-    return Generation(list(sampler.picked), prefill, first_at, clock())
+    prompt_tokens = prefill.prompt_tokens
+    return Generation(list(sampler.picked), prefill.prefix, prompt_tokens, first_at, clock())
 
 
 def _decode_rest(

@@ -19,13 +19,10 @@ def layers_of(cache: DynamicCache) -> list[LayerKV]:
     return [(layer.keys, layer.values) for layer in cache.layers]
 
 
-def fresh_cache(layers: list[LayerKV], copy: bool = True) -> DynamicCache:
-    """A new DynamicCache holding `layers` (copies unless `copy` is False; a prefix nobody else
-    holds needs none). An empty prefix gives an empty cache."""
+def fresh_cache(layers: list[LayerKV]) -> DynamicCache:
+    """A new DynamicCache holding copies of `layers` (an empty prefix gives an empty cache)."""
     if not layers or layers[0][0].shape[-2] == 0:
         return DynamicCache()
-    if not copy:
-        return DynamicCache(ddp_cache_data=list(layers))
     return DynamicCache(ddp_cache_data=[(k.clone(), v.clone()) for k, v in layers])
 
 

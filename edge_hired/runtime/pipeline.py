@@ -215,7 +215,7 @@ class Pipeline:
 
     def _result(self, generation: Generation, marks: dict[str, float]) -> RunResult:
         """Collect the figures of one request."""
-        prefix = generation.prefill.prefix
+        prefix = generation.prefix
         geometry, chosen = prefix.geometry, prefix.chosen
         return RunResult(
             text=self.decode(generation.token_ids),
@@ -227,7 +227,7 @@ class Pipeline:
             grid=list(geometry.reported_grid),
             kept=[np.asarray(k).tolist() for k in chosen.kept],
             partition_budgets=[int(b) for b in chosen.partition_budgets],
-            llm_input_tokens=generation.prefill.prompt_tokens,
+            llm_input_tokens=generation.prompt_tokens,
             ttft_s=marks["first_token"] - marks["start"],
             decode_tokens_per_s=generation.decode_tokens_per_s(),
             peak_rss_mib=peak_rss_mib(),

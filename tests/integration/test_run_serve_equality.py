@@ -8,6 +8,8 @@ from __future__ import annotations
 import base64
 import json
 import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -15,7 +17,7 @@ import pytest
 
 from edge_hired.cli.main import main
 from edge_hired.serve.config import ServeConfig
-from edge_hired.serve.events import Started, Token
+from edge_hired.serve.events import Started
 from tests.helpers import textured_image
 from tests.integration.serve_support import served
 
@@ -82,34 +84,50 @@ def cli(capsys, model: Path, image: Path, flags: list[str]) -> tuple[list[int], 
     return result["token_ids"], result["text"]
 
 
-def batched(base: str, scheduler, payload: dict, tmp_path: Path) -> tuple[list[int], str, int]:
-    """The answer while two other requests decode in the same batch; and the largest batch."""
+def batched(base: str, scheduler, payload: dict, tmp_path: Path) -> tuple[list[int], str, list]:
+    """The answer decoded in one batch with two other requests; and each one's rows at start.
+
+    The worker is held at the first other request's prefill until the second and this one wait
+    in the queue, so all three join in the same admission pass and decode together.
+    """
     others = [
         request(_image(tmp_path, 500, 500, 21), {"temperature": 0}, LONG, "What shapes?"),
         request(_image(tmp_path, 300, 600, 8), {"temperature": 1.0, "seed": 3}, LONG, "Colours?"),
     ]
-    for other in others:  # their prefixes cached: they join the batch within a step or two
+    for other in others:  # their prefixes cached: prefilled at once when admitted
         answer(base, {**other, "max_tokens": 1})
-    decoding, sizes = threading.Event(), []
+    held, release, rows_at_start = threading.Event(), threading.Event(), []
 
-    def listen(job, event) -> None:
-        if isinstance(event, Token) and len(scheduler.rows) == 2:
-            decoding.set()
-        if isinstance(event, Started) and event.prefill.prompt_tokens:
-            sizes.append(len(scheduler.rows))
+    def listen(_job, event) -> None:
+        if isinstance(event, Started):
+            rows_at_start.append(len(scheduler.rows))
+            if not held.is_set():
+                held.set()
+                release.wait(60)
 
     scheduler.listener = listen
-    threads = [threading.Thread(target=answer, args=(base, other)) for other in others]
     try:
-        for thread in threads:
-            thread.start()
-        assert decoding.wait(60)  # both others are in the batch, decoding
-        ids, text = answer(base, payload)
+        with ThreadPoolExecutor(3) as pool:
+            try:
+                pool.submit(answer, base, others[0])
+                assert held.wait(60)
+                pool.submit(answer, base, others[1])
+                wait_until(lambda: len(scheduler.pending) == 1)
+                ours = pool.submit(answer, base, payload)
+                wait_until(lambda: len(scheduler.pending) == 2)
+            finally:
+                release.set()
+            ids, text = ours.result(120)
     finally:
-        for thread in threads:
-            thread.join(120)
         scheduler.listener = None
-    return ids, text, sizes[-1]
+    return ids, text, rows_at_start
+
+
+def wait_until(predicate, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
 
 
 def _image(directory: Path, height: int, width: int, seed: int) -> Path:
@@ -127,8 +145,8 @@ def test_run_serve_alone_and_serve_batched_give_the_same_tokens_and_text(
     payload = request(image_file, fields)
     run_ids, run_text = cli(capsys, tiny_next_dir, image_file, flags)
     alone_ids, alone_text = answer(base, payload)
-    batch_ids, batch_text, joined_rows = batched(base, scheduler, payload, tmp_path)
-    assert joined_rows == 2  # it was prefilled while the two others were decoding
+    batch_ids, batch_text, rows_at_start = batched(base, scheduler, payload, tmp_path)
+    assert rows_at_start == [0, 1, 2]  # it joined a batch holding the two others
     assert run_ids == alone_ids == batch_ids
     assert run_text == alone_text == batch_text
     assert len(run_ids) == NEW or run_ids[-1] in scheduler.engine.eos_ids
