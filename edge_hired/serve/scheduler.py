@@ -109,9 +109,10 @@ class Scheduler:
             job.cancelled.set()
 
     def _emit(self, job: Job, event: Event) -> None:
-        job.emit(event)
+        """The event to the listener (first: it sees it before the client can), then the job."""
         if self.listener is not None:
             self.listener(job, event)
+        job.emit(event)
 
     def _run(self) -> None:
         while True:
