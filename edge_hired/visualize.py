@@ -535,7 +535,7 @@ def show(
 ) -> ShowReport:
     """Encode `image`, select tokens as `run` would, and draw the selection to `out_path`."""
     pixels, geometry = pipeline.preprocess(image)
-    vision = pipeline.encoder(pixels)
+    vision = pipeline.encode(pixels)
     selection = pipeline.select(geometry, vision, options)
     views = views_from_pixels(pixels.float().cpu().numpy(), *_normalisation(pipeline))
     heat = vision.cls_init.float().cpu().numpy().sum(axis=1, dtype=np.float32)

@@ -160,7 +160,7 @@ def continuation_logprob(
     from edge_hired.runtime.scoring import continuation_logprobs
 
     pixels, geometry = pipeline.preprocess(image)
-    vision = pipeline.encoder(pixels)
+    vision = pipeline.encode(pixels)
     chosen = pipeline.select(geometry, vision, selection)
     prompt = pipeline.input_embeddings(context, vision, chosen)
     ids = pipeline.tokenizer(continuation, add_special_tokens=False, return_tensors="pt")[

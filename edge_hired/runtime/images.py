@@ -3,23 +3,33 @@
 The VLM processors expect 8-bit RGB. Real files are messier: alpha channels, palettes, CMYK,
 16-bit or float grayscale, EXIF rotation, truncated downloads, decompression bombs. This module
 turns all of them into RGB with the right pixel values, or raises a one-line `ImageLoadError` that
-names the file and says what was expected, before any large allocation happens.
+names the file and says what was expected, before any large allocation happens. Bytes in
+memory (the server's uploads) take the same path (`decode_image_bytes`), so an image sent to the
+server becomes exactly the pixels `run` reads from the same file.
 """
 
 from __future__ import annotations
 
+import io
 import struct
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from edge_hired.errors import ImageLoadError, InvalidArgumentError, expected
 
-__all__ = ["DEFAULT_MAX_PIXELS", "load_image", "to_rgb"]
+__all__ = [
+    "DEFAULT_MAX_PIXELS",
+    "ImageTooLargeError",
+    "decode_image_bytes",
+    "load_image",
+    "to_rgb",
+]
 
 DEFAULT_MAX_PIXELS = 64_000_000
 _WHITE = (255, 255, 255, 255)
@@ -30,9 +40,16 @@ _SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I"})
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error)
 
 
-def _fail(path: Path, expectation: str, got: object) -> ImageLoadError:
-    """An ImageLoadError whose message names `path`."""
-    return ImageLoadError(expected(f"image '{path}'", expectation, got))
+class ImageTooLargeError(ImageLoadError):
+    """More pixels than allowed (the server answers it with a 413, not a 400)."""
+
+
+def _fail(
+    what: Path | str, expectation: str, got: object, kind: type = ImageLoadError
+) -> ImageLoadError:
+    """An ImageLoadError whose message names the file (or says "image" for bytes)."""
+    label = what if isinstance(what, str) else f"image '{what}'"
+    return kind(expected(label, expectation, got))
 
 
 def _check_file(path: Path) -> None:
@@ -45,12 +62,12 @@ def _check_file(path: Path) -> None:
         raise _fail(path, "an image file", "an empty (0-byte) file")
 
 
-def _check_pixels(path: Path, size: tuple[int, int], max_pixels: int) -> None:
+def _check_pixels(what: Path | str, size: tuple[int, int], max_pixels: int) -> None:
     """Reject an image whose header announces more than `max_pixels` pixels."""
     width, height = size
     if width * height > max_pixels:
         got = f"{width}x{height} = {width * height} pixels"
-        raise _fail(path, f"at most {max_pixels} pixels", got)
+        raise _fail(what, f"at most {max_pixels} pixels", got, ImageTooLargeError)
 
 
 @contextmanager
@@ -69,18 +86,19 @@ def _upright(image: Image.Image) -> Image.Image:
         return image.copy()
 
 
-def _open_decoded(path: Path, max_pixels: int) -> Image.Image:
+def _open_decoded(source: Path | BinaryIO, what: Path | str, max_pixels: int) -> Image.Image:
     """Open, size-check, fully decode and orient the image (still in its own mode)."""
-    with _bomb_warnings_as_errors(), Image.open(path) as image:
-        _check_pixels(path, image.size, max_pixels)
+    with _bomb_warnings_as_errors(), Image.open(source) as image:
+        _check_pixels(what, image.size, max_pixels)
         image.load()
         return _upright(image)
 
 
-def _translate(path: Path, error: BaseException, max_pixels: int) -> ImageLoadError:
+def _translate(path: Path | str, error: BaseException, max_pixels: int) -> ImageLoadError:
     """Turn what PIL or the OS raised into a one-line ImageLoadError."""
     if isinstance(error, (Image.DecompressionBombError, Image.DecompressionBombWarning)):
-        return _fail(path, f"at most {max_pixels} pixels (and within PIL's bomb limit)", str(error))
+        limit = f"at most {max_pixels} pixels (and within PIL's bomb limit)"
+        return _fail(path, limit, str(error), ImageTooLargeError)
     if isinstance(error, PermissionError):
         return _fail(path, "a readable file", "permission denied")
     if isinstance(error, (FileNotFoundError, NotADirectoryError)):
@@ -100,18 +118,40 @@ def load_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.
     Raises ImageLoadError for a missing, unreadable, empty, non-image, truncated or too large
     file (more than `max_pixels`, checked from the header before decoding).
     """
-    if max_pixels <= 0:
-        raise InvalidArgumentError(expected("max_pixels", "a positive integer", max_pixels))
+    _check_limit(max_pixels)
     file = Path(path)
     try:
         _check_file(file)
-        image = _open_decoded(file, max_pixels)
+        image = _open_decoded(file, file, max_pixels)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning, *_DECODE_ERRORS) as error:
         raise _translate(file, error, max_pixels) from error
+    return _rgb(image, file)
+
+
+def decode_image_bytes(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Image bytes in memory as a fully decoded, EXIF-upright RGB image (as `load_image`).
+
+    Raises ImageTooLargeError over `max_pixels` (or PIL's bomb limit), ImageLoadError for bytes
+    that are not a complete image or a mode without an RGB conversion.
+    """
+    _check_limit(max_pixels)
+    try:
+        image = _open_decoded(io.BytesIO(data), "image", max_pixels)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning, *_DECODE_ERRORS) as error:
+        raise _translate("image", error, max_pixels) from error
+    return _rgb(image, "image")
+
+
+def _check_limit(max_pixels: int) -> None:
+    if max_pixels <= 0:
+        raise InvalidArgumentError(expected("max_pixels", "a positive integer", max_pixels))
+
+
+def _rgb(image: Image.Image, what: Path | str) -> Image.Image:
     try:
         return to_rgb(image)
     except ValueError as error:
-        raise _fail(file, "an image mode that converts to RGB", image.mode) from error
+        raise _fail(what, "an image mode that converts to RGB", image.mode) from error
 
 
 def _composite_on_white(image: Image.Image) -> Image.Image:

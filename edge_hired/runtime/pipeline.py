@@ -1,13 +1,15 @@
 """In-process pipeline: image -> encoder with its attention signal -> HiRED -> stock LLM.
 
-`Pipeline.run` is the library call behind `edge-hired run`. It works on `VlmParts`, so the same
-code serves a transformers checkpoint and an exported bundle (`runtime.bundle_runtime`).
+`Pipeline.run` is the library call behind `edge-hired run`: a batch of one over the decode
+engine the server schedules many requests on (`runtime.engine`). It works on `VlmParts`, so the
+same code serves a transformers checkpoint and an exported bundle (`runtime.bundle_runtime`);
+callers outside `runtime/` use its accessors (`tokenizer`, `facts`, ...), never its parts.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from functools import cached_property
 from itertools import pairwise
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,24 +22,24 @@ from edge_hired.device.device_memory import DeviceMeter, meter_for
 from edge_hired.device.memory import peak_rss_mib, reset_peak_rss
 from edge_hired.device.sync import DeviceClock
 from edge_hired.errors import InvalidArgumentError, expected
-from edge_hired.hired import Selection, select_tokens
+from edge_hired.hired import Selection
 from edge_hired.hired.geometry import ImageGeometry
-from edge_hired.runtime.assemble import image_token_position, splice_visual, visual_sequence
-from edge_hired.runtime.generation import (
-    SamplingOptions,
-    TimingStreamer,
-    generate_from_embeddings,
-)
+from edge_hired.runtime import prefix as visual_prefix
+from edge_hired.runtime.engine import Engine, PrefixCache
+from edge_hired.runtime.generation import Generation, GenerationRequest, generate
 from edge_hired.runtime.images import load_image
 from edge_hired.runtime.loading import LoadedModel, ModelFacts, VlmParts, load_parts
+from edge_hired.runtime.prefix import ImageInput, SelectionOptions, split_at_image
 from edge_hired.runtime.prompts import conversation_ids
 from edge_hired.runtime.result import RunResult
+from edge_hired.runtime.sampling import SamplingOptions
 from edge_hired.runtime.vision import VisionOutput
 
 if TYPE_CHECKING:
     from edge_hired.runtime.target import Target
 
-MERGING = ("prumerge", "prumerge+")
+__all__ = ["Pipeline", "SamplingOptions", "SelectionOptions", "run"]
+
 # (phase that starts, time mark at which it starts); None closes the last phase.
 PHASE_MARKS = (
     ("preprocess", "start"),
@@ -48,19 +50,6 @@ PHASE_MARKS = (
     (None, "finished"),
 )
 PhaseCallback = Callable[[str | None, float], None]
-
-
-@dataclass(frozen=True)
-class SelectionOptions:
-    """How many visual tokens to keep and how to choose them."""
-
-    strategy: str = "hired"
-    ratio: float | None = None
-    tokens: int | None = None
-    cap: int | None = None
-    alpha: float = 0.5
-    newline: str = "none"
-    seed: int = 0
 
 
 class Pipeline:
@@ -77,6 +66,48 @@ class Pipeline:
         self.device_reason = device_reason
         self.clock = clock or DeviceClock(parts.device)
         self.meter = meter or meter_for(parts.device.type)
+
+    # Public accessors: code outside `runtime/` asks these, never `pipeline.parts`.
+    @property
+    def tokenizer(self) -> Any:
+        """The text tokenizer (the processor's)."""
+        return self.parts.processor.tokenizer
+
+    @property
+    def processor(self) -> Any:
+        """The transformers processor (chat template, image processor, tokenizer)."""
+        return self.parts.processor
+
+    @property
+    def facts(self) -> ModelFacts:
+        """The model's geometry facts (what token selection needs)."""
+        return self.parts.facts
+
+    @property
+    def device(self) -> torch.device:
+        """Where the LLM runs."""
+        return self.parts.device
+
+    @property
+    def llm_config(self) -> Any:
+        """The language model's text config (layers, heads, positions)."""
+        return self.parts.llm.config.get_text_config()
+
+    @property
+    def encoder_provider(self) -> str | None:
+        """The ONNX Runtime provider that runs the encoder, or "torch:<device>"."""
+        return getattr(self.parts.encoder, "provider", None)
+
+    @property
+    def max_positions(self) -> int:
+        """Positions the LLM can attend to (prompt plus answer)."""
+        return int(getattr(self.llm_config, "max_position_embeddings", 1 << 30))
+
+    @property
+    def compute_dtype(self) -> torch.dtype:
+        """The LLM's compute dtype (its embeddings' dtype when the parts do not say)."""
+        dtype = self.parts.compute_dtype
+        return dtype if dtype is not None else self.parts.llm.get_input_embeddings().weight.dtype
 
     @classmethod
     def from_pretrained(
@@ -105,43 +136,6 @@ class Pipeline:
         )
         return cls(parts, target.reason)
 
-    # Accessors: what callers outside runtime/ read of the loaded model (never `.parts`).
-
-    @property
-    def tokenizer(self) -> Any:
-        """The text tokenizer of the loaded processor."""
-        return self.parts.processor.tokenizer
-
-    @property
-    def processor(self) -> Any:
-        """The transformers processor (tokenizer and image processor)."""
-        return self.parts.processor
-
-    @property
-    def facts(self) -> ModelFacts:
-        """The model's geometry facts (what token selection needs)."""
-        return self.parts.facts
-
-    @property
-    def device(self) -> torch.device:
-        """The torch device the LLM runs on."""
-        return self.parts.device
-
-    @property
-    def llm_config(self) -> Any:
-        """The language model's text config (positions, eos, sizes)."""
-        return self.parts.llm.config.get_text_config()
-
-    @property
-    def encoder_provider(self) -> str | None:
-        """The ONNX Runtime provider the encoder's session registered first (None in-process)."""
-        return getattr(self.parts.encoder, "provider", None)
-
-    @property
-    def encoder(self) -> Callable[[torch.Tensor], VisionOutput]:
-        """The vision encoder: host pixels [P, 3, H, W] -> features and attention signal."""
-        return self.parts.encoder
-
     @property
     def generation_config(self) -> Any:
         """The LLM's transformers generation config (None where it has none)."""
@@ -152,7 +146,7 @@ class Pipeline:
         """What the loader loaded (dtype, quantization, bytes): the plan counts this."""
         if self.parts.loaded is not None:
             return self.parts.loaded
-        return LoadedModel(str(self._compute_dtype()).removeprefix("torch."), "none")
+        return LoadedModel(str(self.compute_dtype).removeprefix("torch."), "none")
 
     def run(
         self,
@@ -173,21 +167,29 @@ class Pipeline:
         self.meter.reset()
         marks = {"start": self._mark()}
         picture = image if isinstance(image, Image.Image) else load_image(image)
-        pixels, geometry = self.preprocess(picture)
-        marks["preprocessed"] = self._mark()
-        vision = self.parts.encoder(pixels)
-        marks["encoded"] = self._mark()
-        chosen = self.select(geometry, vision, selection)
-        marks["selected"] = self._mark()
-        embeds = self.input_embeddings(prompt, vision, chosen)
-        streamer = TimingStreamer(self._decode, on_text, clock=self._mark)
-        timing = generate_from_embeddings(
-            self.parts.llm, embeds, sampling, streamer, self._pad_token_id(), self._mark
+        request = GenerationRequest(*self._split(prompt), ImageInput(picture), selection)
+        generation = generate(
+            self.engine,
+            request,
+            sampling,
+            self.decode,
+            on_text,
+            clock=self._mark,
+            mark=lambda name: marks.__setitem__(name, self._mark()),
         )
-        marks["first_token"], marks["finished"] = timing.first_token_at, timing.finished_at
+        marks["first_token"], marks["finished"] = generation.first_token_at, generation.finished_at
         for name, key in PHASE_MARKS if on_phase else ():
             on_phase(name, marks[key])
-        return self._result(geometry, chosen, embeds, timing, streamer, marks)
+        return self._result(generation, marks)
+
+    @cached_property
+    def engine(self) -> Engine:
+        """The decode engine `run` uses (no image cache: every request computes its prefix)."""
+        return Engine(self.parts)
+
+    def engine_for(self, cache: PrefixCache | None) -> Engine:
+        """A decode engine over this model that keeps prefixes in `cache` (the server's)."""
+        return Engine(self.parts, cache)
 
     def _mark(self) -> float:
         """A phase mark: the device drained, the time read, then its memory sampled."""
@@ -196,53 +198,24 @@ class Pipeline:
         return at
 
     def preprocess(self, picture: Image.Image) -> tuple[torch.Tensor, ImageGeometry]:
-        """Pixel values [P, 3, H, W] on the host, and the image's token geometry.
+        """Pixel values [P, 3, H, W] on the host, and the image's token geometry."""
+        return visual_prefix.preprocess(self.parts, picture)
 
-        The encoder moves pixels where it runs: the in-process encoder to its weights' device,
-        ONNX Runtime takes host memory (a copy to CUDA here would only come straight back).
-        """
-        geometry = self.parts.facts.geometry_for((picture.height, picture.width))
-        batch = self.parts.processor.image_processor(images=picture, return_tensors="pt")
-        pixels = batch["pixel_values"].reshape(-1, *batch["pixel_values"].shape[-3:])
-        if pixels.shape[0] != geometry.num_partitions:
-            raise InvalidArgumentError(
-                expected(
-                    "partitions from the image processor", geometry.num_partitions, pixels.shape[0]
-                )
-            )
-        return pixels, geometry
+    def encode(self, pixels: torch.Tensor) -> VisionOutput:
+        """The encoder's features and attention rows for preprocessed pixels."""
+        return self.parts.encoder(pixels)
 
     def select(
         self, geometry: ImageGeometry, vision: VisionOutput, options: SelectionOptions
     ) -> Selection:
-        """Run the HiRED core on the encoder's CLS rows."""
-        keys = vision.keys_final.float().cpu().numpy() if options.strategy in MERGING else None
-        return select_tokens(
-            geometry,
-            options.strategy,
-            vision.cls_init.cpu().numpy(),
-            vision.cls_final.cpu().numpy(),
-            ratio=options.ratio,
-            tokens=options.tokens,
-            cap=options.cap,
-            alpha=options.alpha,
-            newline=options.newline,
-            seed=options.seed,
-            keys=keys,
-        )
+        """Run the HiRED core on the encoder's attention rows."""
+        return visual_prefix.select(geometry, vision, options)
 
-    @torch.inference_mode()
     def input_embeddings(
         self, prompt: str, vision: VisionOutput, chosen: Selection
     ) -> torch.Tensor:
         """[1, T, D] prompt embeddings with the kept visual tokens in the image's place."""
-        ids = self.prompt_ids(prompt)
-        position = image_token_position(ids, self.parts.facts.image_token_id)
-        text = self.parts.llm.get_input_embeddings()(ids.to(self.parts.device))
-        visual = visual_sequence(
-            vision.features, chosen, self.parts.projector, self.parts.image_newline
-        )
-        return splice_visual(text, position, visual)
+        return visual_prefix.prompt_embeddings(self.parts, self.prompt_ids(prompt), vision, chosen)
 
     def prompt_ids(self, prompt: str) -> torch.Tensor:
         """Token ids of the chat-formatted prompt with one image placeholder."""
@@ -251,45 +224,40 @@ class Pipeline:
         ]
         return conversation_ids(self.parts.processor, conversation)
 
-    def _decode(self, token_ids: list[int]) -> str:
-        return self.parts.processor.tokenizer.decode(token_ids, skip_special_tokens=True)
+    def _split(self, prompt: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """The prompt's ids before and after its image placeholder."""
+        return split_at_image(self.prompt_ids(prompt), self.facts.image_token_id)
 
-    def _pad_token_id(self) -> int | None:
-        tokenizer = self.parts.processor.tokenizer
-        return (
-            tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-        )
+    def decode(self, token_ids: list[int]) -> str:
+        """Text of token ids, special tokens left out (as the answer is shown)."""
+        return self.tokenizer.decode(token_ids, skip_special_tokens=True)
 
-    def _result(self, geometry, chosen, embeds, timing, streamer, marks) -> RunResult:
+    def _result(self, generation: Generation, marks: dict[str, float]) -> RunResult:
         """Collect the figures of one request."""
-        start = marks["start"]
+        prefix = generation.prefix
+        geometry, chosen = prefix.geometry, prefix.chosen
         return RunResult(
-            text=self._decode(timing.token_ids),
-            token_ids=timing.token_ids,
-            strategy=chosen.strategy,
-            budget_tokens=int(chosen.budget),
-            visual_tokens_total=int(geometry.valid_counts().sum()),
-            visual_tokens_kept=int(chosen.num_kept),
+            text=self.decode(generation.token_ids),
+            token_ids=generation.token_ids,
+            strategy=prefix.strategy,
+            budget_tokens=prefix.budget_tokens,
+            visual_tokens_total=prefix.visual_tokens_total,
+            visual_tokens_kept=prefix.visual_tokens_kept,
             grid=list(geometry.reported_grid),
             kept=[np.asarray(k).tolist() for k in chosen.kept],
             partition_budgets=[int(b) for b in chosen.partition_budgets],
-            llm_input_tokens=int(embeds.shape[1]),
-            ttft_s=marks["first_token"] - start,
-            decode_tokens_per_s=timing.decode_tokens_per_s(),
+            llm_input_tokens=generation.prompt_tokens,
+            ttft_s=marks["first_token"] - marks["start"],
+            decode_tokens_per_s=generation.decode_tokens_per_s(),
             peak_rss_mib=peak_rss_mib(),
             image_size=list(geometry.image_size),
             timings_s=_phase_durations(marks),
-            device=str(self.parts.device),
-            compute_dtype=str(self._compute_dtype()).removeprefix("torch."),
+            device=str(self.device),
+            compute_dtype=str(self.compute_dtype).removeprefix("torch."),
             encoder_provider=self.encoder_provider,
             device_peak_mib=self.meter.peak_mib(),
-            signal=self.parts.facts.signal,
+            signal=self.facts.signal,
         )
-
-    def _compute_dtype(self) -> torch.dtype:
-        """The LLM's compute dtype (its embeddings' dtype when the parts do not say)."""
-        dtype = self.parts.compute_dtype
-        return dtype if dtype is not None else self.parts.llm.get_input_embeddings().weight.dtype
 
 
 def _phase_durations(marks: dict[str, float]) -> dict[str, float]:

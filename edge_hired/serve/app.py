@@ -2,11 +2,16 @@
 
 Schema errors and malformed JSON are 400 (not FastAPI's 422); unknown routes 404; an unknown
 model 404; a wrong or missing key 401 when --api-key is set. A 500 means a bug in the server.
+A chat request runs under `with_cancellation` (after vLLM's): when the client disconnects
+before its answer is ready, the request's task is cancelled, which cancels its job.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+from collections.abc import Awaitable
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -20,6 +25,7 @@ from edge_hired.serve.state import ServerState
 
 log = logging.getLogger("edge_hired.serve")
 PROMETHEUS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+CLIENT_CLOSED = 499  # nginx's "client closed request": nobody reads it, the logs and metrics do
 
 
 def create_app(state: ServerState) -> FastAPI:
@@ -56,10 +62,37 @@ def _add_routes(app: FastAPI, state: ServerState) -> None:
         if body.model != state.config.model_name:
             raise ApiError(404, f"model {body.model!r} not found", "model", "model_not_found")
         flow = ChatFlow(state.require_ready(), body, state.config.model_name, state.metrics)
-        await flow.begin()
-        if body.stream:
-            return StreamingResponse(flow.stream(), media_type="text/event-stream")
-        return JSONResponse(await flow.answer())
+        return await with_cancellation(request, _respond(flow, body.stream))
+
+
+async def _respond(flow: ChatFlow, stream: bool) -> Response:
+    """The answer, or the stream that sends it (which watches for a disconnect itself)."""
+    await flow.begin()
+    if stream:
+        return StreamingResponse(flow.stream(), media_type="text/event-stream")
+    return JSONResponse(await flow.answer())
+
+
+async def with_cancellation(request: Request, work: Awaitable[Response]) -> Response:
+    """`work`'s response; cancelled (its `finally` cancels the job) if the client leaves first."""
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(_disconnected(request))
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+        task.cancel()  # a no-op once it is done
+    if task.done() and not task.cancelled():
+        return task.result()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    return Response(status_code=CLIENT_CLOSED)
+
+
+async def _disconnected(request: Request) -> None:
+    """Return once the client has gone (the body was read already, so only that can come)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
 def _check_key(state: ServerState, request: Request) -> None:

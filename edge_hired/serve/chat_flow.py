@@ -1,8 +1,9 @@
 """One chat request on the event loop: queue the job, wait for its start, then answer or stream.
 
 The response status is decided only once the worker has prefilled the request (or refused it),
-so a streaming client also gets a 400 rather than a broken stream. When the client goes away,
-or a stop string ends the answer, the job is cancelled and the worker frees its slot.
+so a streaming client also gets a 400 rather than a broken stream. When the client goes away
+(streaming or not: `app` cancels the awaiting task) or a stop string ends the answer, the job is
+cancelled and the worker frees its slot before its next step.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from starlette.concurrency import run_in_threadpool
 
 from edge_hired.serve.api_errors import ApiError
 from edge_hired.serve.detokenize import TextTracker
+from edge_hired.serve.events import Done, Failed, Started, Token
 from edge_hired.serve.metrics import Metrics
 from edge_hired.serve.preparation import Prepared
 from edge_hired.serve.responses import DONE, Outcome, chunk, completion, usage_chunk
@@ -32,10 +34,7 @@ class ChatFlow:
         self.start = time.perf_counter()
         self.events: asyncio.Queue = asyncio.Queue()
         self.outcome = Outcome()
-        tokenizer = ready.pipeline.parts.processor.tokenizer
-        self.text = TextTracker(
-            lambda ids: tokenizer.decode(ids, skip_special_tokens=True), request.stop_strings()
-        )
+        self.text = TextTracker(ready.pipeline.decode, request.stop_strings())
         self.job: Job | None = None
         self._open = False  # counted in the in-flight gauge
 
@@ -49,8 +48,7 @@ class ChatFlow:
             prepared.prompt.suffix,
             prepared.image,
             prepared.selection,
-            prepared.sampler,
-            prepared.max_tokens,
+            prepared.sampling,
             lambda event: loop.call_soon_threadsafe(self.events.put_nowait, event),
             prepared.admission.cost,
         )
@@ -62,15 +60,15 @@ class ChatFlow:
             raise
 
     async def _started(self) -> None:
-        kind, value = await self.events.get()
-        if kind == "error":
-            raise value
-        if kind != "started":
+        event = await self.events.get()
+        if isinstance(event, Failed):
+            raise event.error
+        if not isinstance(event, Started):
             raise ApiError(503, "request cancelled before it started")
-        self.outcome.prefill = value
+        self.outcome.prefill = event.prefill
         self.metrics.in_flight.inc()
         self._open = True
-        self._count_cache(value)
+        self._count_cache(event.prefill)
 
     def _count_cache(self, prefill) -> None:
         if self.job and self.job.image is not None:
@@ -80,15 +78,15 @@ class ChatFlow:
     async def deltas(self) -> AsyncIterator[str]:
         """Text deltas until the job is done; sets the outcome's finish reason."""
         while self.outcome.finish_reason is None:
-            kind, value = await self.events.get()
-            if kind == "token":
-                delta = self._token(value)
+            event = await self.events.get()
+            if isinstance(event, Token):
+                delta = self._token(event.token_id)
                 if delta:
                     yield delta
-            elif kind == "error":
-                raise value
-            elif kind == "done":
-                self.outcome.finish_reason = "stop" if value == "cancelled" else value
+            elif isinstance(event, Failed):
+                raise event.error
+            elif isinstance(event, Done):
+                self.outcome.finish_reason = "stop" if event.reason == "cancelled" else event.reason
         rest = self.text.finish()
         if rest:
             yield rest
@@ -104,7 +102,7 @@ class ChatFlow:
         self.metrics.tokens.inc()
         delta = self.text.feed(token_id)
         if self.text.stopped and self.job is not None:
-            self.job.cancelled.set()
+            self.ready.scheduler.cancel(self.job)
         return delta
 
     def _finished(self) -> None:
@@ -119,7 +117,7 @@ class ChatFlow:
     def cancel(self) -> None:
         """Tell the worker to drop the job (a no-op once it is done)."""
         if self.job is not None:
-            self.job.cancelled.set()
+            self.ready.scheduler.cancel(self.job)
         self._close()
 
     async def answer(self) -> dict[str, Any]:

@@ -1,8 +1,9 @@
 """Token ids -> text deltas, honouring stop strings and holding back half a character.
 
-Decoding is `edge_hired.runtime.generation.IncrementalDecoder` (a short window per token, O(n)
-in all; a multi-byte character split over tokens is sent whole); on top of it, text that may be
-the start of a stop string waits until it is known not to be one.
+Decoding is `edge_hired.runtime.detokenize.IncrementalDecoder` (a short window per token, O(n)
+in all; a multi-byte character split over tokens is sent whole, and what is held back is flushed
+at the end, so an answer that ends inside a character is `decode(ids)`, as `run`'s text is); on
+top of it, text that may be the start of a stop string waits until it is known not to be one.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from edge_hired.runtime.generation import IncrementalDecoder
+from edge_hired.runtime.detokenize import IncrementalDecoder
 
 
 @dataclass
@@ -35,16 +36,26 @@ class TextTracker:
     def feed(self, token_id: int) -> str:
         """Add a token; return the new text that can be sent now."""
         self.text += self._decoder.add((token_id,))
-        cut = min((i for i in (self.text.find(s) for s in self.stops) if i >= 0), default=-1)
-        if cut >= 0:
-            self.stopped = True
-            return self._send(cut)
+        if self._cut_at_stop():
+            return self._send(len(self.text))
         hold = max((len(s) - 1 for s in self.stops), default=0)
         return self._send(len(self.text) - hold)
 
     def finish(self) -> str:
-        """The rest of the text once generation ended without a stop string."""
-        return "" if self.stopped else self._send(len(self.text))
+        """The rest of the text once generation ended (the decoder's held-back bytes too)."""
+        if self.stopped:
+            return ""
+        self.text += self._decoder.flush()
+        self._cut_at_stop()
+        return self._send(len(self.text))
+
+    def _cut_at_stop(self) -> bool:
+        """Cut `text` before the first stop string in it (and mark the answer stopped)."""
+        cut = min((i for i in (self.text.find(s) for s in self.stops) if i >= 0), default=-1)
+        if cut < 0:
+            return False
+        self.text, self.stopped = self.text[:cut], True
+        return True
 
     def _send(self, upto: int) -> str:
         if upto <= self.sent:

@@ -1,4 +1,4 @@
-"""A validated request -> a `Job`'s ingredients: prompt ids, decoded image, selection, sampler.
+"""A validated request -> a `Job`'s ingredients: prompt ids, decoded image, selection, sampling.
 
 Everything a client can get wrong is checked here, before the request is queued, so it is
 answered with a 400/413 at once: the image source and bytes, the budget for this image, the
@@ -14,14 +14,15 @@ from edge_hired.errors import BudgetError, EdgeHiredError
 from edge_hired.facts.run_facts import check_full_fits
 from edge_hired.hired.budget import resolve_budget
 from edge_hired.runtime.pipeline import Pipeline, SelectionOptions
+from edge_hired.runtime.prefix import ImageInput
+from edge_hired.runtime.sampling import SamplingOptions
 from edge_hired.serve.admission import Admission, Cost, RequestPlanner, text_cost
 from edge_hired.serve.api_errors import bad_request
 from edge_hired.serve.config import ServeConfig
 from edge_hired.serve.conversation import PromptIds, prompt_ids
-from edge_hired.serve.engine import ImageInput
 from edge_hired.serve.image_decode import decode_image
 from edge_hired.serve.image_sources import SourcePolicy, image_bytes
-from edge_hired.serve.sampling import Sampler
+from edge_hired.serve.sampling import request_sampling
 from edge_hired.serve.schemas import ChatRequest, HiredOptions
 
 
@@ -32,7 +33,7 @@ class Prepared:
     prompt: PromptIds
     image: ImageInput | None
     selection: SelectionOptions
-    sampler: Sampler
+    sampling: SamplingOptions
     max_tokens: int
     admission: Admission
 
@@ -64,8 +65,8 @@ class Preparer:
         admission = self._admission(prompt, image, selection, max_tokens)
         if admission.capped:
             selection = replace(selection, cap=admission.token_cap)
-        sampler = Sampler(request.temperature, request.top_p, request.seed or 0)
-        return Prepared(prompt, image, selection, sampler, max_tokens, admission)
+        sampling = request_sampling(request, max_tokens)
+        return Prepared(prompt, image, selection, sampling, max_tokens, admission)
 
     def _image(self, url: str | None) -> ImageInput | None:
         if url is None:

@@ -12,7 +12,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from edge_hired.serve.engine import Prefill
+from edge_hired.runtime.engine import Prefill
 
 
 @dataclass
@@ -28,7 +28,7 @@ class Outcome:
     capped_by_memory: bool = False
 
     def usage(self) -> dict[str, Any]:
-        prompt = int(self.prefill.mask.shape[1]) if self.prefill else 0
+        prompt = self.prefill.prompt_tokens if self.prefill else 0
         cached = self.prefill.prefix.length if self.prefill and self.prefill.cache_hit else 0
         return {
             "prompt_tokens": prompt,

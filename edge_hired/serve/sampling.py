@@ -1,44 +1,25 @@
-"""The next token of one row: greedy (argmax, as `generate` picks it) or seeded sampling.
+"""A chat request's sampling fields -> the runtime's `SamplingOptions` (one sampler for all).
 
-Greedy unless temperature > 0, like `edge-hired run` without --do-sample; sampling draws from a
-per-request generator seeded with the request's `seed`, so a seeded request repeats.
+Greedy unless `temperature` > 0 (then `do_sample`, as `edge-hired run --do-sample
+--temperature T`); `top_p`, the `top_k` and `repetition_penalty` extensions and `seed` mean what
+`run`'s flags of the same names mean, so the same request gives `run`'s tokens.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
-import torch
-
-
-@dataclass
-class Sampler:
-    """How one request picks its tokens."""
-
-    temperature: float | None = None
-    top_p: float | None = None
-    seed: int = 0
-    _generator: torch.Generator | None = field(default=None, repr=False)
-
-    @property
-    def greedy(self) -> bool:
-        return not self.temperature
-
-    def choose(self, logits: torch.Tensor) -> int:
-        """A token id from [V] float32 logits."""
-        if self.greedy:
-            return int(torch.argmax(logits))
-        probs = torch.softmax(logits / float(self.temperature), dim=-1)
-        if self.top_p is not None and self.top_p < 1:
-            probs = _nucleus(probs, self.top_p)
-        if self._generator is None:
-            self._generator = torch.Generator(device=probs.device).manual_seed(self.seed)
-        return int(torch.multinomial(probs, 1, generator=self._generator))
+from edge_hired.runtime.sampling import SamplingOptions
+from edge_hired.serve.schemas import ChatRequest
 
 
-def _nucleus(probs: torch.Tensor, top_p: float) -> torch.Tensor:
-    """Zero every token outside the smallest set whose probability reaches `top_p`."""
-    ordered, index = torch.sort(probs, descending=True)
-    outside = ordered.cumsum(-1) - ordered > top_p
-    ordered[outside] = 0
-    return torch.zeros_like(probs).scatter(-1, index, ordered)
+def request_sampling(request: ChatRequest, max_tokens: int) -> SamplingOptions:
+    """The request's sampling options (its `seed` defaults to 0, `run`'s default)."""
+    sample = bool(request.temperature)
+    return SamplingOptions(
+        max_new_tokens=max_tokens,
+        do_sample=sample,
+        temperature=request.temperature if sample else None,
+        top_p=request.top_p if sample else None,
+        top_k=request.top_k if sample else None,
+        repetition_penalty=request.repetition_penalty,
+        seed=request.seed or 0,
+    )

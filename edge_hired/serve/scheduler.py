@@ -1,9 +1,11 @@
 """The worker thread: admits queued requests, prefills them, and decodes them in one batch.
 
 Requests join the running batch between decode steps (up to --max-batch, as memory admits)
-and leave it when they finish, stop or are cancelled (a client that went away), which frees
-their slot and their memory reservation at once. Events go back to each request through its
-`emit` callback; the worker never blocks on a client.
+and leave it when they finish, stop or are cancelled (a client that went away, streaming or
+not), which frees their slot and their memory reservation at once: a cancelled row is dropped
+before the next step, so it runs at most the one step in flight when it was cancelled. Events
+(`serve.events`) go back to each request through its `emit` callback; the worker never blocks
+on a client. The model work is `runtime.engine`'s, the same as `edge-hired run`'s.
 """
 
 from __future__ import annotations
@@ -14,20 +16,18 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import torch
 
 from edge_hired.errors import EdgeHiredError
-from edge_hired.runtime.pipeline import SelectionOptions
+from edge_hired.runtime.engine import Batch, Engine, Prefill, finish_reason
+from edge_hired.runtime.prefix import ImageInput, SelectionOptions
+from edge_hired.runtime.sampling import Sampler, SamplingOptions
 from edge_hired.serve.admission import Cost, MemoryGate
 from edge_hired.serve.api_errors import ApiError, bad_request, unavailable
-from edge_hired.serve.engine import Engine, ImageInput, Prefill
-from edge_hired.serve.kv import join_rows, keep_rows
-from edge_hired.serve.sampling import Sampler
+from edge_hired.serve.events import Done, Event, Failed, Started, Token
 
 log = logging.getLogger("edge_hired.serve")
-Event = tuple[str, Any]  # ("started", Prefill) | ("token", id) | ("done", reason) | ("error", e)
 
 
 @dataclass
@@ -38,21 +38,25 @@ class Job:
     suffix_ids: torch.Tensor
     image: ImageInput | None
     selection: SelectionOptions
-    sampler: Sampler
-    max_tokens: int
+    sampling: SamplingOptions
     emit: Callable[[Event], None]
     cost: Cost = field(default_factory=Cost)
     cancelled: threading.Event = field(default_factory=threading.Event)
+    cancelled_at_step: int | None = None  # the worker's step count when it was cancelled
 
 
 @dataclass
 class Row:
-    """A job in the batch: how many tokens it has and where its next one goes."""
+    """A job in the batch: its sampler, its last token and where its next one goes."""
 
     job: Job
+    sampler: Sampler
     last_token: int
     position: int
-    generated: int = 1
+
+    @property
+    def generated(self) -> int:
+        return len(self.sampler.picked)
 
 
 class Scheduler:
@@ -62,17 +66,17 @@ class Scheduler:
         self,
         engine: Engine,
         gate: MemoryGate,
-        eos_ids: set[int],
         max_batch: int,
         max_queue: int,
         observe: Callable[[str, float], None] = lambda _name, _value: None,
     ) -> None:
-        self.engine, self.gate, self.eos_ids = engine, gate, eos_ids
+        self.engine, self.gate = engine, gate
         self.max_batch, self.max_queue, self.observe = max_batch, max_queue, observe
         self.pending: deque[Job] = deque()
         self.rows: list[Row] = []
-        self._cache = None
-        self._mask: torch.Tensor | None = None
+        self.batch = Batch(engine)
+        self.steps = 0  # decode steps run so far
+        self.listener: Callable[[Job, Event], None] | None = None  # sees every event (tests)
         self._wake = threading.Condition()
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="edge-hired-batch", daemon=True)
@@ -87,7 +91,7 @@ class Scheduler:
             self._wake.notify()
         self._thread.join(timeout_s)
         while self.pending:
-            self.pending.popleft().emit(("error", unavailable("server shutting down")))
+            self._emit(self.pending.popleft(), Failed(unavailable("server shutting down")))
 
     def submit(self, job: Job) -> None:
         """Queue a job, or raise a 503 when --max-queue jobs already wait."""
@@ -97,6 +101,18 @@ class Scheduler:
             self.pending.append(job)
             self.observe("queue_depth", len(self.pending))
             self._wake.notify()
+
+    def cancel(self, job: Job) -> None:
+        """The client left: the job leaves the queue or the batch before the next step."""
+        if not job.cancelled.is_set():
+            job.cancelled_at_step = self.steps
+            job.cancelled.set()
+
+    def _emit(self, job: Job, event: Event) -> None:
+        """The event to the listener (first: it sees it before the client can), then the job."""
+        if self.listener is not None:
+            self.listener(job, event)
+        job.emit(event)
 
     def _run(self) -> None:
         while True:
@@ -114,6 +130,7 @@ class Scheduler:
 
     def _work(self) -> None:
         self._admit()
+        self._drop_cancelled()
         if self.rows:
             self._decode_step()
         elif self.pending:
@@ -123,14 +140,15 @@ class Scheduler:
         """Answer every row of the batch with a 500 and start an empty batch."""
         for row in self.rows:
             self.gate.release(row.job.cost)
-            row.job.emit(("error", ApiError(500, f"internal error ({type(error).__name__})")))
-        self.rows, self._cache, self._mask = [], None, None
+            self._emit(row.job, Failed(ApiError(500, f"internal error ({type(error).__name__})")))
+        self.rows, self.batch = [], Batch(self.engine)
 
     def _next_admissible(self) -> Job | None:
-        """The head of the queue if it fits now (cancelled heads are dropped)."""
+        """The head of the queue if it fits now (cancelled jobs are dropped)."""
         with self._wake:
-            while self.pending and self.pending[0].cancelled.is_set():
-                self.pending.popleft().emit(("done", "cancelled"))
+            for job in [job for job in self.pending if job.cancelled.is_set()]:
+                self.pending.remove(job)
+                self._emit(job, Done("cancelled"))
             if not self.pending or len(self.rows) >= self.max_batch:
                 return None
             if not self.gate.try_admit(self.pending[0].cost):
@@ -157,53 +175,53 @@ class Scheduler:
     def _fail(self, job: Job, error: Exception) -> None:
         self.gate.release(job.cost)
         api = error if isinstance(error, ApiError) else bad_request(str(error))
-        job.emit(("error", api))
+        self._emit(job, Failed(api))
 
     def _join(self, job: Job, prefill: Prefill) -> None:
         """Emit the first token and add the job to the batch (unless it is already done)."""
-        job.emit(("started", prefill))
-        token = job.sampler.choose(prefill.logits)
-        job.emit(("token", token))
-        row = Row(job, token, prefill.mask.shape[1])
+        self._emit(job, Started(prefill))
+        sampler = self.engine.sampler(job.sampling)
+        token = sampler.choose(prefill.logits)
+        self._emit(job, Token(token))
+        row = Row(job, sampler, token, prefill.prompt_tokens)
         if self._finished(row):
             return
-        if self._mask is None:
-            self._cache, self._mask = prefill.cache, prefill.mask
-        else:
-            self._cache, self._mask = join_rows(
-                self._cache, self._mask, prefill.cache, prefill.mask
-            )
+        self.batch.join(prefill)
         self.rows.append(row)
 
     def _decode_step(self) -> None:
         self.observe("batch_size", len(self.rows))
         tokens = [row.last_token for row in self.rows]
         positions = [row.position for row in self.rows]
-        self._cache, self._mask, logits = self.engine.step(
-            self._cache, self._mask, tokens, positions
-        )
+        logits = self.batch.step(tokens, positions)
+        self.steps += 1
         keep = []
         for index, row in enumerate(self.rows):
-            row.last_token = row.job.sampler.choose(logits[index])
+            row.last_token = row.sampler.choose(logits[index])
             row.position += 1
-            row.generated += 1
-            row.job.emit(("token", row.last_token))
+            self._emit(row.job, Token(row.last_token))
             if not self._finished(row):
                 keep.append(index)
         self._keep(keep)
 
-    def _finished(self, row: Row) -> bool:
-        """Emit "done" and release the job when it reached EOS, its length, or was cancelled."""
+    def _drop_cancelled(self) -> None:
+        """Rows whose client left go before the step, not after it."""
+        keep = [i for i, row in enumerate(self.rows) if not self._finished(row, cancel_only=True)]
+        self._keep(keep)
+
+    def _finished(self, row: Row, cancel_only: bool = False) -> bool:
+        """Emit Done and release the job when it was cancelled, hit EOS or its length."""
         if row.job.cancelled.is_set():
             reason = "cancelled"
-        elif row.last_token in self.eos_ids:
-            reason = "stop"
-        elif row.generated >= row.job.max_tokens:
-            reason = "length"
-        else:
+        elif cancel_only:
             return False
+        else:
+            limit = row.job.sampling.max_new_tokens
+            reason = finish_reason(row.last_token, row.generated, limit, self.engine.eos_ids)
+            if reason is None:
+                return False
         self.gate.release(row.job.cost)
-        row.job.emit(("done", reason))
+        self._emit(row.job, Done(reason, row.generated))
         return True
 
     def _keep(self, keep: list[int]) -> None:
@@ -211,7 +229,4 @@ class Scheduler:
         if len(keep) == len(self.rows):
             return
         self.rows = [self.rows[i] for i in keep]
-        if not self.rows:
-            self._cache, self._mask = None, None
-            return
-        self._cache, self._mask = keep_rows(self._cache, self._mask, keep)
+        self.batch.keep(keep)

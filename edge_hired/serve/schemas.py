@@ -75,6 +75,8 @@ class ChatRequest(_Loose):
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, gt=0, le=1)
     seed: int | None = None
+    top_k: int | None = Field(default=None, ge=1)  # extension (vLLM's), as `run --top-k`
+    repetition_penalty: float | None = Field(default=None, gt=0)  # extension, `run`'s flag
     stop: str | list[str] | None = None
     stream: bool = False
     stream_options: StreamOptions | None = None

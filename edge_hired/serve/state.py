@@ -15,7 +15,6 @@ from edge_hired.runtime.pipeline import Pipeline
 from edge_hired.serve.admission import MemoryGate, RequestPlanner
 from edge_hired.serve.api_errors import unavailable
 from edge_hired.serve.config import ServeConfig
-from edge_hired.serve.engine import Engine
 from edge_hired.serve.metrics import Metrics
 from edge_hired.serve.prefix_cache import ByteLRU
 from edge_hired.serve.preparation import Preparer
@@ -67,12 +66,9 @@ class ServerState:
         config = self.config
         cache = ByteLRU(int(config.cache_mb * 2**20))
         cap = self.planner.cap.bytes if self.planner else None
-        eos = pipeline.parts.llm.generation_config.eos_token_id
-        eos_ids = set(eos if isinstance(eos, list) else [] if eos is None else [eos])
         scheduler = Scheduler(
-            Engine(pipeline, cache),
+            pipeline.engine_for(cache),
             MemoryGate(cap, cache),
-            eos_ids,
             config.max_batch,
             config.max_queue,
             self.metrics.observe,

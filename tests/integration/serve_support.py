@@ -21,6 +21,7 @@ from PIL import Image
 
 from edge_hired.serve.config import ServeConfig
 from edge_hired.serve.server import make_server
+from edge_hired.serve.state import ServerState
 
 START_TIMEOUT_S = 120.0
 ROOT = Path(__file__).resolve().parents[2]
@@ -51,16 +52,23 @@ def wait_healthy(base: str, timeout_s: float = START_TIMEOUT_S) -> None:
 @contextlib.contextmanager
 def thread_server(config: ServeConfig) -> Iterator[str]:
     """Serve `config` (its port replaced by a free one) in a thread; yields the base URL."""
+    with served(config) as (base, _state):
+        yield base
+
+
+@contextlib.contextmanager
+def served(config: ServeConfig) -> Iterator[tuple[str, ServerState]]:
+    """As `thread_server`, yielding the server's state too (its scheduler, once loaded)."""
     from dataclasses import replace
 
     config = replace(config, host="127.0.0.1", port=free_port())
-    server, _state = make_server(config)
+    server, state = make_server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     base = f"http://127.0.0.1:{config.port}"
     try:
         wait_healthy(base)
-        yield base
+        yield base, state
     finally:
         server.should_exit = True
         thread.join(30)

@@ -123,7 +123,9 @@ def test_hired_at_20_percent_keeps_what_the_core_selects_on_reference_rows(
     assert result.visual_tokens_kept == expected.num_kept == int(0.2 * 5 * 576)
     text_tokens = next_pipeline.prompt_ids(PROMPT).shape[0]
     assert result.llm_input_tokens == text_tokens - 1 + len(expected.order)
-    assert seen[0] == result.llm_input_tokens
+    # the prefix (text before the image + kept visual tokens), the suffix, then one per token
+    assert seen[0] + seen[1] == result.llm_input_tokens
+    assert seen[2:] == [1] * (len(result.token_ids) - 1)
 
 
 @pytest.mark.parametrize(

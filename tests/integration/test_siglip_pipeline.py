@@ -69,7 +69,7 @@ def test_siglip_llava_full_budget_matches_stock(siglip_pipeline, tiny_siglip_dir
 
 def test_received_rows_equal_eager_attention_maps(siglip_pipeline, tiny_siglip_dir) -> None:
     pixels, _ = siglip_pipeline.preprocess(textured_image(400, 300, seed=2))
-    vision = siglip_pipeline.encoder(pixels)
+    vision = siglip_pipeline.encode(pixels)
     plan = siglip_pipeline.facts.layers
     assert (plan.l_init, plan.l_final, plan.layers_to_run) == (0, 3, 4)
     model = LlavaForConditionalGeneration.from_pretrained(tiny_siglip_dir).eval()
@@ -142,7 +142,7 @@ def test_hired_at_20_percent_keeps_the_top_b_by_attention_received(
     budget = int(0.2 * 729)  # floor(r x N) = 145
     ranked = np.argsort(-scores, kind="stable")
     assert sorted(ranked[:budget].tolist()) == HIGH.tolist()  # the designed top-B, eagerly
-    ours = pipeline.encoder(pixels).cls_final.sum(dim=1)[0].double().numpy()
+    ours = pipeline.encode(pixels).cls_final.sum(dim=1)[0].double().numpy()
     noise = np.abs(ours - scores).max()
     assert scores[ranked[budget - 1]] - scores[ranked[budget]] > 100 * noise  # no tie at the cut
     result = pipeline.run(image, PROMPT, SelectionOptions(ratio=0.2), GREEDY)
@@ -171,7 +171,7 @@ def test_onevision_full_budget_features_are_the_stock_ones_bit_for_bit(
     image = textured_image(*size, seed=1)
     pixels, geometry = pipe.preprocess(image)
     assert (geometry.resized is not None) == (size == LARGE)
-    vision = pipe.encoder(pixels)
+    vision = pipe.encode(pixels)
     embeds = pipe.input_embeddings(
         PROMPT, vision, pipe.select(geometry, vision, SelectionOptions())
     )

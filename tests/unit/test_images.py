@@ -3,6 +3,7 @@ naming the file, and every odd-but-valid image becomes RGB with the right pixel 
 
 from __future__ import annotations
 
+import io
 import os
 import struct
 import zlib
@@ -275,3 +276,37 @@ def test_exif_orientation_is_applied(tmp_path: Path) -> None:
     assert pixels.shape == (64, 32, 3)
     assert pixels[8, 16, 0] > 200 and pixels[8, 16, 2] < 50  # left edge is now on top
     assert pixels[56, 16, 2] > 200 and pixels[56, 16, 0] < 50
+
+
+# ---------------------------------------------------------------- bytes (the server's uploads)
+
+
+@pytest.mark.parametrize(
+    ("mode", "fmt", "exif_orientation"),
+    [("RGBA", "PNG", None), ("P", "GIF", None), ("I;16", "PNG", None), ("RGB", "JPEG", 6)],
+)
+def test_bytes_decode_to_the_pixels_of_the_file(
+    tmp_path: Path, mode: str, fmt: str, exif_orientation: int | None
+) -> None:
+    """One decoder: `decode_image_bytes(file bytes)` is `load_image(file)`, pixel for pixel."""
+    rng = np.random.default_rng(4)
+    rgba = Image.fromarray(rng.integers(0, 256, (7, 11, 4), dtype=np.uint8), "RGBA")
+    picture = rgba.convert(mode) if mode != "I;16" else Image.new("I;16", (11, 7), 40000)
+    extra = {}
+    if exif_orientation is not None:
+        exif = Image.Exif()
+        exif[0x0112] = exif_orientation
+        extra["exif"] = exif
+    path = _save(picture, tmp_path / f"image.{fmt.lower()}", format=fmt, **extra)
+    from_bytes = images.decode_image_bytes(path.read_bytes())
+    np.testing.assert_array_equal(_pixels(from_bytes), _pixels(load_image(path)))
+
+
+def test_bytes_over_the_pixel_limit_are_too_large_and_garbage_is_a_load_error() -> None:
+    buffer = io.BytesIO()
+    Image.new("RGB", (40, 30)).save(buffer, format="PNG")
+    with pytest.raises(images.ImageTooLargeError, match="40x30"):
+        images.decode_image_bytes(buffer.getvalue(), max_pixels=1000)
+    with pytest.raises(ImageLoadError, match="image format") as info:
+        images.decode_image_bytes(b"not an image at all")
+    assert not isinstance(info.value, images.ImageTooLargeError)

@@ -5,11 +5,11 @@ from __future__ import annotations
 import torch
 from transformers import DynamicCache
 
+from edge_hired.runtime.kv import fresh_cache, join_rows, keep_rows, layers_of, nbytes
+from edge_hired.runtime.sampling import Sampler, SamplingOptions
 from edge_hired.serve.admission import Cost, MemoryGate
 from edge_hired.serve.detokenize import TextTracker
-from edge_hired.serve.kv import fresh_cache, join_rows, keep_rows, layers_of, nbytes
 from edge_hired.serve.prefix_cache import ByteLRU
-from edge_hired.serve.sampling import Sampler
 
 
 def cache_of(length: int, value: float, layers: int = 2) -> DynamicCache:
@@ -77,7 +77,8 @@ def test_text_tracker_holds_back_possible_stops_and_cuts_at_one() -> None:
 
 def test_seeded_sampling_repeats_and_greedy_is_argmax() -> None:
     logits = torch.tensor([0.0, 2.0, 1.0, 0.5])
-    first, second = Sampler(1.0, 0.9, seed=7), Sampler(1.0, 0.9, seed=7)
+    options = SamplingOptions(do_sample=True, temperature=1.0, top_p=0.9, seed=7)
+    first, second = Sampler(options), Sampler(options)
     draws = [first.choose(logits) for _ in range(20)]
     assert draws == [second.choose(logits) for _ in range(20)]
     assert len(set(draws)) > 1 and 0 not in draws  # sampled, and token 0 is outside top-p 0.9

@@ -1,12 +1,10 @@
-"""The streamer emits exactly the answer's text, decoding a short window per token (O(n) total)."""
+"""The incremental decoder emits exactly the answer's text, a short window per token (O(n))."""
 
 from __future__ import annotations
 
 import random
 
-import torch
-
-from edge_hired.runtime.generation import TimingStreamer
+from edge_hired.runtime.detokenize import IncrementalDecoder
 
 # Byte pieces like a byte-fallback tokenizer's: words with a leading space, and the two bytes of
 # "é" and the four of an emoji as separate tokens, so characters are split across tokens.
@@ -26,13 +24,10 @@ class CountingDecoder:
 
 
 def stream(ids: list[int]) -> tuple[list[str], CountingDecoder]:
-    decoder, pieces = CountingDecoder(), []
-    streamer = TimingStreamer(decoder, pieces.append)
-    streamer.put(torch.tensor([[1, 2, 3]]))  # the prompt: ignored
-    for token in ids:
-        streamer.put(torch.tensor([token]))
-    streamer.end()
-    return pieces, decoder
+    decoder = CountingDecoder()
+    text = IncrementalDecoder(decoder)
+    pieces = [text.add((token,)) for token in ids] + [text.flush()]
+    return [piece for piece in pieces if piece], decoder
 
 
 def test_pieces_join_to_the_whole_decode_and_split_characters_wait() -> None:
@@ -57,12 +52,7 @@ def test_random_answers_stream_exactly_with_linear_decode_work() -> None:
         assert decoder.tokens_decoded <= 8 * len(ids)
 
 
-def test_only_the_first_token_is_timestamped() -> None:
-    streamer = TimingStreamer(CountingDecoder())
-    streamer.put(torch.tensor([[1]]))
-    assert streamer.first_token_at is None
-    streamer.put(torch.tensor([0]))
-    first = streamer.first_token_at
-    streamer.put(torch.tensor([1]))
-    assert first is not None and streamer.first_token_at == first
-    assert streamer.token_ids == [0, 1]
+def test_an_answer_cut_inside_a_character_is_flushed_at_the_end() -> None:
+    ids = [0, 1, *EMOJI[:2]]  # max_tokens stopped the answer after two of the emoji's bytes
+    pieces, _ = stream(ids)
+    assert pieces == ["the", " cat", "\ufffd"] and "".join(pieces) == CountingDecoder()(ids)
