@@ -4,7 +4,7 @@ The `mid-llava-next` preset has the proportions of a real model: a ViT-L/14-336 
 ~1.07B Llama (16 layers, d 2048, 8 KV heads). A 672x672 image gives the paper's geometry: 5
 partitions, 2880 visual tokens. After one warm-up round, every round runs, interleaved: the
 full request, the HiRED 20% request, a stock encoder pass (`vision_tower(pixels,
-output_hidden_states=True)`) and the pipeline's encoder (`pipeline.parts.encoder(pixels)`,
+output_hidden_states=True)`) and the pipeline's encoder (`pipeline.encode(pixels)`,
 which stops at the feature layer and computes the CLS rows). Medians are printed next to an
 ideal ratio computed from token counts and model shapes; how each ideal is computed is printed
 beside it. CPU pressure (/proc/pressure/cpu) is printed per run so contended runs are visible.
@@ -110,12 +110,12 @@ class Shapes:
 
 
 def shapes_of(pipeline: Pipeline, partitions: int) -> Shapes:
-    llm = pipeline.parts.llm
+    llm = pipeline.model
     text, vision = llm.config.text_config, llm.config.vision_config
     head_dim = getattr(text, "head_dim", None) or text.hidden_size // text.num_attention_heads
     language = llm.model.language_model
     linear = sum(p.numel() for p in language.layers.parameters()) + language.norm.weight.numel()
-    plan = pipeline.parts.facts.layers
+    plan = pipeline.facts.layers
     return Shapes(
         text.num_hidden_layers,
         text.num_attention_heads * head_dim,
@@ -168,14 +168,14 @@ def timed_pass(step: Callable[[], object]) -> dict:
 
 def encoder_steps(pipeline: Pipeline, pixels: torch.Tensor) -> dict[str, Callable[[], object]]:
     """The stock tower (all layers, every hidden state) and the pipeline's encoder."""
-    tower = pipeline.parts.llm.model.vision_tower
+    tower = pipeline.model.model.vision_tower
     dtype = next(tower.parameters()).dtype
 
     def stock() -> object:
         with torch.inference_mode():
             return tower(pixels.to(dtype), output_hidden_states=True)
 
-    return {STOCK: stock, OURS: lambda: pipeline.parts.encoder(pixels)}
+    return {STOCK: stock, OURS: lambda: pipeline.encode(pixels)}
 
 
 class Rounds:
@@ -441,7 +441,7 @@ def load(args: argparse.Namespace) -> Pipeline:
 
 
 def describe(pipeline: Pipeline, s: Shapes, args: argparse.Namespace) -> None:
-    vision_params = sum(p.numel() for p in pipeline.parts.llm.model.vision_tower.parameters())
+    vision_params = sum(p.numel() for p in pipeline.model.model.vision_tower.parameters())
     print(
         f"shapes: ViT {s.vit_layers} layers x {s.vit_width} ({vision_params / 1e6:.0f} M params, "
         f"{s.vit_layers_run} run by the pipeline); LLM {s.layers} layers x {s.hidden}, "

@@ -39,10 +39,10 @@ def encoder_pass(mode: str, pipeline, pixels) -> None:
     """One encoder call in the given mode."""
     import torch
 
-    tower = pipeline.parts.llm.model.vision_tower
+    tower = pipeline.model.model.vision_tower
     tower.set_attn_implementation("eager" if mode == "attentions" else "sdpa")
     if mode == "cls-rows":
-        pipeline.parts.encoder(pixels)
+        pipeline.encode(pixels)
         return
     with torch.inference_mode():
         tower(pixels, output_hidden_states=True, output_attentions=mode == "attentions")

@@ -60,7 +60,7 @@ def time_encoders(model_dir: Path, bundle: Path, repeats: int) -> dict[str, list
     pixels = torch.from_numpy(
         np.random.default_rng(0).standard_normal((5, 3, 336, 336)).astype(np.float32)
     )
-    runs = {"pytorch": pipeline.parts.encoder, "onnxruntime": onnx}
+    runs = {"pytorch": pipeline.encode, "onnxruntime": onnx}
     times: dict[str, list[float]] = {name: [] for name in runs}
     for call in runs.values():
         call(pixels)  # warm-up

@@ -25,8 +25,8 @@ CHOOSER = "choose_torch_device"
 
 def _within(path: Path, segments: tuple[str, ...]) -> bool:
     """Whether `path` holds `segments` in a row (any checkout: this one, main, a worktree)."""
-    parts, size = path.parts, len(segments)
-    return any(parts[i : i + size] == segments for i in range(len(parts) - size + 1))
+    names, size = tuple(path.as_posix().split("/")), len(segments)
+    return any(names[i : i + size] == segments for i in range(len(names) - size + 1))
 
 
 def python_files(paths: Iterable[Path]) -> list[Path]:

@@ -131,7 +131,7 @@ def parity(models: dict[str, Path], rows: list[Row]) -> None:
     for short, dtype in (("fp16", torch.float16), ("bf16", torch.bfloat16)):
         for preset, directory in models.items():
             pipeline = Pipeline.from_pretrained(str(directory), device="cuda", dtype=short)
-            family = loading.FAMILIES[pipeline.parts.facts.family]
+            family = loading.FAMILIES[pipeline.facts.family]
             stock = family.from_pretrained(directory, dtype=dtype, device_map={"": "cuda:0"})
             processor = AutoProcessor.from_pretrained(directory)
             grids = GRIDS if preset == "tiny-llava-next" else {"336": (336, 336)}
@@ -269,7 +269,7 @@ def quantized_bundle_rows(bundle: Path, quant: str, rows: list[Row], device: str
     manifest = read_manifest(bundle)
     pipeline = load_bundle_pipeline(bundle, BundleLoadOptions(device=device))
     result = pipeline.run(image(300, 600), PROMPT, SelectionOptions(ratio=0.2), SamplingOptions(3))
-    held, saved = device_bytes(pipeline.parts.llm), manifest.llm.weight_bytes
+    held, saved = device_bytes(pipeline.model), manifest.llm.weight_bytes
     rows.append(
         {
             "check": f"bitsandbytes {quant} export + run --bundle",
@@ -284,7 +284,7 @@ def quantized_bundle_rows(bundle: Path, quant: str, rows: list[Row], device: str
 
     reference = dequantized_reference(load_language_model(bundle / LLM_DIR, torch.device("cpu")))
     vocab = reference.config.vocab_size
-    got = llm_logits(pipeline.parts.llm, vocab)
+    got = llm_logits(pipeline.model, vocab)
     check = f"bitsandbytes {quant} logits on {device} vs CPU dequantized fp32"
     rows.append(logits_row(check, got, llm_logits(reference, vocab), QUANT_TOLERANCE[quant]))
 

@@ -55,22 +55,11 @@ def _image(hw: list[int]) -> Any:
 
 def _warm(pipeline: Any, pixels: Any) -> float:
     """Run encoder and LLM once on tiny inputs, free the heap; the RSS baseline in MiB."""
-    import torch
+    from edge_hired.runtime.synthetic_load import warm_once
 
-    with torch.inference_mode():
-        pipeline.parts.encoder(pixels[:1])
-        pipeline.parts.llm(inputs_embeds=_embeddings(pipeline, 1))
+    warm_once(pipeline, pixels)
     release_free_heap()
     return current_rss_mib()
-
-
-def _embeddings(pipeline: Any, tokens: int) -> Any:
-    import torch
-
-    table = pipeline.parts.llm.get_input_embeddings().weight
-    generator = torch.Generator().manual_seed(0)
-    values = torch.randn(1, tokens, table.shape[1], generator=generator)
-    return values.to(device=table.device, dtype=table.dtype)
 
 
 def encoder_step(spec: dict[str, Any]) -> dict[str, Any]:
@@ -79,23 +68,20 @@ def encoder_step(spec: dict[str, Any]) -> dict[str, Any]:
     pixels, _ = pipeline.preprocess(_image(spec["hw"]))
     base = _warm(pipeline, pixels)
     reset_peak_rss()
-    pipeline.parts.encoder(pixels)
+    pipeline.encode(pixels)
     return {"above_mib": peak_rss_mib() - base, "partitions": int(pixels.shape[0])}
 
 
 def prefill_step(spec: dict[str, Any]) -> dict[str, Any]:
     """Peak above the warm baseline of a prefill over `tokens` positions and two new tokens."""
-    import torch
+    from edge_hired.runtime.synthetic_load import prefill_and_decode, random_embeddings
 
     pipeline = _pipeline(spec)
     pixels, _ = pipeline.preprocess(_image(spec["hw"]))
-    embeds = _embeddings(pipeline, spec["tokens"])
+    embeds = random_embeddings(pipeline, spec["tokens"])
     base = _warm(pipeline, pixels)
     reset_peak_rss()
-    with torch.inference_mode():
-        pipeline.parts.llm.generate(
-            inputs_embeds=embeds, max_new_tokens=2, min_new_tokens=2, do_sample=False
-        )
+    prefill_and_decode(pipeline, embeds, new_tokens=2)
     return {"above_mib": peak_rss_mib() - base, "tokens": spec["tokens"]}
 
 

@@ -137,6 +137,15 @@ class Pipeline:
         return cls(parts, target.reason)
 
     @property
+    def model(self) -> torch.nn.Module:
+        """The loaded transformers model (a bundle's: its language model and projector).
+
+        For reference comparisons and benchmarks against the stock model; requests go through
+        `run` and the engine.
+        """
+        return self.parts.llm
+
+    @property
     def generation_config(self) -> Any:
         """The LLM's transformers generation config (None where it has none)."""
         return getattr(self.parts.llm, "generation_config", None)
