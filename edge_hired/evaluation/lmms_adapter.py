@@ -148,7 +148,7 @@ def continuation_logprob(
 
     Needs an in-process pipeline (`preprocess`, `encoder`, `select`, `input_embeddings`).
     """
-    needed = ("preprocess", "encoder", "select", "input_embeddings", "tokenizer")
+    needed = ("preprocess", "encode", "select", "input_embeddings", "tokenizer")
     if not all(hasattr(pipeline, a) for a in needed):
         raise InvalidArgumentError(
             expected(
