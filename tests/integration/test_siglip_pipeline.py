@@ -97,21 +97,32 @@ def sharpened(model_dir: Path, tmp_path: Path) -> Path:
     return target
 
 
+def clear_cut(pipeline: Pipeline, model, budget: int):
+    """The first textured image whose top-`budget` cut is no near-tie (searched: rounding varies).
+
+    SDPA and eager attention differ by ~1e-6, which can reorder scores closer than that; the
+    gap at the cut must exceed 100x that difference for "top-B" to have one answer.
+    """
+    for seed in range(9, 41):
+        image = textured_image(384, 384, seed=seed)
+        pixels, _ = pipeline.preprocess(image)
+        (final,), _ = eager_received(model, pixels, (3,))
+        scores = final.sum(dim=1)[0].double().numpy()
+        ranked = np.argsort(-scores, kind="stable")
+        ours = pipeline.parts.encoder(pixels).cls_final.sum(dim=1)[0].double().numpy()
+        if scores[ranked[budget - 1]] - scores[ranked[budget]] > 100 * np.abs(ours - scores).max():
+            return image, ranked
+    pytest.fail("no textured image (seeds 9-40) gives a clear cut at the budget")
+
+
 def test_hired_at_20_percent_keeps_the_top_b_by_attention_received(
     tiny_siglip_dir: Path, tmp_path: Path
 ) -> None:
     model_dir = sharpened(tiny_siglip_dir, tmp_path)
     pipeline = Pipeline.from_pretrained(str(model_dir), device="cpu")
-    image = textured_image(384, 384, seed=9)
-    pixels, _ = pipeline.preprocess(image)
     model = LlavaForConditionalGeneration.from_pretrained(model_dir).eval()
-    (final,), _ = eager_received(model, pixels, (3,))
-    scores = final.sum(dim=1)[0].double().numpy()
     budget = int(0.2 * 729)  # floor(r x N) = 145
-    ranked = np.argsort(-scores, kind="stable")
-    ours = pipeline.parts.encoder(pixels).cls_final.sum(dim=1)[0].double().numpy()
-    noise = np.abs(ours - scores).max()
-    assert scores[ranked[budget - 1]] - scores[ranked[budget]] > 100 * noise  # no tie at the cut
+    image, ranked = clear_cut(pipeline, model, budget)
     result = pipeline.run(image, PROMPT, SelectionOptions(ratio=0.2), GREEDY)
     assert result.visual_tokens_kept == result.budget_tokens == budget
     assert result.kept[0] == sorted(ranked[:budget].tolist())
