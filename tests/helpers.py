@@ -48,10 +48,11 @@ def textured_image(height: int, width: int, seed: int = 0) -> Image.Image:
 
 
 def stock_inputs(model_dir: Path, image, prompt: str = PROMPT):
-    """The checkpoint's own processor applied to one image and question, as transformers does."""
+    """The checkpoint's own processor applied to one image and question, as transformers does
+    (on the PIL image processor, edge-hired's one backend, even where torchvision is installed)."""
     from transformers import AutoProcessor
 
-    processor = AutoProcessor.from_pretrained(model_dir)
+    processor = AutoProcessor.from_pretrained(model_dir, backend="pil")
     conversation = [
         {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}
     ]
@@ -73,7 +74,7 @@ def stock_onevision_inputs(model_dir: Path, image, prompt: str = PROMPT):
         LlavaOnevisionProcessor as Stock,
     )
 
-    image_processor = AutoImageProcessor.from_pretrained(model_dir)
+    image_processor = AutoImageProcessor.from_pretrained(model_dir, backend="pil")
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     config = AutoConfig.from_pretrained(model_dir)
     pixels = image_processor(images=image, return_tensors="pt")

@@ -30,9 +30,11 @@ PART_NUMBERS: dict[str, str | None] = {
     "p3701-0005": "agx-orin-64gb",
     "p3701-0004": "agx-orin-32gb",
     "p3701-0000": "agx-orin-32gb",  # the first AGX Orin developer kit carried 32 GB
-    "p3668-0000": "xavier-nx-8gb",  # Xavier NX developer kit module
-    "p3668-0001": "xavier-nx-8gb",
-    "p3668-0003": None,  # Xavier NX 16GB: no profile yet
+    # Xavier NX (P3668): JetPack 5 at most, whose torch transformers 5.20+ refuses: no profile
+    # (docs/support-matrix.md).
+    "p3668-0000": None,
+    "p3668-0001": None,
+    "p3668-0003": None,
 }
 
 #: Words of the device-tree model name -> candidate profiles, told apart by memory size (GiB).
@@ -41,7 +43,6 @@ MODEL_NAMES: tuple[tuple[str, tuple[tuple[str, float], ...]], ...] = (
     ("AGX Orin", (("agx-orin-32gb", 32), ("agx-orin-64gb", 64))),
     ("Orin NX", (("orin-nx-8gb", 8), ("orin-nx-16gb", 16))),
     ("Orin Nano", (("orin-nano-4gb", 4), ("orin-nano-8gb", 8))),
-    ("Xavier NX", (("xavier-nx-8gb", 8),)),
 )
 
 _RELEASE = re.compile(r"#\s*R(\d+)\s*\(release\),\s*REVISION:\s*([\d.]+)")

@@ -4,6 +4,11 @@
 installed on the CPU set-up: it replaces torch). Images need only the image processor, the
 tokenizer and the chat template the checkpoint ships, so for OneVision those three are loaded
 on their own into `ImageTextProcessor`, which offers the few processor calls edge-hired makes.
+
+Always the PIL image processors: with torchvision installed (every GPU image has it) transformers
+would pick its torchvision processors, whose pixels differ slightly from the PIL path every test,
+parity figure and bundle was made with. `backend="pil"` holds on every transformers the support
+matrix allows (5.20+), with or without torchvision.
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ from edge_hired.errors import ModelLoadError
 
 TEMPLATE_FILE = "chat_template.jinja"
 NEEDS_VIDEO_PROCESSOR = ("llava_onevision",)
+#: The one preprocessing backend: the PIL image processors (see the module docstring).
+IMAGE_BACKEND = "pil"
 TORCHVISION_HINT = (
     "transformers needs torchvision for this processor; on a GPU machine `pip install "
     "torchvision` matching your torch (never on the CPU set-up: it replaces torch)"
@@ -54,7 +61,7 @@ def load_processor(source: str | Path, family: str, revision: str | None = None)
     from transformers import AutoProcessor
 
     if family not in NEEDS_VIDEO_PROCESSOR:
-        return AutoProcessor.from_pretrained(source, revision=revision)
+        return AutoProcessor.from_pretrained(source, revision=revision, backend=IMAGE_BACKEND)
     return load_image_text_processor(source, revision)
 
 
@@ -63,7 +70,9 @@ def load_image_text_processor(source: str | Path, revision: str | None = None) -
     from transformers import AutoImageProcessor, AutoTokenizer
 
     try:
-        image_processor = AutoImageProcessor.from_pretrained(source, revision=revision)
+        image_processor = AutoImageProcessor.from_pretrained(
+            source, revision=revision, backend=IMAGE_BACKEND
+        )
         tokenizer = AutoTokenizer.from_pretrained(source, revision=revision)
     except (OSError, ValueError, ImportError, AttributeError) as error:
         first = (str(error).strip().splitlines() or [type(error).__name__])[0]

@@ -35,7 +35,6 @@ REQUIRED = {
     "orin-nx-16gb",
     "agx-orin-32gb",
     "agx-orin-64gb",
-    "xavier-nx-8gb",
     "agx-thor-128gb",
     "t4-16gb",
     "p40-24gb",
@@ -90,7 +89,6 @@ def test_known_bandwidths_and_memory_facts() -> None:
     assert bandwidth["orin-nano-8gb-super"] == 102
     assert bandwidth["orin-nx-8gb"] == bandwidth["orin-nx-16gb"] == 102
     assert bandwidth["agx-orin-32gb"] == bandwidth["agx-orin-64gb"] == 204.8
-    assert bandwidth["xavier-nx-8gb"] == 59.7
     assert bandwidth["agx-thor-128gb"] == 273
     nano = load_profile("orin-nano-8gb").memory
     assert nano.total_gib == 7.44 and nano.unified  # tegrastats RAM .../7620MB (JetLLM)
@@ -379,7 +377,6 @@ def test_orin_nano_devkit_by_part_number(tmp_path) -> None:
         ("NVIDIA Jetson AGX Orin Developer Kit", 30.6, "agx-orin-32gb"),
         ("NVIDIA Jetson Orin NX Engineering Reference Developer Kit", 15.3, "orin-nx-16gb"),
         ("NVIDIA Jetson Orin Nano Engineering Reference Developer Kit", 3.4, "orin-nano-4gb"),
-        ("NVIDIA Jetson Xavier NX Developer Kit", 7.6, "xavier-nx-8gb"),
         ("NVIDIA Jetson AGX Thor Developer Kit", 122, "agx-thor-128gb"),
     ],
 )
@@ -400,6 +397,15 @@ def test_a_jetson_without_a_profile_is_named(tmp_path) -> None:
         )
     )
     assert info.is_jetson and info.profile is None and info.part == "p3668-0003"
+
+
+@pytest.mark.parametrize("compatible", ["nvidia,p3509-0000+p3668-0000\0nvidia,tegra194", None])
+def test_a_xavier_gets_no_profile(tmp_path, compatible) -> None:
+    # JetPack 5 at most: its torch is below what transformers 5.20+ accepts (support matrix).
+    model = "NVIDIA Jetson Xavier NX Developer Kit"
+    info = detect_jetson(**board(tmp_path, model, compatible, None, int(7.6 * 1024 * 1024)))
+    assert info.is_jetson and info.profile is None
+    assert "xavier-nx-8gb" not in {profile.name for profile in load_all()}
 
 
 def test_not_a_jetson(tmp_path) -> None:
