@@ -87,9 +87,7 @@ class GuardedStep:
     `label` names what may not compile (e.g. "bitsandbytes 4bit") in the fallback line.
     """
 
-    def __init__(
-        self, eager: Step, compiler: Compiler, label: str, announce=_announce
-    ) -> None:
+    def __init__(self, eager: Step, compiler: Compiler, label: str, announce=_announce) -> None:
         self.eager, self.label, self.announce = eager, label, announce
         self.compiled: Step | None = compiler(eager)
         self.record = CompileRecord()

@@ -26,7 +26,6 @@ from edge_hired.hired import Selection
 from edge_hired.hired.geometry import ImageGeometry
 from edge_hired.runtime import prefix as visual_prefix
 from edge_hired.runtime.engine import Engine, PrefixCache
-from edge_hired.runtime.static_decode import StaticDecoder
 from edge_hired.runtime.generation import Generation, GenerationRequest, generate
 from edge_hired.runtime.images import load_image
 from edge_hired.runtime.loading import LoadedModel, ModelFacts, VlmParts, load_parts
@@ -34,6 +33,7 @@ from edge_hired.runtime.prefix import ImageInput, SelectionOptions, split_at_ima
 from edge_hired.runtime.prompts import conversation_ids
 from edge_hired.runtime.result import RunResult
 from edge_hired.runtime.sampling import SamplingOptions
+from edge_hired.runtime.static_decode import StaticDecoder
 from edge_hired.runtime.vision import VisionOutput
 
 if TYPE_CHECKING:

@@ -58,7 +58,11 @@ class RunResult:
                     if self.device_peak_mib is not None
                     else []
                 ),
-                *([f"compile         {self.compile_s:.1f} s (first request)"] if self.compile_s else []),
+                *(
+                    [f"compile         {self.compile_s:.1f} s (first request)"]
+                    if self.compile_s
+                    else []
+                ),
                 f"device          {self.device}, compute {self.compute_dtype or '?'}",
                 f"encoder         {self.encoder_provider or '?'}, signal {self.signal}",
             ]

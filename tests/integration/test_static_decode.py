@@ -8,6 +8,7 @@ step by step at a tolerance far below the eager run's gap between its best two t
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ import torch
 from PIL import Image
 from torch._dynamo.testing import CompileCounter
 
+from edge_hired.cli.main import main
 from edge_hired.planner.buckets import Bucket
 from edge_hired.runtime.compile_policy import ANNOUNCEMENT, torch_compiler
 from edge_hired.runtime.engine import Batch, Engine
@@ -150,9 +152,25 @@ def test_inductor_compiled_steps_match_eager(pipeline, image, tmp_path, monkeypa
     engine = Engine(pipeline.parts, static=StaticDecoder(pipeline.model, torch_compiler("cpu")))
     req = request(pipeline, image, "Describe the picture.", tokens=40)
     assert_same_choices(fed_logits(pipeline.engine, req), fed_logits(engine, req))
+    assert engine.static.step.record.take_seconds() > 0  # the first step compiled
     options = SamplingOptions(max_new_tokens=8)
     static = generate(engine, req, options, pipeline.decode)
     assert static.token_ids == generate(pipeline.engine, req, options, pipeline.decode).token_ids
-    assert static.compile_s == 0.0  # fed_logits paid the compile; this request did not
+    assert static.compile_s == 0.0  # the same bucket: compiled before, not again
     assert engine.static.step.record.fallback is None
-    assert ANNOUNCEMENT
+
+
+@pytest.mark.slow
+def test_run_compile_on_gives_the_eager_answer_and_reports_the_compile(
+    tiny_llava_dir: Path, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))
+    answers = {}
+    for mode in ("off", "on"):
+        argv = ["run", "--model", str(tiny_llava_dir), "--device", "cpu", "--dtype", "fp32"]
+        assert main([*argv, "--compile", mode, "--max-new-tokens", "6", "--json"]) == 0
+        out, err = capsys.readouterr()
+        answers[mode] = json.loads(out.strip().splitlines()[-1])
+        assert (ANNOUNCEMENT in err) is (mode == "on")
+    assert answers["on"]["token_ids"] == answers["off"]["token_ids"]
+    assert answers["off"]["compile_s"] == 0.0 < answers["on"]["compile_s"]
