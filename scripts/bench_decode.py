@@ -90,10 +90,18 @@ def decode_seconds(engine: Engine, first: Prefill, rows: int, steps: int) -> flo
     batch, position = Batch(engine), first.prompt_tokens
     for _ in range(rows):
         batch.join(replace(first, cache=fresh_cache(layers_of(first.cache))), reserve=steps + 1)
+    drain(first.logits.device)
     start = time.perf_counter()
     for step in range(steps):
         batch.step([100 + step] * rows, [position + step] * rows)
+    drain(first.logits.device)
     return time.perf_counter() - start
+
+
+def drain(device: torch.device) -> None:
+    """Wait for the device's queued work (a no-op on the CPU)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def roofline(model: Model, rows: int, positions: int, bandwidth: float) -> float:
@@ -120,12 +128,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--rows", type=int, nargs="+", default=[1, 4])
+    parser.add_argument("--dtype", help="compute dtype (default: the CPU's, fp32)")
     args = parser.parse_args(argv)
     preset = "tiny-llava-next" if args.quick else "mid-llava-next"
     with tempfile.TemporaryDirectory(prefix="edge-hired-bench-decode-") as tmp:
         start = time.perf_counter()
         path = build_checkpoint(preset, Path(tmp) / preset)
-        pipeline = load_pipeline(str(path), device="cpu")
+        pipeline = load_pipeline(str(path), device="cpu", dtype=args.dtype)
         print(
             f"{preset}: built and loaded in {time.perf_counter() - start:.0f} s, "
             f"{pipeline.compute_dtype}, {torch.get_num_threads()} threads",
@@ -134,13 +143,18 @@ def main(argv: list[str] | None = None) -> int:
         return report(pipeline, args)
 
 
+def engines_of(pipeline) -> tuple[dict[str, Engine], StaticDecoder]:
+    """The eager engine and one decoding on static caches with the device's compiled step."""
+    eager = pipeline.engine_for(None)
+    decoder = StaticDecoder(pipeline.model, torch_compiler(pipeline.device.type))
+    pipeline.use_static_decode(decoder)
+    return {"eager": eager, "compiled": pipeline.engine_for(None)}, decoder
+
+
 def report(pipeline, args) -> int:
     model, bandwidth = model_bytes(pipeline), copy_bandwidth()
-    eager = pipeline.engine_for(None)
-    decoder = StaticDecoder(pipeline.model, torch_compiler("cpu"))
-    pipeline.use_static_decode(decoder)
-    engines = {"eager": eager, "compiled": pipeline.engine_for(None)}
-    first = prefill(eager, args.context)
+    engines, decoder = engines_of(pipeline)
+    first = prefill(engines["eager"], args.context)
     bucket = length_bucket(args.context + args.steps + 1)
     print(
         f"copy bandwidth {bandwidth / 1e9:.1f} GB/s; LLM weights read per step "

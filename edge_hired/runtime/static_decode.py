@@ -160,7 +160,8 @@ class StaticRows:
         args = (self.cache, embeds, self.mask, positions, column)
         logits = self.decoder.step(self.bucket, *args)
         self.width += 1
-        return logits[: self.rows].float()
+        # a copy: a CUDA graph writes its next replay's logits into the same output buffer
+        return logits[: self.rows].to(torch.float32, copy=True)
 
     @property
     def full(self) -> bool:
