@@ -222,7 +222,9 @@ class Batch:
     def join(self, prefill: Prefill, reserve: int = 0) -> None:
         """Add a prefilled request as the last row (`reserve`: the tokens it may decode)."""
         if self.static is not None:
-            return self.static.join(prefill.cache, prefill.mask, reserve)
+            self.static.join(prefill.cache, prefill.mask, reserve)
+            prefill.cache = DynamicCache()  # copied into the static cache: free the growing one
+            return None
         if self.mask is None:
             self.cache, self.mask = prefill.cache, prefill.mask
             return
