@@ -24,7 +24,9 @@ from edge_hired.runtime.generation import GenerationRequest, generate
 from edge_hired.runtime.pipeline import Pipeline
 from edge_hired.runtime.prefix import ImageInput, SelectionOptions
 from edge_hired.runtime.sampling import SamplingOptions
+from edge_hired.runtime.sources import load_target
 from edge_hired.runtime.static_decode import StaticDecoder
+from edge_hired.runtime.target import ModelSource, TargetFlags, resolve_target
 from tests.helpers import textured_image
 
 pytestmark = pytest.mark.integration
@@ -174,3 +176,15 @@ def test_run_compile_on_gives_the_eager_answer_and_reports_the_compile(
         assert (ANNOUNCEMENT in err) is (mode == "on")
     assert answers["on"]["token_ids"] == answers["off"]["token_ids"]
     assert answers["off"]["compile_s"] == 0.0 < answers["on"]["compile_s"]
+
+
+@pytest.mark.parametrize(("flag", "wired"), [("on", True), ("off", False), ("auto", False)])
+def test_the_target_carries_the_choice_to_the_engines(tiny_llava_dir: Path, flag, wired) -> None:
+    """On a CPU auto decodes eagerly; on and off are obeyed, by `run`'s and `serve`'s engines."""
+    flags = TargetFlags(device="cpu", compile=flag)
+    target = resolve_target(flags, ModelSource("model", str(tiny_llava_dir)))
+    assert target.compile_decode is wired
+    pipeline = load_target(target)
+    assert (pipeline.static_decoder is not None) is wired
+    assert (pipeline.engine.static is not None) is wired
+    assert pipeline.engine_for(None).static is pipeline.static_decoder
