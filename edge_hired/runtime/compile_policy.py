@@ -33,6 +33,7 @@ from edge_hired.errors import InvalidArgumentError, expected
 COMPILE_CHOICES = ("auto", "on", "off")
 ANNOUNCEMENT = "compiling the decode step, first request only"
 CACHE_DIR = Path("~/.cache/edge-hired/torchinductor")
+MAX_BUCKETS = 64  # shapes one process may compile (rows x length buckets)
 
 Step = Callable[..., torch.Tensor]
 Compiler = Callable[[Step], Step]
@@ -55,6 +56,9 @@ def torch_compiler(device_type: str) -> Compiler:
 
     def compile_step(step: Step) -> Step:
         use_disk_caches()
+        # every bucket is one more compile of the same code; dynamo's default stops at 8
+        limit = torch._dynamo.config.recompile_limit
+        torch._dynamo.config.recompile_limit = max(limit, MAX_BUCKETS)
         return torch.compile(step, fullgraph=True, dynamic=False, mode=mode)
 
     return compile_step
