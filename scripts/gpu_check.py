@@ -36,6 +36,13 @@ Sections, and when each row holds:
   ran (its own prompt length, partitions and new tokens); decode tokens/s as a share of the
   bandwidth roofline (LLM weight bytes / measured device-to-device copy bandwidth), which must
   lie in (0, 1].
+- decode (issue 19): on a tiny LLaVA-NeXT in fp32 with TF32 off, `--compile on`'s step (static
+  KV cache, `torch.compile` mode "reduce-overhead", i.e. CUDA graphs) gives the eager engine's
+  greedy tokens; then the mid-size preset (bf16) decodes eager vs compiled at batch 1 and 4
+  (`scripts/bench_decode.py`'s rows), each as a share of the roofline from the weights and KV
+  read per step and the measured device copy bandwidth, which must lie in (0, 1]. bf16 steps
+  may differ from eager in the last bits (other kernels, other reduction orders), so only the
+  fp32 row asks for equal tokens.
 """
 
 from __future__ import annotations
@@ -533,6 +540,75 @@ def roofline_row(tokens_per_s: float, weight_bytes: int, bandwidth: float) -> Ro
     }
 
 
+# --- decode: static KV cache and a compiled step (issue 19) ------------------------------------
+
+DECODE_CONTEXT, DECODE_STEPS, DECODE_ROUNDS = 640, 32, 5
+
+
+def decode_rows(tiny: Path, work: Path, rows: list[Row]) -> None:
+    """Compiled = eager tokens in fp32; eager vs compiled tokens/s on the mid preset."""
+    rows.append(decode_parity_row(tiny))
+    import bench_decode  # scripts/ is on the path when this runs as a script
+
+    from edge_hired.models.tiny import build_checkpoint
+    from edge_hired.runtime.sources import load_pipeline
+
+    pipeline = load_pipeline(str(build_checkpoint("mid-llava-next", work / "mid")), device="cuda")
+    model, bandwidth = bench_decode.model_bytes(pipeline), copy_bandwidth()
+    engines, decoder = bench_decode.engines_of(pipeline)
+    first = bench_decode.prefill(engines["eager"], DECODE_CONTEXT)
+    args = argparse.Namespace(rounds=DECODE_ROUNDS, steps=DECODE_STEPS)
+    for batch in (1, 4):
+        compile_s = bench_decode.warm_up(engines, first, batch, decoder)
+        found = bench_decode.measure(engines, first, batch, args)
+        for name, positions in (("eager", DECODE_CONTEXT), ("compiled", None)):
+            rate = sorted(r for r, _ in found[name])[len(found[name]) // 2]
+            kv = positions or bench_decode.length_bucket(DECODE_CONTEXT + DECODE_STEPS + 1)
+            bound = bench_decode.roofline(model, batch, kv, bandwidth)
+            extra = f", compile {compile_s:.1f} s" if name == "compiled" else ""
+            rows.append(decode_speed_row(name, batch, rate, bound, extra))
+    if decoder.step.record.fallback:
+        rows.append(
+            {"check": "decode compiled", "ok": False, "detail": decoder.step.record.fallback}
+        )
+
+
+def decode_parity_row(tiny: Path) -> Row:
+    """Greedy tokens of the tiny model, fp32 without TF32: compiled step vs eager."""
+    from edge_hired.runtime.compile_policy import torch_compiler
+    from edge_hired.runtime.generation import SamplingOptions
+    from edge_hired.runtime.pipeline import SelectionOptions
+    from edge_hired.runtime.sources import load_pipeline
+    from edge_hired.runtime.static_decode import StaticDecoder
+
+    with NoTf32():
+        pipeline = load_pipeline(str(tiny), device="cuda", dtype="fp32")
+        picture, sampling = image(672, 672), SamplingOptions(max_new_tokens=24)
+        eager = pipeline.run(picture, PROMPT, SelectionOptions(ratio=0.2), sampling)
+        pipeline.use_static_decode(StaticDecoder(pipeline.model, torch_compiler("cuda")))
+        compiled = pipeline.run(picture, PROMPT, SelectionOptions(ratio=0.2), sampling)
+        again = pipeline.run(picture, PROMPT, SelectionOptions(ratio=0.2), sampling)
+    same = eager.token_ids == compiled.token_ids == again.token_ids
+    return {
+        "check": "decode compiled = eager tokens (fp32)",
+        "ok": bool(same and compiled.compile_s > 0 and again.compile_s == 0),
+        "detail": f"{len(eager.token_ids)} tokens {'equal' if same else 'DIFFER'}; compile "
+        f"{compiled.compile_s:.1f} s on the first request, {again.compile_s:.1f} s on the next; "
+        f"decode {eager.decode_tokens_per_s:.0f} -> {again.decode_tokens_per_s:.0f} tok/s",
+    }
+
+
+def decode_speed_row(name: str, batch: int, rate: float, bound: float, extra: str) -> Row:
+    share = rate / bound
+    return {
+        "check": f"decode {name} batch {batch} (mid, bf16)",
+        "ok": bool(0 < share <= 1.0),
+        "detail": f"{rate:.1f} tok/s = {share:.1%} of the roofline {bound:.1f} tok/s{extra}",
+        "tokens_per_s": rate,
+        "roofline_share": share,
+    }
+
+
 # --- main ---------------------------------------------------------------------------------------
 
 
@@ -577,6 +653,7 @@ def main(argv: list[str] | None = None) -> int:
         section(rows, "parity", lambda found: parity(models, found))
         section(rows, "bitsandbytes", lambda found: quantized_rows(tiny, work, found))
         section(rows, "onnxruntime", lambda found: onnxruntime_rows(tiny, work, found))
+        section(rows, "decode", lambda found: decode_rows(tiny, work, found))
         if not args.skip_7b:
             section(rows, "7b", lambda found: seven_b_rows(tiny, found))
     report = {

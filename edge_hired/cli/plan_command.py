@@ -87,7 +87,11 @@ def plan_from_args(args: argparse.Namespace) -> int:
     source = ModelSource("bundle", args.bundle) if args.bundle else ModelSource("model", args.model)
     target = target_from_args(args, source, quiet=args.json, planned=True)
     profile, inputs = target.profile, target_inputs(target)
-    request = PlanRequest(prompt_tokens=args.prompt_tokens, max_new_tokens=args.max_new_tokens)
+    request = PlanRequest(
+        prompt_tokens=args.prompt_tokens,
+        max_new_tokens=args.max_new_tokens,
+        static_kv_cache=target.compile_decode,
+    )
     cap = memory_cap(profile, target.memory_cap_gib, headless=target.headless)
     try:
         plan = plan_budget(inputs, profile, request, cap, target.ttft_target_s)

@@ -1,8 +1,8 @@
 """The runtime flags every command that loads or plans a model takes, and the target they make.
 
 `add_runtime_args` adds the one set (`--device --dtype --kv-dtype --quant --providers --no-verify
---profile --memory-cap --ttft-target --headless`) to `run`, `serve`, `bench`, `eval`, `plan`
-and `show`; `target_from_args` turns them into the one `Target`
+--compile --profile --memory-cap --ttft-target --headless`) to `run`, `serve`, `bench`, `eval`,
+`plan` and `show`; `target_from_args` turns them into the one `Target`
 (`edge_hired.runtime.target.resolve_target`), with the same precedence everywhere: flag >
 the profile's `[runtime]` section > the device's default; `--memory-cap` overrides the
 profile's memory. Parsing only: the decisions are the target builder's.
@@ -57,6 +57,14 @@ def add_runtime_args(parser: argparse.ArgumentParser, profile_required: bool = F
     )
     group.add_argument(
         "--no-verify", action="store_true", help="skip the sha256 check of a bundle's files"
+    )
+    group.add_argument(
+        "--compile",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="decode on a static KV cache with a torch.compile'd step (CUDA graphs on CUDA); "
+        "the first request compiles (announced, reported as compile_s). auto: on for CUDA, off "
+        "on a CPU",
     )
     add_plan_args(parser, profile_required)
 
@@ -113,6 +121,7 @@ def target_from_args(
         memory_cap_gib=args.memory_cap,
         ttft_target_s=args.ttft_target,
         headless=args.headless,
+        compile=getattr(args, "compile", "auto"),
     )
     probe = None
     if planned:

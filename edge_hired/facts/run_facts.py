@@ -53,6 +53,7 @@ class RunFacts:
     newline_rows: int  # image_newline tokens `--newline rows` may add at most
     prompt_tokens: int
     encoder_held: bool = False  # ONNX Runtime on a GPU provider: its arena is never returned
+    static_kv_cache: bool = False  # `--compile`: decode on a bucket-sized static KV cache
 
 
 def target_inputs(target: Target) -> PlanInputs:
@@ -71,7 +72,8 @@ def target_run_facts(
     """Facts for planning what `target` will load (no weights are read)."""
     inputs = target_inputs(target)
     facts = _request_facts(inputs, target.device.type, image_hw, prompt, prompt_tokens)
-    return replace(facts, encoder_held=_arena_held_before_load(target))
+    held = _arena_held_before_load(target)
+    return replace(facts, encoder_held=held, static_kv_cache=target.compile_decode)
 
 
 def _arena_held_before_load(target: Target) -> bool:
@@ -207,6 +209,7 @@ def run_request(
         image_hw=facts.image_hw,
         allocator=facts.device,
         encoder_held=facts.encoder_held,
+        static_kv_cache=facts.static_kv_cache,
     )
 
 
@@ -281,7 +284,10 @@ def pipeline_run_facts(
         config = read_config(source.path)
         inputs = inputs_from_config(config, loaded.quantization, loaded.compute_dtype)
     facts = _request_facts(inputs, pipeline.device.type, image_hw, prompt, None)
-    return replace(facts, encoder_held=holds_arena(pipeline.encoder_provider))
+    static = pipeline.static_decoder is not None
+    return replace(
+        facts, encoder_held=holds_arena(pipeline.encoder_provider), static_kv_cache=static
+    )
 
 
 def plan_for_pipeline(

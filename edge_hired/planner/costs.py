@@ -24,6 +24,7 @@ from enum import Enum
 from typing import TYPE_CHECKING
 
 from edge_hired.errors import InvalidArgumentError, expected
+from edge_hired.planner.buckets import length_bucket
 from edge_hired.planner.measured import ModelMeasurements, model_measurements
 from edge_hired.units import GIB, KIB, MIB, dtype_bytes
 
@@ -75,6 +76,9 @@ class CostKind(str, Enum):
     ENCODER_ARENA = "encoder_arena"  # ONNX Runtime's GPU arena: held for the session
     DEQUANT_BUFFER = "dequant_buffer"
     KV_CACHE = "kv_cache"
+    #: `--compile`: the decode's static KV cache, allocated whole at its bucket's length and
+    #: kept for the next request of that bucket, so held in every phase (issue 19).
+    STATIC_KV_CACHE = "static_kv_cache"
     PREFILL_ACTIVATIONS = "prefill_activations"
     OVERLAP = "overlap"  # takes back the smaller of two phases that do not coexist
     MARGIN = "margin"
@@ -326,6 +330,14 @@ def token_lines(
     text = request.prompt_tokens + request.extra_tokens
     cached = visual + text + request.max_new_tokens
     per_kib = inputs.kv_bytes_per_token / KIB
+    prefill = CostLine(
+        "prefill activations",
+        int(act * (visual + text)),
+        _prefill_note(device, visual + text),
+        CostKind.PREFILL_ACTIVATIONS,
+    )
+    if request.static_kv_cache:
+        return [*static_kv_lines(inputs, visual, text, request.max_new_tokens), prefill]
     return [
         CostLine(
             "KV cache",
@@ -334,11 +346,31 @@ def token_lines(
             f" x {per_kib:.1f} KiB ({inputs.kv_dtype})",
             CostKind.KV_CACHE,
         ),
+        prefill,
+    ]
+
+
+def static_kv_lines(inputs: PlanInputs, visual: int, text: int, new: int) -> list[CostLine]:
+    """The static cache at its bucket's length, and the prefill's own KV copied into it.
+
+    The prefill still fills a growing cache of the prompt (visual + text tokens), which is
+    copied into the static one before the first step; no step copies a layer any more.
+    """
+    per_token, per_kib = inputs.kv_bytes_per_token, inputs.kv_bytes_per_token / KIB
+    length = length_bucket(visual + text + new)
+    return [
         CostLine(
-            "prefill activations",
-            int(act * (visual + text)),
-            _prefill_note(device, visual + text),
-            CostKind.PREFILL_ACTIVATIONS,
+            "static KV cache",
+            per_token * length,
+            f"{length} positions, the bucket of {visual} visual + {text} prompt + {new} new"
+            f" tokens x {per_kib:.1f} KiB ({inputs.kv_dtype}), allocated whole and kept",
+            CostKind.STATIC_KV_CACHE,
+        ),
+        CostLine(
+            "KV cache",
+            per_token * (visual + text),
+            f"the prefill's, {visual} visual + {text} prompt tokens, copied into the static one",
+            CostKind.KV_CACHE,
         ),
     ]
 

@@ -81,6 +81,9 @@ class PlanRequest:
     #: The encoder runs in ONNX Runtime on a GPU provider (CUDA, TensorRT): its arena is held
     #: for the session, so it adds to the LLM's phase (`planner.costs.arena_line`).
     encoder_held: bool = False
+    #: `--compile`: decode on a static KV cache sized at a bucket (`planner.buckets`) instead of
+    #: a growing one (`planner.costs.static_kv_lines`).
+    static_kv_cache: bool = False
 
 
 def _inputs_from_manifest(manifest: Manifest, kv_dtype: str | None) -> PlanInputs:

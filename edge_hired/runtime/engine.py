@@ -29,6 +29,7 @@ from edge_hired.runtime.prefix import (
     text_embeddings,
 )
 from edge_hired.runtime.sampling import Sampler, SamplingOptions
+from edge_hired.runtime.static_decode import StaticBatch, StaticDecoder
 from edge_hired.runtime.vision import VisionOutput
 
 Mark = Callable[[str], None]  # called with "preprocessed", "encoded", "selected"
@@ -87,9 +88,15 @@ class Prefill:
 class Engine:
     """Prefill and decode on loaded `VlmParts` (checkpoint or bundle alike)."""
 
-    def __init__(self, parts: VlmParts, cache: PrefixCache | None = None) -> None:
+    def __init__(
+        self,
+        parts: VlmParts,
+        cache: PrefixCache | None = None,
+        static: StaticDecoder | None = None,
+    ) -> None:
         self.parts = parts
         self.cache = cache
+        self.static = static  # decode on static KV caches with a compiled step (issue 19)
 
     @property
     def eos_ids(self) -> frozenset[int]:
@@ -205,12 +212,19 @@ class Batch:
         self.engine = engine
         self.cache: DynamicCache | None = None
         self.mask: torch.Tensor | None = None
+        self.static = None if engine.static is None else static_batch(engine)
 
     def __len__(self) -> int:
+        if self.static is not None:
+            return len(self.static)
         return 0 if self.mask is None else int(self.mask.shape[0])
 
-    def join(self, prefill: Prefill) -> None:
-        """Add a prefilled request as the last row."""
+    def join(self, prefill: Prefill, reserve: int = 0) -> None:
+        """Add a prefilled request as the last row (`reserve`: the tokens it may decode)."""
+        if self.static is not None:
+            self.static.join(prefill.cache, prefill.mask, reserve)
+            prefill.cache = DynamicCache()  # copied into the static cache: free the growing one
+            return None
         if self.mask is None:
             self.cache, self.mask = prefill.cache, prefill.mask
             return
@@ -220,6 +234,8 @@ class Batch:
         """Only `rows` stay (the KV of the others is dropped)."""
         if len(rows) == len(self):
             return
+        if self.static is not None:
+            return self.static.keep(rows)
         if not rows:
             self.cache, self.mask = None, None
             return
@@ -227,6 +243,8 @@ class Batch:
 
     def step(self, tokens: list[int], positions: list[int]) -> torch.Tensor:
         """Feed each row its last token at its position; the next logits [B, V] float32."""
+        if self.static is not None:
+            return self.static.step(tokens, positions)
         self.cache, self.mask, logits = self.engine.decode_one_token(
             self.cache, self.mask, tokens, positions
         )
@@ -242,6 +260,11 @@ def finish_reason(
     if generated >= max_tokens:
         return "length"
     return None
+
+
+def static_batch(engine: Engine) -> StaticBatch:
+    """The static-cache rows of a batch on `engine` (its embeddings, its static decoder)."""
+    return StaticBatch(engine.static, lambda ids: text_embeddings(engine.parts, ids))
 
 
 def _no_mark(_name: str) -> None:

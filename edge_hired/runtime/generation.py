@@ -39,10 +39,11 @@ class Generation:
     prompt_tokens: int
     first_token_at: float
     finished_at: float
+    compile_s: float = 0.0  # compiling the decode step during this answer (not decoding)
 
     def decode_tokens_per_s(self) -> float:
         """Tokens after the first, per second of decoding (0 when only one token)."""
-        span = self.finished_at - self.first_token_at
+        span = self.finished_at - self.first_token_at - self.compile_s
         return (len(self.token_ids) - 1) / span if len(self.token_ids) > 1 and span > 0 else 0.0
 
 
@@ -65,8 +66,11 @@ def generate(
     _send(on_text, text.add((token,)))
     _decode_rest(engine, prefill, sampler, token, lambda t: _send(on_text, text.add((t,))))
     _send(on_text, text.flush())
-    prompt_tokens = prefill.prompt_tokens
-    return Generation(list(sampler.picked), prefill.prefix, prompt_tokens, first_at, clock())
+    prompt_tokens, done_at = prefill.prompt_tokens, clock()
+    compiled = engine.static.step.record.take_seconds() if engine.static is not None else 0.0
+    return Generation(
+        list(sampler.picked), prefill.prefix, prompt_tokens, first_at, done_at, compiled
+    )
 
 
 def _decode_rest(
@@ -74,8 +78,8 @@ def _decode_rest(
 ) -> None:
     """Decode steps of a batch of one after the first token."""
     batch, position = Batch(engine), prefill.prompt_tokens
-    batch.join(prefill)
     limit = sampler.options.max_new_tokens
+    batch.join(prefill, reserve=limit)
     while finish_reason(token, len(sampler.picked), limit, engine.eos_ids) is None:
         token = sampler.choose(batch.step([token], [position])[0])
         position += 1

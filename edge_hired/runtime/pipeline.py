@@ -33,6 +33,7 @@ from edge_hired.runtime.prefix import ImageInput, SelectionOptions, split_at_ima
 from edge_hired.runtime.prompts import conversation_ids
 from edge_hired.runtime.result import RunResult
 from edge_hired.runtime.sampling import SamplingOptions
+from edge_hired.runtime.static_decode import StaticDecoder
 from edge_hired.runtime.vision import VisionOutput
 
 if TYPE_CHECKING:
@@ -66,6 +67,12 @@ class Pipeline:
         self.device_reason = device_reason
         self.clock = clock or DeviceClock(parts.device)
         self.meter = meter or meter_for(parts.device.type)
+        self.static_decoder: StaticDecoder | None = None  # set by `use_static_decode`
+
+    def use_static_decode(self, decoder: StaticDecoder | None) -> None:
+        """Decode on static KV caches with `decoder`'s compiled step (None: eagerly)."""
+        self.static_decoder = decoder
+        self.__dict__.pop("engine", None)
 
     # Public accessors: code outside `runtime/` asks these, never `pipeline.parts`.
     @property
@@ -194,11 +201,11 @@ class Pipeline:
     @cached_property
     def engine(self) -> Engine:
         """The decode engine `run` uses (no image cache: every request computes its prefix)."""
-        return Engine(self.parts)
+        return Engine(self.parts, static=self.static_decoder)
 
     def engine_for(self, cache: PrefixCache | None) -> Engine:
         """A decode engine over this model that keeps prefixes in `cache` (the server's)."""
-        return Engine(self.parts, cache)
+        return Engine(self.parts, cache, self.static_decoder)
 
     def _mark(self) -> float:
         """A phase mark: the device drained, the time read, then its memory sampled."""
@@ -266,6 +273,7 @@ class Pipeline:
             encoder_provider=self.encoder_provider,
             device_peak_mib=self.meter.peak_mib(),
             signal=self.facts.signal,
+            compile_s=generation.compile_s,
         )
 
 

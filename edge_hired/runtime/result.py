@@ -30,6 +30,7 @@ class RunResult:
     encoder_provider: str | None = None  # ORT provider that really ran, or "torch:<device>"
     device_peak_mib: float | None = None  # device-level peak on a GPU / Jetson; None on a CPU
     signal: str = "cls"  # HiRED's attention signal: "cls" (CLIP) or "received" (SigLIP)
+    compile_s: float = 0.0  # compiling the decode step (first request of a shape), not in TTFT
 
     def to_dict(self) -> dict:
         """Plain JSON-ready dictionary."""
@@ -55,6 +56,11 @@ class RunResult:
                 *(
                     [f"device peak     {self.device_peak_mib:.0f} MiB"]
                     if self.device_peak_mib is not None
+                    else []
+                ),
+                *(
+                    [f"compile         {self.compile_s:.1f} s (first request)"]
+                    if self.compile_s
                     else []
                 ),
                 f"device          {self.device}, compute {self.compute_dtype or '?'}",

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from edge_hired.errors import InvalidArgumentError, expected
 from edge_hired.runtime.pipeline import Pipeline
+from edge_hired.runtime.static_decode import static_decoder_for
 from edge_hired.runtime.target import ModelSource, Target, TargetFlags, resolve_target
 
 DEMO_PRESET = "tiny-llava-next"
@@ -41,10 +42,13 @@ def model_source(model: str | None = None, bundle: str | Path | None = None) -> 
 def load_target(target: Target) -> Pipeline:
     """The pipeline of a resolved target: its source, loaded as it says (nothing re-decided)."""
     if target.source.kind == "model":
-        return Pipeline.from_pretrained(target.source.path, target=target)
-    from edge_hired.runtime.bundle_runtime import BundleLoadOptions, load_bundle_pipeline
+        pipeline = Pipeline.from_pretrained(target.source.path, target=target)
+    else:
+        from edge_hired.runtime.bundle_runtime import BundleLoadOptions, load_bundle_pipeline
 
-    return load_bundle_pipeline(target.source.path, BundleLoadOptions(), target)
+        pipeline = load_bundle_pipeline(target.source.path, BundleLoadOptions(), target)
+    pipeline.use_static_decode(static_decoder_for(target, pipeline.model))
+    return pipeline
 
 
 def load_pipeline(

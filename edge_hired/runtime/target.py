@@ -20,6 +20,7 @@ from edge_hired.device.compute_dtype import SavedModel, choose_compute_dtype, cp
 from edge_hired.device.torch_device import DeviceChoice, choose_torch_device, cuda_has_bf16
 from edge_hired.errors import InvalidArgumentError, expected
 from edge_hired.profiles import DeviceProfile, RuntimeSpec, load_profile
+from edge_hired.runtime.compile_policy import decide_compile
 from edge_hired.runtime.model_source import ModelSource
 from edge_hired.runtime.settings import applicable_runtime, kv_cache_dtype
 from edge_hired.units import check_quantization, normal_dtype
@@ -39,6 +40,7 @@ class TargetFlags:
     memory_cap_gib: float | None = None
     ttft_target_s: float | None = None
     headless: bool = False
+    compile: str = "auto"  # auto / on / off: the decode step (issue 19)
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,7 @@ class Target:
     reasons: tuple[str, ...]  # device, dtype, quantization: what the user sees
     notes: tuple[str, ...] = ()  # how the profile applied
     warnings: tuple[str, ...] = ()
+    compile_decode: bool = False  # static KV cache + compiled decode step (`--compile`)
 
     @property
     def torch_dtype(self) -> torch.dtype:
@@ -127,6 +130,7 @@ def resolve_target(
     kv, kv_notes = kv_cache_dtype(kv_requested, dtype.dtype, runtime)
     providers = flags.providers or (runtime.providers if runtime else None)
     quant_reason = f"LLM {quantization}" + (" (bitsandbytes at load)" if _at_load(saved) else "")
+    compiled, compile_note = decide_compile(flags.compile, choice.device.type)
     return Target(
         source=source,
         device=choice.device,
@@ -140,8 +144,10 @@ def resolve_target(
         ttft_target_s=flags.ttft_target_s,
         headless=flags.headless,
         reasons=(choice.reason, dtype.reason, quant_reason),
-        notes=(*notes, *_profile_notes(profile, runtime, flags), *kv_notes),
+        notes=(*notes, *_profile_notes(profile, runtime, flags), *kv_notes)
+        + ((compile_note,) if compiled or flags.compile != "auto" else ()),
         warnings=(dtype.warning,) if dtype.warning else (),
+        compile_decode=compiled,
     )
 
 

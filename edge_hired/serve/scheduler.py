@@ -186,7 +186,7 @@ class Scheduler:
         row = Row(job, sampler, token, prefill.prompt_tokens)
         if self._finished(row):
             return
-        self.batch.join(prefill)
+        self.batch.join(prefill, reserve=job.sampling.max_new_tokens - row.generated)
         self.rows.append(row)
 
     def _decode_step(self) -> None:
