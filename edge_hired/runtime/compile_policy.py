@@ -39,12 +39,22 @@ Step = Callable[..., torch.Tensor]
 Compiler = Callable[[Step], Step]
 
 
-def decide_compile(flag: str, device_type: str) -> tuple[bool, str]:
-    """(compile?, reason) for `--compile` on this device; the target records both."""
+def decide_compile(flag: str, device_type: str, unified: bool = False) -> tuple[bool, str]:
+    """(compile?, reason) for `--compile` on this device; the target records both.
+
+    `unified`: the GPU shares the host's memory (a Jetson). There auto stays eager: the prefill
+    still fills a growing cache that is then copied into the static one, so both sit side by side
+    at the peak, and on an 8 GB board that KV is what the token budget is made of.
+    """
     if flag not in COMPILE_CHOICES:
         raise InvalidArgumentError(expected("--compile", " / ".join(COMPILE_CHOICES), flag))
     if flag != "auto":
         return flag == "on", f"decode step {'compiled' if flag == 'on' else 'eager'}: --compile"
+    if device_type == "cuda" and unified:
+        return False, (
+            "decode step eager: auto on unified memory (a static cache would double the KV "
+            "at the peak; --compile on to force)"
+        )
     if device_type == "cuda":
         return True, "decode step compiled (static KV cache, CUDA graphs): auto on CUDA"
     return False, "decode step eager: auto on a CPU (compiling measured no gain here)"

@@ -130,7 +130,8 @@ def resolve_target(
     kv, kv_notes = kv_cache_dtype(kv_requested, dtype.dtype, runtime)
     providers = flags.providers or (runtime.providers if runtime else None)
     quant_reason = f"LLM {quantization}" + (" (bitsandbytes at load)" if _at_load(saved) else "")
-    compiled, compile_note = decide_compile(flags.compile, choice.device.type)
+    unified = _unified_memory(profile, choice.device)
+    compiled, compile_note = decide_compile(flags.compile, choice.device.type, unified)
     return Target(
         source=source,
         device=choice.device,
@@ -149,6 +150,17 @@ def resolve_target(
         warnings=(dtype.warning,) if dtype.warning else (),
         compile_decode=compiled,
     )
+
+
+def _unified_memory(profile: DeviceProfile | None, device: torch.device) -> bool:
+    """Whether a CUDA device shares the host's memory: the profile says so, else a Jetson."""
+    if device.type != "cuda":
+        return False
+    if profile is not None:
+        return bool(profile.memory.unified)
+    from edge_hired.device.jetson import detect_jetson
+
+    return detect_jetson().is_jetson
 
 
 def _profile(given: str | Path | DeviceProfile | None) -> DeviceProfile | None:

@@ -36,6 +36,14 @@ def test_auto_compiles_on_cuda_only_and_the_flag_wins(flag, device, compiled) ->
     assert decide_compile(flag, device)[0] is compiled
 
 
+@pytest.mark.parametrize(("flag", "compiled"), [("auto", False), ("on", True)])
+def test_auto_stays_eager_on_unified_memory_unless_forced(flag, compiled) -> None:
+    """A Jetson: the static cache would sit beside the prefill's growing cache at the peak."""
+    decided, reason = decide_compile(flag, "cuda", unified=True)
+    assert decided is compiled
+    assert ("unified memory" in reason) is (flag == "auto")
+
+
 def test_an_unknown_compile_choice_is_a_one_line_error() -> None:
     with pytest.raises(InvalidArgumentError, match="--compile: expected auto / on / off"):
         decide_compile("fast", "cpu")

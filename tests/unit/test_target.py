@@ -147,3 +147,18 @@ def test_config_dtype_reads_dtype_or_torch_dtype_and_defaults_to_fp32() -> None:
     assert config_dtype(Config(torch_dtype="float16")) == "float16"
     assert config_dtype(Config(dtype="auto", text_config=Config(dtype="bfloat16"))) == "bfloat16"
     assert config_dtype(Config()) == "float32"
+
+
+@pytest.mark.parametrize(
+    ("profile", "flag", "compiled"),
+    [
+        ("rtx-4060-8gb", "auto", True),  # discrete GPU: the static cache is its own memory
+        ("orin-nx-8gb", "auto", False),  # unified: it would sit beside the prefill's cache
+        ("orin-nx-8gb", "on", True),
+    ],
+)
+def test_auto_compiles_the_decode_step_on_discrete_gpus_only(
+    checkpoint, profile: str, flag: str, compiled: bool
+) -> None:
+    target = target_of(checkpoint("float16"), FakeProbe(ORIN), profile=profile, compile=flag)
+    assert target.compile_decode is compiled
