@@ -31,10 +31,19 @@ from edge_hired.hired.geometry import ImageGeometry
 from edge_hired.hired.prumerge import prumerge
 from edge_hired.hired.strategies import MergeInfo, Plan
 
-STRATEGIES = ("full", "hired", "hired-ref", "spatial", "random", "prumerge", "prumerge+")
-#: Strategies that read token features (`features=`) and not attention rows. `select_tokens`
-#: accepts them; they join STRATEGIES (the CLI's list) once the runtime passes features.
+#: Strategies that read token features (`features=`) and not attention rows; the runtime passes
+#: the features the LLM's tokens are made from (`runtime.prefix.token_features`).
 FEATURE_STRATEGIES = ("dart",)
+STRATEGIES = (
+    "full",
+    "hired",
+    "hired-ref",
+    "spatial",
+    "random",
+    "prumerge",
+    "prumerge+",
+    *FEATURE_STRATEGIES,
+)
 NEWLINE_MODES = ("none", "rows")
 
 __all__ = ["FEATURE_STRATEGIES", "STRATEGIES", "Selection", "check_strategy", "select_tokens"]

@@ -20,6 +20,12 @@ from edge_hired.hired import Selection
 from edge_hired.hired.geometry import ImageGeometry
 from edge_hired.runtime.kv import LayerKV, fresh_cache, join_rows, keep_rows, layers_of, nbytes
 from edge_hired.runtime.loading import VlmParts
+from edge_hired.runtime.positions import (
+    TEXT_POSITIONS,
+    RopePositions,
+    TextPositions,
+    step_positions,
+)
 from edge_hired.runtime.prefix import (
     ImageInput,
     SelectionOptions,
@@ -28,6 +34,8 @@ from edge_hired.runtime.prefix import (
     select,
     text_embeddings,
 )
+from edge_hired.runtime.qwen_prefix import native_prefill
+from edge_hired.runtime.qwen_vision import NativeVisionOutput
 from edge_hired.runtime.sampling import Sampler, SamplingOptions
 from edge_hired.runtime.vision import VisionOutput
 
@@ -50,6 +58,7 @@ class Prefix:
     length: int
     geometry: ImageGeometry | None = None
     chosen: Selection | None = None
+    positions: TextPositions | RopePositions = TEXT_POSITIONS  # M-RoPE for the Qwen families
 
     @property
     def strategy(self) -> str:
@@ -82,6 +91,11 @@ class Prefill:
     def prompt_tokens(self) -> int:
         """Positions the LLM attended to before answering (text and kept visual tokens)."""
         return int(self.mask.shape[1])
+
+    @property
+    def positions(self) -> TextPositions | RopePositions:
+        """How this request's tokens are placed (the decode step asks it per new token)."""
+        return self.prefix.positions
 
 
 class Engine:
@@ -116,20 +130,29 @@ class Engine:
         device = self.parts.device
         total = prefix.length + len(suffix_ids)
         mask = torch.ones((1, total), dtype=torch.long, device=device)
-        positions = torch.arange(prefix.length, total, device=device)[None]
+        positions = prefix.positions.span(prefix.length, total, device)
         embeds = text_embeddings(self.parts, suffix_ids)[None]
         out = self._forward(embeds, mask, positions, cache)
         return Prefill(out.past_key_values, mask, out.logits[0, -1].float(), prefix, hit)
 
     @torch.inference_mode()
     def decode_one_token(
-        self, cache: DynamicCache, mask: torch.Tensor, tokens: list[int], positions: list[int]
+        self,
+        cache: DynamicCache,
+        mask: torch.Tensor,
+        tokens: list[int],
+        positions: list[int],
+        schemes: list[TextPositions | RopePositions] | None = None,
     ) -> tuple[DynamicCache, torch.Tensor, torch.Tensor]:
-        """One decode step for every row: (cache, mask, logits [B, V] float32)."""
+        """One decode step for every row: (cache, mask, logits [B, V] float32).
+
+        `positions` are the rows' sequence indices; `schemes` (default: text) turn them into
+        what the LLM reads (M-RoPE rows continue from their unpruned maximum + 1).
+        """
         device = self.parts.device
         ids = torch.as_tensor(tokens, dtype=torch.long, device=device)[:, None]
         mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=1)
-        where = torch.as_tensor(positions, dtype=torch.long, device=device)[:, None]
+        where = step_positions(schemes or [TEXT_POSITIONS] * len(tokens), positions, device)
         out = self._forward(text_embeddings(self.parts, ids), mask, where, cache)
         return out.past_key_values, mask, out.logits[:, -1].float()
 
@@ -176,6 +199,9 @@ class Engine:
         geometry, vision = self._vision(image, mark)
         chosen = select(geometry, vision, selection)
         mark("selected")
+        if isinstance(vision, NativeVisionOutput):
+            length, positions, cache = native_prefill(self.parts, ids, vision, chosen)
+            return Prefix([], length, geometry, chosen, positions), cache
         embeds = prefix_embeddings(self.parts, ids, vision, chosen)
         length = embeds.shape[1]
         mask = torch.ones((1, length), dtype=torch.long, device=self.parts.device)
@@ -205,12 +231,14 @@ class Batch:
         self.engine = engine
         self.cache: DynamicCache | None = None
         self.mask: torch.Tensor | None = None
+        self.schemes: list[TextPositions | RopePositions] = []
 
     def __len__(self) -> int:
         return 0 if self.mask is None else int(self.mask.shape[0])
 
     def join(self, prefill: Prefill) -> None:
         """Add a prefilled request as the last row."""
+        self.schemes.append(prefill.positions)
         if self.mask is None:
             self.cache, self.mask = prefill.cache, prefill.mask
             return
@@ -220,6 +248,7 @@ class Batch:
         """Only `rows` stay (the KV of the others is dropped)."""
         if len(rows) == len(self):
             return
+        self.schemes = [self.schemes[r] for r in rows]
         if not rows:
             self.cache, self.mask = None, None
             return
@@ -228,7 +257,7 @@ class Batch:
     def step(self, tokens: list[int], positions: list[int]) -> torch.Tensor:
         """Feed each row its last token at its position; the next logits [B, V] float32."""
         self.cache, self.mask, logits = self.engine.decode_one_token(
-            self.cache, self.mask, tokens, positions
+            self.cache, self.mask, tokens, positions, self.schemes
         )
         return logits
 

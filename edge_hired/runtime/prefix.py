@@ -14,10 +14,11 @@ import torch
 from PIL import Image
 
 from edge_hired.errors import InvalidArgumentError, expected
-from edge_hired.hired import Selection, select_tokens
+from edge_hired.hired import FEATURE_STRATEGIES, Selection, select_tokens
 from edge_hired.hired.geometry import ImageGeometry
 from edge_hired.runtime.assemble import image_token_position, visual_sequence
-from edge_hired.runtime.loading import VlmParts
+from edge_hired.runtime.loading import NativeFacts, VlmParts
+from edge_hired.runtime.qwen_prefix import native_preprocess
 from edge_hired.runtime.vision import VisionOutput
 
 MERGING = ("prumerge", "prumerge+")
@@ -61,6 +62,8 @@ def preprocess(parts: VlmParts, picture: Image.Image) -> tuple[torch.Tensor, Ima
     ONNX Runtime takes host memory (a copy to CUDA here would only come straight back).
     """
     geometry = parts.facts.geometry_for((picture.height, picture.width))
+    if isinstance(parts.facts, NativeFacts):
+        return native_preprocess(parts.processor, geometry, picture)
     batch = parts.processor.image_processor(images=picture, return_tensors="pt")
     pixels = batch["pixel_values"].reshape(-1, *batch["pixel_values"].shape[-3:])
     if pixels.shape[0] != geometry.num_partitions:
@@ -75,6 +78,7 @@ def preprocess(parts: VlmParts, picture: Image.Image) -> tuple[torch.Tensor, Ima
 def select(geometry: ImageGeometry, vision: VisionOutput, options: SelectionOptions) -> Selection:
     """Run the HiRED core on the encoder's attention rows."""
     keys = vision.keys_final.float().cpu().numpy() if options.strategy in MERGING else None
+    features = token_features(vision) if options.strategy in FEATURE_STRATEGIES else None
     return select_tokens(
         geometry,
         options.strategy,
@@ -87,7 +91,14 @@ def select(geometry: ImageGeometry, vision: VisionOutput, options: SelectionOpti
         newline=options.newline,
         seed=options.seed,
         keys=keys,
+        features=features,
     )
+
+
+def token_features(vision: VisionOutput) -> object:
+    """What DART compares, [P, N, D] float32: the features the LLM's tokens are made from
+    (Qwen: the merged visual tokens; LLaVA: the feature layer's patch features)."""
+    return vision.features.float().cpu().numpy()
 
 
 def text_embeddings(parts: VlmParts, ids: torch.Tensor) -> torch.Tensor:
