@@ -12,7 +12,8 @@ from edge_hired.hired import STRATEGIES
 
 STRATEGY_HELP = (
     "hired (default), full (no dropping), hired-ref (the paper's published arithmetic), "
-    "spatial, random, prumerge, prumerge+ (adaptive count), dart (duplication-aware pruning)"
+    "spatial, random, prumerge, prumerge+ (adaptive count), dart (duplication-aware), "
+    "resize (Qwen: the image shrunk to the budget)"
 )
 
 

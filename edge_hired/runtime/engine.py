@@ -16,7 +16,7 @@ from typing import Any, Protocol
 import torch
 from transformers import DynamicCache
 
-from edge_hired.hired import Selection
+from edge_hired.hired import RESIZE, Selection
 from edge_hired.hired.geometry import ImageGeometry
 from edge_hired.runtime.kv import LayerKV, fresh_cache, join_rows, keep_rows, layers_of, nbytes
 from edge_hired.runtime.loading import VlmParts
@@ -196,7 +196,7 @@ class Engine:
         self, ids: torch.Tensor, image: ImageInput, selection: SelectionOptions, mark: Mark
     ) -> tuple[Prefix, DynamicCache]:
         """The prefix's figures (no tensors) and its freshly prefilled KV cache."""
-        geometry, vision = self._vision(image, mark)
+        geometry, vision = self._vision(image, mark, selection)
         chosen = select(geometry, vision, selection)
         mark("selected")
         if isinstance(vision, NativeVisionOutput):
@@ -209,13 +209,19 @@ class Engine:
         out = self._forward(embeds, mask, positions, DynamicCache())
         return Prefix([], length, geometry, chosen), out.past_key_values
 
-    def _vision(self, image: ImageInput, mark: Mark) -> tuple[ImageGeometry, VisionOutput]:
-        """Geometry and encoder output of the image, cached by the image bytes' sha256."""
-        key = ("vision", image.sha256)
+    def _vision(
+        self, image: ImageInput, mark: Mark, selection: SelectionOptions
+    ) -> tuple[ImageGeometry, VisionOutput]:
+        """Geometry and encoder output of the image, cached by the image bytes' sha256.
+
+        The resize baseline encodes a smaller image: its key carries the budget.
+        """
+        resize = selection.strategy == RESIZE
+        key = ("vision", image.sha256, (selection.ratio, selection.tokens, selection.cap) * resize)
         found = self._cached(image, key)
         if found is not None:
             return found
-        pixels, geometry = preprocess(self.parts, image.picture)
+        pixels, geometry = preprocess(self.parts, image.picture, selection)
         mark("preprocessed")
         vision = self.parts.encoder(pixels)
         mark("encoded")

@@ -19,21 +19,44 @@ from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 from edge_hired.errors import InvalidArgumentError, expected
 from edge_hired.hired import Selection
+from edge_hired.hired.budget import resolve_budget
+from edge_hired.hired.native_geometry import native_geometry
+from edge_hired.hired.native_resize import resize_limits
 from edge_hired.runtime.positions import RopePositions
 from edge_hired.runtime.qwen_positions import prune_prompt
 from edge_hired.runtime.qwen_vision import NativePixels, NativeVisionOutput
 
 
 def native_preprocess(
-    processor: Any, geometry: Any, picture: Image.Image
+    processor: Any,
+    geometry: Any,
+    picture: Image.Image,
+    limits: tuple[int, int] | None = None,
+    resize_budget: int | None = None,
 ) -> tuple[NativePixels, Any]:
-    """The Qwen image processor's patches and grid, checked against our geometry."""
-    batch = processor.image_processor(images=picture, return_tensors="pt")
+    """The Qwen image processor's patches and grid, checked against our geometry.
+
+    `limits` (min_pixels, max_pixels) override the processor's for the resize baseline.
+    """
+    size = None if limits is None else {"shortest_edge": limits[0], "longest_edge": limits[1]}
+    extra = {} if size is None else {"size": size}
+    batch = processor.image_processor(images=picture, return_tensors="pt", **extra)
     grid = batch["image_grid_thw"]
     if grid.tolist() != [list(geometry.grid_thw)]:
         want = f"[{list(geometry.grid_thw)}] (the geometry's)"
         raise InvalidArgumentError(expected("image_grid_thw", want, grid.tolist()))
-    return NativePixels(batch["pixel_values"], grid, geometry), geometry
+    return NativePixels(batch["pixel_values"], grid, geometry, resize_budget), geometry
+
+
+def resize_preprocess(
+    processor: Any, facts: Any, picture: Image.Image, selection: Any
+) -> tuple[NativePixels, Any]:
+    """The resize baseline: the budget K of the full image, then the image shrunk to K tokens."""
+    full = facts.geometry_for((picture.height, picture.width))
+    budget = resolve_budget(full, selection.ratio, selection.tokens, selection.cap)
+    limits = resize_limits(full, budget, facts.min_pixels)
+    geometry = native_geometry(full.image_size, full.patch_size, full.merge, *limits)
+    return native_preprocess(processor, geometry, picture, limits, budget)
 
 
 def kept_encoder_outputs(vision: NativeVisionOutput, kept: np.ndarray) -> Any:

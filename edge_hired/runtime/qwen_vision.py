@@ -32,6 +32,7 @@ class NativePixels:
     pixel_values: torch.Tensor  # [patches, C x T x p x p]
     grid_thw: torch.Tensor  # [1, 3] (1, patch rows, patch cols)
     geometry: NativeGeometry
+    resize_budget: int | None = None  # the resize baseline's K (the image was shrunk to it)
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,7 @@ class NativeVisionOutput(VisionOutput):
 
     deepstack: tuple[torch.Tensor, ...] = ()  # per DeepStack layer [N, D] (Qwen3-VL only)
     grid_thw: torch.Tensor | None = None  # [1, 3], for the M-RoPE positions
+    resize_budget: int | None = None  # the resize baseline's K, else None
 
     @property
     def nbytes(self) -> int:
@@ -83,7 +85,14 @@ class QwenVisionEncoder:
         features = out.pooler_output[0][None]
         deepstack = tuple(layer[0] for layer in getattr(out, "deepstack_features", None) or ())
         return NativeVisionOutput(
-            features, units, units, features, "received", deepstack, pixels.grid_thw
+            features,
+            units,
+            units,
+            features,
+            "received",
+            deepstack,
+            pixels.grid_thw,
+            pixels.resize_budget,
         )
 
     def _patch_signal(self, captured: dict, geometry: NativeGeometry) -> np.ndarray:

@@ -25,6 +25,7 @@ from transformers.models.qwen3_vl.modeling_qwen3_vl import eager_attention_forwa
 
 from edge_hired.hired import select_tokens
 from edge_hired.hired.native_geometry import window_index
+from edge_hired.hired.native_resize import resize_limits, tokens_under
 from edge_hired.models.tiny import build_checkpoint
 from edge_hired.runtime.pipeline import Pipeline
 from edge_hired.runtime.prefix import SelectionOptions
@@ -68,10 +69,10 @@ def run(pipeline: Pipeline, picture: Any, strategy: str, ratio: float | None) ->
     return pipeline.run(picture, PROMPT, options, SamplingOptions(max_new_tokens=NEW_TOKENS))
 
 
-def stock_inputs(pipeline: Pipeline, picture: Any) -> dict[str, torch.Tensor]:
+def stock_inputs(pipeline: Pipeline, picture: Any, pixels: Any = None) -> dict[str, torch.Tensor]:
     """The stock processor's inputs: the chat prompt with N placeholders, patches, grid."""
-    processor = pipeline.processor
-    pixels = processor.image_processor(images=picture, return_tensors="pt")
+    if pixels is None:
+        pixels = pipeline.processor.image_processor(images=picture, return_tensors="pt")
     count = int(pixels["image_grid_thw"].prod()) // 4
     ids = pipeline.prompt_ids(PROMPT)
     image_id = pipeline.facts.image_token_id
@@ -225,3 +226,22 @@ def test_dart_keeps_what_the_rule_keeps(pipelines: dict[str, Pipeline], family: 
     result = run(pipeline, picture, "dart", 0.2)
     assert result.visual_tokens_kept == geometry.num_tokens // 5
     assert result.kept[0] == rule.kept[0].tolist()
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_resize_is_the_stock_model_on_the_shrunk_image(
+    pipelines: dict[str, Pipeline], family: str
+) -> None:
+    pipeline, picture = pipelines[family], noise(*SHAPES["wide"])
+    facts = pipeline.facts
+    full = facts.geometry_for((picture.height, picture.width))
+    budget = full.num_tokens // 5
+    low, cap = resize_limits(full, budget, facts.min_pixels)
+    result = run(pipeline, picture, "resize", 0.2)
+    assert result.budget_tokens == budget
+    assert result.visual_tokens_kept == tokens_under(full, low, cap) <= budget
+    size = {"shortest_edge": low, "longest_edge": cap}
+    pixels = pipeline.processor.image_processor(images=picture, return_tensors="pt", size=size)
+    inputs = stock_inputs(pipeline, picture, pixels)
+    assert inputs["image_grid_thw"].prod() // 4 == result.visual_tokens_kept
+    assert result.token_ids == stock_generate(pipeline, inputs)
