@@ -34,7 +34,7 @@ from edge_hired.runtime.prefix import (
     select,
     text_embeddings,
 )
-from edge_hired.runtime.qwen_prefix import native_prefill
+from edge_hired.runtime.qwen_prefix import native_prefill, refuse_shared_cache
 from edge_hired.runtime.qwen_vision import NativeVisionOutput
 from edge_hired.runtime.sampling import Sampler, SamplingOptions
 from edge_hired.runtime.vision import VisionOutput
@@ -126,6 +126,8 @@ class Engine:
         mark: Mark | None = None,
     ) -> Prefill:
         """The request's prefix (cached or computed) plus its suffix, prefilled."""
+        if self.cache is not None:
+            refuse_shared_cache(self.parts.llm)
         prefix, cache, hit = self._prefix(prefix_ids, image, selection, mark or _no_mark)
         device = self.parts.device
         total = prefix.length + len(suffix_ids)
