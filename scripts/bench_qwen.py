@@ -74,9 +74,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", default="448x672", help="image HEIGHTxWIDTH")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--dtype", default="bf16", help="compute dtype (default bf16)")
     args = parser.parse_args()
     size = tuple(int(v) for v in args.size.split("x"))
-    pipeline = Pipeline.from_pretrained(str(default_checkpoint("mid-qwen3-vl")), "cpu")
+    checkpoint = str(default_checkpoint("mid-qwen3-vl"))
+    pipeline = Pipeline.from_pretrained(checkpoint, "cpu", args.dtype)
     before = cpu_pressure()
     runs = measure(pipeline, size, args.repeats)
     result = runs["full"][0]
