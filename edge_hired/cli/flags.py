@@ -67,7 +67,7 @@ def add_source_args(parser: argparse.ArgumentParser, bundle_help: str) -> None:
     source.add_argument(
         "--model",
         metavar="DIR_OR_HUB_ID",
-        help="LLaVA-NeXT or LLaVA-1.5 checkpoint (default: the embedded tiny demo model)",
+        help="LLaVA or Qwen-VL checkpoint (default: the embedded tiny demo model)",
     )
     source.add_argument("--bundle", metavar="DIR", help=bundle_help)
     parser.add_argument("--image", metavar="PATH", help="image file (default: the bundled sample)")
