@@ -7,13 +7,16 @@ The model is the `mid-qwen3-vl` preset (random weights, built once into the cach
 bf16. The encoder runs on the whole image in every setting (HiRED and DART select after it; the
 resize baseline encodes the image shrunk to the budget), so the encoder's share of TTFT bounds
 what dropping can save. Settings run interleaved after a warm-up; medians are printed with the
-CPU pressure seen during the runs (/proc/pressure/cpu), since other load skews them.
+CPU pressure seen during the runs (/proc/pressure/cpu), since other load skews them; the
+process's CPU seconds per request (`time.process_time`, all its threads) are printed beside the
+wall-clock figures, as they move far less when other processes take the cores.
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
+import time
 from pathlib import Path
 
 from edge_hired.models.tiny import default_checkpoint
@@ -34,6 +37,7 @@ ROWS = (
     ("encode s", lambda r: r.timings_s["encode"]),
     ("encoder share of TTFT", lambda r: r.timings_s["encode"] / r.ttft_s),
     ("prefill to first token s", lambda r: r.timings_s["prefill_to_first_token"]),
+    ("CPU s per request (process time)", lambda r: r.cpu_s),
 )
 
 
@@ -45,16 +49,40 @@ def cpu_pressure() -> float:
     return float(path.read_text().split()[1].split("=")[1])
 
 
+class Timed:
+    """A RunResult and the process CPU seconds of the whole request."""
+
+    def __init__(self, result, cpu_s: float) -> None:
+        self.result, self.cpu_s = result, cpu_s
+
+    def __getattr__(self, name: str):
+        return getattr(self.result, name)
+
+
+def timed_run(pipeline: Pipeline, image, options: SelectionOptions) -> Timed:
+    start = time.process_time()
+    result = pipeline.run(image, PROMPT, options, SAMPLING)
+    return Timed(result, time.process_time() - start)
+
+
 def measure(pipeline: Pipeline, size: tuple[int, int], repeats: int) -> dict[str, list]:
-    """Per setting: the RunResults of `repeats` interleaved runs (after one warm-up each)."""
+    """Per setting: the timed results of `repeats` interleaved runs (after one warm-up each)."""
     image = textured_image(*size, seed=0)
     for options in SETTINGS.values():
         pipeline.run(image, PROMPT, options, SAMPLING)
     runs: dict[str, list] = {name: [] for name in SETTINGS}
     for _ in range(repeats):
         for name, options in SETTINGS.items():
-            runs[name].append(pipeline.run(image, PROMPT, options, SAMPLING))
+            runs[name].append(timed_run(pipeline, image, options))
     return runs
+
+
+def encoder_cpu_s(pipeline: Pipeline, size: tuple[int, int]) -> float:
+    """Process CPU seconds of preprocessing and encoding the whole image once."""
+    image = textured_image(*size, seed=0)
+    start = time.process_time()
+    pipeline.encode(pipeline.preprocess(image)[0])
+    return time.process_time() - start
 
 
 def report(runs: dict[str, list]) -> str:
@@ -67,6 +95,9 @@ def report(runs: dict[str, list]) -> str:
     full = statistics.median(r.ttft_s for r in runs["full"])
     ratios = [full / statistics.median(r.ttft_s for r in runs[name]) for name in names]
     lines.append("| TTFT full / setting | " + " | ".join(f"{v:.2f}x" for v in ratios) + " |")
+    full = statistics.median(r.cpu_s for r in runs["full"])
+    ratios = [full / statistics.median(r.cpu_s for r in runs[name]) for name in names]
+    lines.append("| CPU s full / setting | " + " | ".join(f"{v:.2f}x" for v in ratios) + " |")
     return "\n".join(lines)
 
 
@@ -88,6 +119,9 @@ def main() -> None:
         f"{result.compute_dtype}, {args.repeats} repeats"
     )
     print(report(runs))
+    encoder = encoder_cpu_s(pipeline, size)
+    full_cpu = statistics.median(r.cpu_s for r in runs["full"])
+    print(f"encoder (whole image) CPU s: {encoder:.3g}, {encoder / full_cpu:.0%} of full's request")
     print(f"cpu pressure avg10: {before:.1f}% before, {cpu_pressure():.1f}% after")
 
 
