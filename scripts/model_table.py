@@ -5,12 +5,15 @@ image, and the plan on the 8 GB Orins, from each checkpoint's configuration alon
 
 No weights are downloaded or allocated (configs from `edge_hired.models.reference_configs`,
 parameters counted on the meta device). One request: the largest image layout of the model,
-64 prompt + 64 new tokens, each profile's compute and KV dtype, desktop running.
+64 prompt + 64 new tokens, each profile's compute and KV dtype, desktop running. The Qwen-VL
+rows (native resolution, one partition) are planned for images up to 1344 x 1344 px
+(`PLAN_MAX_PIXELS`, the processor's `max_pixels` a deployment sets; the hub's default cap of
+16.7 Mpx is 16,384 tokens).
 """
 
 from __future__ import annotations
 
-from edge_hired.facts.config_inputs import inputs_from_config
+from edge_hired.facts.config_inputs import PLAN_MAX_PIXELS, inputs_from_config
 from edge_hired.facts.memory_cap import memory_cap
 from edge_hired.models import reference_configs as ref
 from edge_hired.planner.arithmetic import PlanError, plan_budget
@@ -60,6 +63,20 @@ def row(name: str, config) -> str:
     )
 
 
+def native_row(name: str, config) -> str:
+    """One Markdown row of a Qwen-VL checkpoint."""
+    tower = config.vision_config
+    layout = f"{tower.patch_size} px patches, {tower.depth} blocks, {tower.spatial_merge_size}"
+    layout += f"x{tower.spatial_merge_size} merge"
+    _, tokens = inputs_from_config(config, "none", "float16").max_geometry()
+    side = int(PLAN_MAX_PIXELS**0.5)
+    cells = [cell(config, d, q) for d in DEVICES for q in QUANTIZATIONS]
+    per_image = f"{tokens} (1 partition, {side}x{side} px)"
+    return f"| {name} | {config.model_type} | {layout} | received | {per_image} | " + (
+        " | ".join(cells) + " |"
+    )
+
+
 def table() -> str:
     """The Markdown table."""
     heads = [f"{d} {'4-bit' if q == '4bit' else 'fp16'}" for d in DEVICES for q in QUANTIZATIONS]
@@ -69,7 +86,9 @@ def table() -> str:
         + " |",
         "|---" * (5 + len(heads)) + "|",
     ]
-    return "\n".join(lines + [row(name, make()) for name, make in MODELS.items()])
+    rows = [row(name, make()) for name, make in MODELS.items()]
+    rows += [native_row(name, make()) for name, (make, _) in ref.QWEN_REFERENCE_MODELS.items()]
+    return "\n".join(lines + rows)
 
 
 if __name__ == "__main__":

@@ -50,7 +50,7 @@ def add_eval_parser(subparsers: argparse._SubParsersAction) -> None:
     source.add_argument(
         "--model",
         metavar="DIR_OR_HUB_ID",
-        help="LLaVA-NeXT or LLaVA-1.5 checkpoint (default: the tiny demo model)",
+        help="LLaVA or Qwen-VL checkpoint (default: the tiny demo model)",
     )
     source.add_argument("--bundle", metavar="DIR", help="a bundle written by `edge-hired export`")
     parser.add_argument(

@@ -12,7 +12,8 @@ from edge_hired.hired import STRATEGIES
 
 STRATEGY_HELP = (
     "hired (default), full (no dropping), hired-ref (the paper's published arithmetic), "
-    "spatial, random, prumerge, prumerge+ (adaptive count)"
+    "spatial, random, prumerge, prumerge+ (adaptive count), dart (duplication-aware), "
+    "resize (Qwen: the image shrunk to the budget)"
 )
 
 
@@ -66,7 +67,7 @@ def add_source_args(parser: argparse.ArgumentParser, bundle_help: str) -> None:
     source.add_argument(
         "--model",
         metavar="DIR_OR_HUB_ID",
-        help="LLaVA-NeXT or LLaVA-1.5 checkpoint (default: the embedded tiny demo model)",
+        help="LLaVA or Qwen-VL checkpoint (default: the embedded tiny demo model)",
     )
     source.add_argument("--bundle", metavar="DIR", help=bundle_help)
     parser.add_argument("--image", metavar="PATH", help="image file (default: the bundled sample)")

@@ -92,7 +92,7 @@ def show_from_args(args: argparse.Namespace) -> int:
     from edge_hired.cli.runtime_flags import source_from_args, target_from_args
     from edge_hired.runtime.images import load_image
     from edge_hired.runtime.sources import default_image
-    from edge_hired.visualize import show
+    from edge_hired.visualize_native import show_any as show
 
     out = check_out_path(args.out)  # fail fast, before a long model load
     target = target_from_args(args, source_from_args(args), quiet=args.json)

@@ -1,4 +1,4 @@
-"""`PlanInputs` from a transformers LLaVA config alone, the weights counted on the meta device.
+"""`PlanInputs` from a transformers LLaVA or Qwen-VL config alone, weights counted on meta.
 
 Host-side fact gathering for `plan --model` and `run --model`: torch and transformers build the
 model's skeleton without memory, so the pure planner never imports them.
@@ -6,6 +6,7 @@ model's skeleton without memory, so the pure planner never imports them.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from edge_hired.planner.inputs import PlanInputs, parameter_bytes
@@ -24,8 +25,10 @@ def inputs_from_config(
     row); embeddings, norms, lm_head, the vision tower and the projector stay in the compute
     dtype. Buffers (rotary tables, position ids) are left out: a few KiB.
     """
-    from edge_hired.runtime.loading import model_facts
+    from edge_hired.runtime.loading import NATIVE_FAMILIES, model_facts
 
+    if config.model_type in NATIVE_FAMILIES:
+        return native_inputs_from_config(config, quantization, compute_dtype, kv_dtype)
     check_quantization(quantization)
     compute = normal_dtype(compute_dtype)
     facts, text, tower = model_facts(config), config.text_config, config.vision_config
@@ -100,3 +103,75 @@ def _count_weights(config: Any, quantization: str, size: int) -> dict[str, int]:
             if scheme != "none":
                 totals["largest"] = max(totals["largest"], param.numel())
     return totals
+
+
+#: The largest image a native-resolution plan assumes unless told: 1344 x 1344 px (1,764 tokens
+#: on Qwen3-VL), the cap a deployment on an 8 GB board sets with the processor's `max_pixels`;
+#: the hub processors allow up to 16.7 Mpx (16,384 tokens), which no 8 GB board holds.
+PLAN_MAX_PIXELS = 1344 * 1344
+
+
+def native_inputs_from_config(
+    config: Any,
+    quantization: str,
+    compute_dtype: str,
+    kv_dtype: str | None = None,
+    max_pixels: int = PLAN_MAX_PIXELS,
+    min_pixels: int = 3136,
+) -> PlanInputs:
+    """Facts of a Qwen-VL config (Qwen3-VL, Qwen2.5-VL, Qwen3.5), weights on the meta device.
+
+    One partition of merge units; the encoder sees merge^2 patches per token. Only the LLM's
+    full-attention layers hold a KV cache (Qwen3.5's linear-attention layers keep a fixed-size
+    state, left out as buffers are).
+    """
+    check_quantization(quantization)
+    compute = normal_dtype(compute_dtype)
+    text = config.text_config
+    heads = text.num_attention_heads
+    kinds = getattr(text, "layer_types", None) or ["full_attention"] * text.num_hidden_layers
+    llm = LlmShape(
+        sum(kind == "full_attention" for kind in kinds),
+        text.hidden_size,
+        text.intermediate_size,
+        heads,
+        getattr(text, "num_key_value_heads", None) or heads,
+        getattr(text, "head_dim", None) or text.hidden_size // heads,
+        text.vocab_size,
+    )
+    vision = native_vision_shape(config, min(min_pixels, max_pixels), max_pixels)
+    weights = _count_weights(config, quantization, dtype_bytes(compute))
+    return PlanInputs(
+        source=f"config {config.model_type} ({text.num_hidden_layers}-layer LLM, "
+        f"{quantization}, {compute})",
+        llm=llm,
+        vision=vision,
+        quantization=quantization,
+        compute_dtype=compute,
+        kv_dtype=normal_dtype(kv_dtype or compute),
+        vision_dtype=compute,
+        llm_weight_bytes=weights["llm"],
+        encoder_weight_bytes=weights["encoder"],
+        llm_matmul_params=weights["llm_matmul"],
+        vision_matmul_params=weights["encoder_matmul"],
+        largest_quantized_linear=weights["largest"],
+        notes=(f"native resolution: images up to {max_pixels} px (max_pixels)",),
+    )
+
+
+def native_vision_shape(config: Any, min_pixels: int, max_pixels: int) -> VisionShape:
+    """The tower as the planner sees it: all blocks run, one partition of merge units."""
+    tower = config.vision_config
+    return VisionShape(
+        int(tower.depth),
+        tower.hidden_size,
+        tower.intermediate_size,
+        tower.num_heads,
+        math.isqrt(max_pixels),  # pixel values: about max_pixels per channel
+        tower.patch_size,
+        config.model_type,
+        has_cls=False,
+        merge=int(tower.spatial_merge_size),
+        min_pixels=min_pixels,
+        max_pixels=max_pixels,
+    )

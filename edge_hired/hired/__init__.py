@@ -31,13 +31,33 @@ from edge_hired.hired.geometry import ImageGeometry
 from edge_hired.hired.prumerge import prumerge
 from edge_hired.hired.strategies import MergeInfo, Plan
 
-STRATEGIES = ("full", "hired", "hired-ref", "spatial", "random", "prumerge", "prumerge+")
-#: Strategies that read token features (`features=`) and not attention rows. `select_tokens`
-#: accepts them; they join STRATEGIES (the CLI's list) once the runtime passes features.
+#: Strategies that read token features (`features=`) and not attention rows; the runtime passes
+#: the features the LLM's tokens are made from (`runtime.prefix.token_features`).
 FEATURE_STRATEGIES = ("dart",)
+#: `resize` (native-resolution families): the runtime lowers the processor's pixel cap to the
+#: budget (`hired.native_resize`) and keeps every token of the smaller image.
+RESIZE = "resize"
+STRATEGIES = (
+    "full",
+    "hired",
+    "hired-ref",
+    "spatial",
+    "random",
+    "prumerge",
+    "prumerge+",
+    *FEATURE_STRATEGIES,
+    RESIZE,
+)
 NEWLINE_MODES = ("none", "rows")
 
-__all__ = ["FEATURE_STRATEGIES", "STRATEGIES", "Selection", "check_strategy", "select_tokens"]
+__all__ = [
+    "FEATURE_STRATEGIES",
+    "RESIZE",
+    "STRATEGIES",
+    "Selection",
+    "check_strategy",
+    "select_tokens",
+]
 
 
 @dataclass(frozen=True, eq=False)
@@ -90,6 +110,7 @@ _RUNNERS: dict[str, Callable[[_Inputs], Plan]] = {
     "prumerge": lambda x: prumerge(x.geometry, x.importance, x.keys, plus=False),
     "prumerge+": lambda x: prumerge(x.geometry, x.importance, x.keys, plus=True),
     "dart": lambda x: dart(x.geometry, x.features, x.budget),
+    RESIZE: lambda x: strategies.full(x.geometry),  # the geometry is already the resized one
 }
 _NEEDS_INIT = ("hired", "hired-ref", "spatial", "random")
 _NEEDS_FINAL = ("hired", "hired-ref", "prumerge", "prumerge+")

@@ -10,6 +10,7 @@ from edge_hired.hired.geometry import (
     onevision_geometry,
     single_geometry,
 )
+from edge_hired.hired.native_geometry import native_geometry
 from edge_hired.units import dtype_bytes
 
 
@@ -44,16 +45,33 @@ class VisionShape:
     pinpoints: tuple[tuple[int, int], ...] = ()
     has_cls: bool = True  # CLIP carries a CLS token, SigLIP does not
     max_tiles: int = 0  # OneVision's anyres_max_K
+    merge: int = 0  # native resolution (Qwen-VL): merge units are merge x merge patches; else 0
+    min_pixels: int = 0  # native resolution: the processor's pixel limits
+    max_pixels: int = 0
 
     @property
     def tokens_per_partition(self) -> int:
-        """Patch tokens plus the CLS token, if the encoder carries one."""
+        """Tokens the encoder sees per partition: patches (plus CLS where the tower has one).
+
+        Native resolution: the patches of the largest image, merge^2 per LLM token.
+        """
+        if self.merge:
+            return native_max_tokens(self) * self.merge**2
         return (self.crop_size // self.patch_size) ** 2 + int(self.has_cls)
+
+
+def native_max_tokens(vision: VisionShape) -> int:
+    """LLM tokens of the largest image under `max_pixels`: at most max_pixels / factor^2, since
+    `smart_resize` keeps the canvas within the cap (one image, one partition)."""
+    return vision.max_pixels // (vision.patch_size * vision.merge) ** 2
 
 
 def image_geometry(vision: VisionShape, image_hw: tuple[int, int]) -> ImageGeometry:
     """Token geometry of an image of (height, width) under the model's layout."""
     crop, patch = vision.crop_size, vision.patch_size
+    if vision.merge:
+        limits = vision.min_pixels, vision.max_pixels
+        return native_geometry(image_hw, patch, vision.merge, *limits)  # type: ignore[return-value]
     if vision.family == "llava_onevision" and vision.pinpoints:
         return onevision_geometry(image_hw, vision.pinpoints, crop, patch, vision.max_tiles)
     if vision.family == "llava_next" and vision.pinpoints:
@@ -62,7 +80,12 @@ def image_geometry(vision: VisionShape, image_hw: tuple[int, int]) -> ImageGeome
 
 
 def max_geometry(vision: VisionShape) -> tuple[int, int]:
-    """(partitions, valid visual tokens) of the largest layout: an image shaped like a pinpoint."""
+    """(partitions, valid visual tokens) of the largest layout: an image shaped like a pinpoint.
+
+    Native resolution: one partition of `native_max_tokens`.
+    """
+    if vision.merge:
+        return 1, native_max_tokens(vision)
     if vision.family == "llava" or not vision.pinpoints:
         single = single_geometry((vision.crop_size,) * 2, vision.crop_size, vision.patch_size)
         return 1, single.tokens_per_partition

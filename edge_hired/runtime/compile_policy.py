@@ -39,15 +39,21 @@ Step = Callable[..., torch.Tensor]
 Compiler = Callable[[Step], Step]
 
 
-def decide_compile(flag: str, device_type: str, unified: bool = False) -> tuple[bool, str]:
+def decide_compile(
+    flag: str, device_type: str, unified: bool = False, mrope: bool = False
+) -> tuple[bool, str]:
     """(compile?, reason) for `--compile` on this device; the target records both.
 
     `unified`: the GPU shares the host's memory (a Jetson). There auto stays eager: the prefill
     still fills a growing cache that is then copied into the static one, so both sit side by side
     at the peak, and on an 8 GB board that KV is what the token budget is made of.
+    `mrope`: the model decodes at 3-D M-RoPE positions (the Qwen-VL families), which the static
+    step (1-D positions) does not carry yet: it decodes eagerly whatever the flag.
     """
     if flag not in COMPILE_CHOICES:
         raise InvalidArgumentError(expected("--compile", " / ".join(COMPILE_CHOICES), flag))
+    if mrope and flag != "off":
+        return False, "decode step eager: M-RoPE positions (Qwen-VL families) are not compiled yet"
     if flag != "auto":
         return flag == "on", f"decode step {'compiled' if flag == 'on' else 'eager'}: --compile"
     if device_type == "cuda" and unified:

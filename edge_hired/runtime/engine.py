@@ -16,10 +16,16 @@ from typing import Any, Protocol
 import torch
 from transformers import DynamicCache
 
-from edge_hired.hired import Selection
+from edge_hired.hired import RESIZE, Selection
 from edge_hired.hired.geometry import ImageGeometry
 from edge_hired.runtime.kv import LayerKV, fresh_cache, join_rows, keep_rows, layers_of, nbytes
 from edge_hired.runtime.loading import VlmParts
+from edge_hired.runtime.positions import (
+    TEXT_POSITIONS,
+    RopePositions,
+    TextPositions,
+    step_positions,
+)
 from edge_hired.runtime.prefix import (
     ImageInput,
     SelectionOptions,
@@ -28,6 +34,8 @@ from edge_hired.runtime.prefix import (
     select,
     text_embeddings,
 )
+from edge_hired.runtime.qwen_prefix import native_prefill, refuse_shared_cache
+from edge_hired.runtime.qwen_vision import NativeVisionOutput
 from edge_hired.runtime.sampling import Sampler, SamplingOptions
 from edge_hired.runtime.static_decode import StaticBatch, StaticDecoder
 from edge_hired.runtime.vision import VisionOutput
@@ -51,6 +59,7 @@ class Prefix:
     length: int
     geometry: ImageGeometry | None = None
     chosen: Selection | None = None
+    positions: TextPositions | RopePositions = TEXT_POSITIONS  # M-RoPE for the Qwen families
 
     @property
     def strategy(self) -> str:
@@ -83,6 +92,11 @@ class Prefill:
     def prompt_tokens(self) -> int:
         """Positions the LLM attended to before answering (text and kept visual tokens)."""
         return int(self.mask.shape[1])
+
+    @property
+    def positions(self) -> TextPositions | RopePositions:
+        """How this request's tokens are placed (the decode step asks it per new token)."""
+        return self.prefix.positions
 
 
 class Engine:
@@ -119,24 +133,35 @@ class Engine:
         mark: Mark | None = None,
     ) -> Prefill:
         """The request's prefix (cached or computed) plus its suffix, prefilled."""
+        if self.cache is not None:
+            refuse_shared_cache(self.parts.llm)
         prefix, cache, hit = self._prefix(prefix_ids, image, selection, mark or _no_mark)
         device = self.parts.device
         total = prefix.length + len(suffix_ids)
         mask = torch.ones((1, total), dtype=torch.long, device=device)
-        positions = torch.arange(prefix.length, total, device=device)[None]
+        positions = prefix.positions.span(prefix.length, total, device)
         embeds = text_embeddings(self.parts, suffix_ids)[None]
         out = self._forward(embeds, mask, positions, cache)
         return Prefill(out.past_key_values, mask, out.logits[0, -1].float(), prefix, hit)
 
     @torch.inference_mode()
     def decode_one_token(
-        self, cache: DynamicCache, mask: torch.Tensor, tokens: list[int], positions: list[int]
+        self,
+        cache: DynamicCache,
+        mask: torch.Tensor,
+        tokens: list[int],
+        positions: list[int],
+        schemes: list[TextPositions | RopePositions] | None = None,
     ) -> tuple[DynamicCache, torch.Tensor, torch.Tensor]:
-        """One decode step for every row: (cache, mask, logits [B, V] float32)."""
+        """One decode step for every row: (cache, mask, logits [B, V] float32).
+
+        `positions` are the rows' sequence indices; `schemes` (default: text) turn them into
+        what the LLM reads (M-RoPE rows continue from their unpruned maximum + 1).
+        """
         device = self.parts.device
         ids = torch.as_tensor(tokens, dtype=torch.long, device=device)[:, None]
         mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=1)
-        where = torch.as_tensor(positions, dtype=torch.long, device=device)[:, None]
+        where = step_positions(schemes or [TEXT_POSITIONS] * len(tokens), positions, device)
         out = self._forward(text_embeddings(self.parts, ids), mask, where, cache)
         return out.past_key_values, mask, out.logits[:, -1].float()
 
@@ -180,9 +205,12 @@ class Engine:
         self, ids: torch.Tensor, image: ImageInput, selection: SelectionOptions, mark: Mark
     ) -> tuple[Prefix, DynamicCache]:
         """The prefix's figures (no tensors) and its freshly prefilled KV cache."""
-        geometry, vision = self._vision(image, mark)
+        geometry, vision = self._vision(image, mark, selection)
         chosen = select(geometry, vision, selection)
         mark("selected")
+        if isinstance(vision, NativeVisionOutput):
+            length, positions, cache = native_prefill(self.parts, ids, vision, chosen)
+            return Prefix([], length, geometry, chosen, positions), cache
         embeds = prefix_embeddings(self.parts, ids, vision, chosen)
         length = embeds.shape[1]
         mask = torch.ones((1, length), dtype=torch.long, device=self.parts.device)
@@ -190,13 +218,19 @@ class Engine:
         out = self._forward(embeds, mask, positions, DynamicCache())
         return Prefix([], length, geometry, chosen), out.past_key_values
 
-    def _vision(self, image: ImageInput, mark: Mark) -> tuple[ImageGeometry, VisionOutput]:
-        """Geometry and encoder output of the image, cached by the image bytes' sha256."""
-        key = ("vision", image.sha256)
+    def _vision(
+        self, image: ImageInput, mark: Mark, selection: SelectionOptions
+    ) -> tuple[ImageGeometry, VisionOutput]:
+        """Geometry and encoder output of the image, cached by the image bytes' sha256.
+
+        The resize baseline encodes a smaller image: its key carries the budget.
+        """
+        resize = selection.strategy == RESIZE
+        key = ("vision", image.sha256, (selection.ratio, selection.tokens, selection.cap) * resize)
         found = self._cached(image, key)
         if found is not None:
             return found
-        pixels, geometry = preprocess(self.parts, image.picture)
+        pixels, geometry = preprocess(self.parts, image.picture, selection)
         mark("preprocessed")
         vision = self.parts.encoder(pixels)
         mark("encoded")
@@ -213,6 +247,7 @@ class Batch:
         self.cache: DynamicCache | None = None
         self.mask: torch.Tensor | None = None
         self.static = None if engine.static is None else static_batch(engine)
+        self.schemes: list[TextPositions | RopePositions] = []
 
     def __len__(self) -> int:
         if self.static is not None:
@@ -221,6 +256,7 @@ class Batch:
 
     def join(self, prefill: Prefill, reserve: int = 0) -> None:
         """Add a prefilled request as the last row (`reserve`: the tokens it may decode)."""
+        self.schemes.append(prefill.positions)
         if self.static is not None:
             self.static.join(prefill.cache, prefill.mask, reserve)
             prefill.cache = DynamicCache()  # copied into the static cache: free the growing one
@@ -234,6 +270,7 @@ class Batch:
         """Only `rows` stay (the KV of the others is dropped)."""
         if len(rows) == len(self):
             return
+        self.schemes = [self.schemes[r] for r in rows]
         if self.static is not None:
             return self.static.keep(rows)
         if not rows:
@@ -246,7 +283,7 @@ class Batch:
         if self.static is not None:
             return self.static.step(tokens, positions)
         self.cache, self.mask, logits = self.engine.decode_one_token(
-            self.cache, self.mask, tokens, positions
+            self.cache, self.mask, tokens, positions, self.schemes
         )
         return logits
 

@@ -1,4 +1,4 @@
-"""Load a LLaVA-NeXT, LLaVA-1.5 or LLaVA-OneVision checkpoint into the parts HiRED needs.
+"""Load a LLaVA-NeXT, LLaVA-1.5, LLaVA-OneVision or Qwen-VL checkpoint into the parts HiRED needs.
 
 A hub id and a local directory take the same path: `from_pretrained`. The parts are the vision
 encoder with CLS rows, the projector, `image_newline`, the generating LLM and the processor,
@@ -28,7 +28,9 @@ from edge_hired.hired.geometry import (
     onevision_geometry,
     single_geometry,
 )
-from edge_hired.runtime.processors import load_processor
+from edge_hired.hired.native_geometry import NativeGeometry, native_geometry
+from edge_hired.runtime.processors import load_image_text_processor, load_processor
+from edge_hired.runtime.qwen_vision import QwenVisionEncoder, signal_block
 from edge_hired.runtime.towers import SIGNALS
 from edge_hired.runtime.vision import LayerPlan, TorchVisionEncoder, VisionOutput, plan_layers
 
@@ -36,6 +38,13 @@ FAMILIES: dict[str, type] = {
     "llava_next": LlavaNextForConditionalGeneration,
     "llava": LlavaForConditionalGeneration,
     "llava_onevision": LlavaOnevisionForConditionalGeneration,
+}
+#: The native-resolution families (one image at its own aspect ratio, 2 x 2 merge units): the
+#: stock class of each, loaded by `load_native_parts` with `NativeFacts`.
+NATIVE_FAMILIES: dict[str, str] = {
+    "qwen3_vl": "Qwen3VLForConditionalGeneration",
+    "qwen2_5_vl": "Qwen2_5_VLForConditionalGeneration",
+    "qwen3_5": "Qwen3_5ForConditionalGeneration",
 }
 #: The feature-select strategy each signal's tower needs: CLIP drops its CLS, SigLIP keeps all.
 SELECT_STRATEGY = {"cls": "default", "received": "full"}
@@ -63,6 +72,20 @@ class ModelFacts:
         if self.family == "llava_next":
             return anyres_geometry(size, pins, crop, patch)
         return single_geometry(size, crop, patch)
+
+
+@dataclass(frozen=True)
+class NativeFacts(ModelFacts):
+    """A Qwen-VL model's facts: patch, merge and the processor's pixel limits (`smart_resize`)."""
+
+    merge: int = 2
+    min_pixels: int = 0
+    max_pixels: int = 0
+
+    def geometry_for(self, image_size: tuple[int, int]) -> NativeGeometry:  # type: ignore[override]
+        """The merged-grid geometry of an image of (height, width)."""
+        limits = self.min_pixels, self.max_pixels
+        return native_geometry(image_size, self.patch_size, self.merge, *limits)
 
 
 @dataclass(frozen=True)
@@ -193,6 +216,9 @@ def load_parts(
 ) -> VlmParts:
     """Load model and processor with `from_pretrained` (straight onto `device`), split them."""
     config = read_config(model_id)
+    if config.model_type in NATIVE_FAMILIES:
+        _no_quantization(quantization, config.model_type)
+        return load_native_parts(config, model_id, device, dtype, l_final)
     facts = model_facts(config, l_init, l_final)
     source = resolve_source(model_id)
     kwargs = load_kwargs(device, dtype, quantization)
@@ -210,3 +236,58 @@ def load_parts(
         compute_dtype=dtype,
         loaded=LoadedModel(str(dtype).removeprefix("torch."), quantization),
     )
+
+
+def native_facts(config: Any, image_processor: Any, l_final: int | None = None) -> NativeFacts:
+    """Facts of a Qwen-VL config and its image processor; l_final defaults to the signal block."""
+    vision = config.vision_config
+    block = signal_block(vision) if l_final is None else l_final
+    if not 0 <= block < int(vision.depth):
+        raise ModelLoadError(expected("l_final", f"a block index in 0..{vision.depth - 1}", block))
+    size = image_processor.size
+    return NativeFacts(
+        config.model_type,
+        0,
+        int(vision.patch_size),
+        int(vision.num_heads),
+        (),
+        LayerPlan(int(vision.depth), block, block),
+        int(config.image_token_id),
+        "received",
+        merge=int(vision.spatial_merge_size),
+        min_pixels=int(size["shortest_edge"]),
+        max_pixels=int(size["longest_edge"]),
+    )
+
+
+def load_native_parts(
+    config: Any, model_id: str, device: torch.device, dtype: torch.dtype, l_final: int | None
+) -> VlmParts:
+    """A Qwen-VL checkpoint: the stock model, its PIL image processor, tokenizer and template.
+
+    The video processor a checkpoint may declare is never loaded (it needs torchvision).
+    """
+    import transformers
+
+    source = resolve_source(model_id)
+    processor = load_image_text_processor(source)
+    facts = native_facts(config, processor.image_processor, l_final)
+    model_class = getattr(transformers, NATIVE_FAMILIES[facts.family])
+    model = model_class.from_pretrained(source, **load_kwargs(device, dtype)).eval()
+    return VlmParts(
+        facts=facts,
+        processor=processor,
+        encoder=QwenVisionEncoder(model, facts.layers.l_final),
+        projector=model.model.visual.merger,
+        image_newline=None,
+        llm=model,
+        device=device,
+        compute_dtype=dtype,
+        loaded=LoadedModel(str(dtype).removeprefix("torch."), "none"),
+    )
+
+
+def _no_quantization(quantization: str, family: str) -> None:
+    """Qwen-VL models load unquantized in-process (bitsandbytes skip lists are LLaVA's)."""
+    if quantization != "none":
+        raise ModelLoadError(expected(f"quantization for {family}", "none", quantization))

@@ -8,16 +8,17 @@ steps from an image to the prefix's embeddings: preprocess, select (the HiRED co
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from PIL import Image
 
 from edge_hired.errors import InvalidArgumentError, expected
-from edge_hired.hired import Selection, select_tokens
+from edge_hired.hired import FEATURE_STRATEGIES, RESIZE, Selection, select_tokens
 from edge_hired.hired.geometry import ImageGeometry
 from edge_hired.runtime.assemble import image_token_position, visual_sequence
-from edge_hired.runtime.loading import VlmParts
+from edge_hired.runtime.loading import NativeFacts, VlmParts
+from edge_hired.runtime.qwen_prefix import native_preprocess, resize_preprocess
 from edge_hired.runtime.vision import VisionOutput
 
 MERGING = ("prumerge", "prumerge+")
@@ -54,13 +55,26 @@ def split_at_image(ids: torch.Tensor, image_token_id: int) -> tuple[torch.Tensor
     return ids[:position], ids[position + 1 :]
 
 
-def preprocess(parts: VlmParts, picture: Image.Image) -> tuple[torch.Tensor, ImageGeometry]:
+def preprocess(
+    parts: VlmParts, picture: Image.Image, selection: SelectionOptions | None = None
+) -> tuple[torch.Tensor, ImageGeometry]:
     """Pixel values [P, 3, H, W] on the host, and the image's token geometry.
+
+    The Qwen families give their patches and grid instead (`NativePixels`); for the `resize`
+    baseline (`selection`), of the image shrunk to the budget.
 
     The encoder moves pixels where it runs: the in-process encoder to its weights' device,
     ONNX Runtime takes host memory (a copy to CUDA here would only come straight back).
     """
+    resize = selection is not None and selection.strategy == RESIZE
+    if isinstance(parts.facts, NativeFacts) and resize:
+        return resize_preprocess(parts.processor, parts.facts, picture, selection)
+    if resize:
+        want = "a native-resolution model (Qwen-VL)"
+        raise InvalidArgumentError(expected("strategy resize", want, parts.facts.family))
     geometry = parts.facts.geometry_for((picture.height, picture.width))
+    if isinstance(parts.facts, NativeFacts):
+        return native_preprocess(parts.processor, geometry, picture)
     batch = parts.processor.image_processor(images=picture, return_tensors="pt")
     pixels = batch["pixel_values"].reshape(-1, *batch["pixel_values"].shape[-3:])
     if pixels.shape[0] != geometry.num_partitions:
@@ -74,7 +88,10 @@ def preprocess(parts: VlmParts, picture: Image.Image) -> tuple[torch.Tensor, Ima
 
 def select(geometry: ImageGeometry, vision: VisionOutput, options: SelectionOptions) -> Selection:
     """Run the HiRED core on the encoder's attention rows."""
+    if options.strategy == RESIZE:
+        return resize_selection(geometry, vision)
     keys = vision.keys_final.float().cpu().numpy() if options.strategy in MERGING else None
+    features = token_features(vision) if options.strategy in FEATURE_STRATEGIES else None
     return select_tokens(
         geometry,
         options.strategy,
@@ -87,7 +104,20 @@ def select(geometry: ImageGeometry, vision: VisionOutput, options: SelectionOpti
         newline=options.newline,
         seed=options.seed,
         keys=keys,
+        features=features,
     )
+
+
+def resize_selection(geometry: ImageGeometry, vision: VisionOutput) -> Selection:
+    """Every token of the shrunk image; the budget reported is the K it was shrunk to."""
+    kept = select_tokens(geometry, RESIZE, None, None, tokens=geometry.num_tokens)
+    return replace(kept, budget=int(getattr(vision, "resize_budget", None) or kept.budget))
+
+
+def token_features(vision: VisionOutput) -> object:
+    """What DART compares, [P, N, D] float32: the features the LLM's tokens are made from
+    (Qwen: the merged visual tokens; LLaVA: the feature layer's patch features)."""
+    return vision.features.float().cpu().numpy()
 
 
 def text_embeddings(parts: VlmParts, ids: torch.Tensor) -> torch.Tensor:

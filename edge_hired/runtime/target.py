@@ -131,7 +131,9 @@ def resolve_target(
     providers = flags.providers or (runtime.providers if runtime else None)
     quant_reason = f"LLM {quantization}" + (" (bitsandbytes at load)" if _at_load(saved) else "")
     unified = _unified_memory(profile, choice.device)
-    compiled, compile_note = decide_compile(flags.compile, choice.device.type, unified)
+    compiled, compile_note = decide_compile(
+        flags.compile, choice.device.type, unified, _mrope_positions(source)
+    )
     return Target(
         source=source,
         device=choice.device,
@@ -150,6 +152,15 @@ def resolve_target(
         warnings=(dtype.warning,) if dtype.warning else (),
         compile_decode=compiled,
     )
+
+
+def _mrope_positions(source: ModelSource) -> bool:
+    """Whether the checkpoint decodes at 3-D M-RoPE positions (the Qwen-VL families)."""
+    if source.kind != "model":
+        return False
+    from edge_hired.runtime.loading import NATIVE_FAMILIES, read_config
+
+    return read_config(source.path).model_type in NATIVE_FAMILIES
 
 
 def _unified_memory(profile: DeviceProfile | None, device: torch.device) -> bool:

@@ -44,6 +44,13 @@ def test_auto_stays_eager_on_unified_memory_unless_forced(flag, compiled) -> Non
     assert ("unified memory" in reason) is (flag == "auto")
 
 
+@pytest.mark.parametrize("flag", ["auto", "on"])
+def test_m_rope_models_decode_eagerly_whatever_the_flag(flag) -> None:
+    """The static step feeds 1-D positions; a Qwen-VL row needs its 3-D M-RoPE positions."""
+    decided, reason = decide_compile(flag, "cuda", mrope=True)
+    assert decided is False and "M-RoPE" in reason
+
+
 def test_an_unknown_compile_choice_is_a_one_line_error() -> None:
     with pytest.raises(InvalidArgumentError, match="--compile: expected auto / on / off"):
         decide_compile("fast", "cpu")

@@ -162,3 +162,13 @@ def test_auto_compiles_the_decode_step_on_discrete_gpus_only(
 ) -> None:
     target = target_of(checkpoint("float16"), FakeProbe(ORIN), profile=profile, compile=flag)
     assert target.compile_decode is compiled
+
+
+def test_a_qwen_vl_checkpoint_decodes_eagerly_even_with_compile_on() -> None:
+    """M-RoPE rows cannot ride the static (1-D position) step: the target says so once."""
+    from edge_hired.models.tiny import default_checkpoint
+
+    folder = str(default_checkpoint("tiny-qwen3-vl"))
+    target = target_of(folder, FakeProbe(AMPERE), profile="rtx-4060-8gb", compile="on")
+    assert target.compile_decode is False
+    assert any("M-RoPE" in line for line in (*target.notes, *target.reasons))
