@@ -29,6 +29,13 @@ from edge_hired.hired.geometry import (
     single_geometry,
 )
 from edge_hired.runtime.processors import load_processor
+from edge_hired.runtime.tiled_facts import TiledFacts, is_tiled, tiled_facts
+from edge_hired.runtime.tiled_loading import (
+    TILED_KEEP_UNQUANTIZED,
+    TILED_MODEL_CLASSES,
+    load_tiled_processor,
+    tiled_modules,
+)
 from edge_hired.runtime.towers import SIGNALS
 from edge_hired.runtime.vision import LayerPlan, TorchVisionEncoder, VisionOutput, plan_layers
 
@@ -36,6 +43,7 @@ FAMILIES: dict[str, type] = {
     "llava_next": LlavaNextForConditionalGeneration,
     "llava": LlavaForConditionalGeneration,
     "llava_onevision": LlavaOnevisionForConditionalGeneration,
+    **TILED_MODEL_CLASSES,  # InternVL3/3.5, SmolVLM2, Idefics3 (runtime.tiled_loading)
 }
 #: The feature-select strategy each signal's tower needs: CLIP drops its CLS, SigLIP keeps all.
 SELECT_STRATEGY = {"cls": "default", "received": "full"}
@@ -79,7 +87,7 @@ class LoadedModel:
 class VlmParts:
     """A loaded model taken apart along HiRED's seams."""
 
-    facts: ModelFacts
+    facts: ModelFacts | TiledFacts
     processor: Any
     encoder: Callable[[torch.Tensor], VisionOutput]
     projector: Callable[[torch.Tensor], torch.Tensor]
@@ -165,7 +173,12 @@ def max_tiles(config: Any) -> int:
 KEEP_UNQUANTIZED = ["model.vision_tower", "model.multi_modal_projector", "lm_head"]
 
 
-def load_kwargs(device: torch.device, dtype: torch.dtype, quantization: str = "none") -> dict:
+def load_kwargs(
+    device: torch.device,
+    dtype: torch.dtype,
+    quantization: str = "none",
+    keep: list[str] = KEEP_UNQUANTIZED,
+) -> dict:
     """`from_pretrained` arguments that put the weights on `device` as they are read.
 
     Loading on the CPU and then calling `.to(device)` holds the weights twice; on a Jetson's
@@ -179,7 +192,7 @@ def load_kwargs(device: torch.device, dtype: torch.dtype, quantization: str = "n
 
         check_choice(quantization, dtype)
         require_bitsandbytes(quantization, device)
-        kwargs["quantization_config"] = bitsandbytes_config(quantization, dtype, KEEP_UNQUANTIZED)
+        kwargs["quantization_config"] = bitsandbytes_config(quantization, dtype, keep)
     return kwargs
 
 
@@ -193,6 +206,8 @@ def load_parts(
 ) -> VlmParts:
     """Load model and processor with `from_pretrained` (straight onto `device`), split them."""
     config = read_config(model_id)
+    if is_tiled(config):
+        return load_tiled_parts(config, model_id, device, dtype, l_init, l_final, quantization)
     facts = model_facts(config, l_init, l_final)
     source = resolve_source(model_id)
     kwargs = load_kwargs(device, dtype, quantization)
@@ -210,3 +225,24 @@ def load_parts(
         compute_dtype=dtype,
         loaded=LoadedModel(str(dtype).removeprefix("torch."), quantization),
     )
+
+
+def load_tiled_parts(
+    config: Any,
+    model_id: str,
+    device: torch.device,
+    dtype: torch.dtype,
+    l_init: int = 0,
+    l_final: int | None = None,
+    quantization: str = "none",
+) -> VlmParts:
+    """`load_parts` for InternVL3/3.5 and SmolVLM2 / Idefics3 (tiles plus a global view)."""
+    source = resolve_source(model_id)
+    processor = load_tiled_processor(source, config.model_type)
+    facts = tiled_facts(config, processor.image_processor, l_init, l_final)
+    keep = TILED_KEEP_UNQUANTIZED[facts.tile_family]
+    kwargs = load_kwargs(device, dtype, quantization, keep)
+    model = FAMILIES[config.model_type].from_pretrained(source, **kwargs).eval()
+    encoder, projector = tiled_modules(model, facts)
+    loaded = LoadedModel(str(dtype).removeprefix("torch."), quantization)
+    return VlmParts(facts, processor, encoder, projector, None, model, device, dtype, loaded)
