@@ -25,8 +25,12 @@ from edge_hired.runtime.vision import VisionOutput
 def qk_modules(vision_tower: nn.Module, family: str) -> list[tuple[nn.Module, nn.Module]]:
     """Per layer, the modules whose outputs are the attention's queries and keys."""
     if family == "internvl":
-        return [(layer.attention.q_norm, layer.attention.k_norm) for layer in vision_tower.encoder.layer]
-    return [(layer.self_attn.q_proj, layer.self_attn.k_proj) for layer in vision_tower.encoder.layers]
+        return [
+            (layer.attention.q_norm, layer.attention.k_norm) for layer in vision_tower.encoder.layer
+        ]
+    return [
+        (layer.self_attn.q_proj, layer.self_attn.k_proj) for layer in vision_tower.encoder.layers
+    ]
 
 
 def to_partitions(stock: torch.Tensor) -> torch.Tensor:
