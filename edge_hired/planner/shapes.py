@@ -10,7 +10,13 @@ from edge_hired.hired.geometry import (
     onevision_geometry,
     single_geometry,
 )
+from edge_hired.hired.internvl_tiles import candidate_grids, internvl_geometry
+from edge_hired.hired.smolvlm_tiles import smolvlm_geometry
+from edge_hired.hired.tiles import TileGeometry
 from edge_hired.units import dtype_bytes
+
+#: Tiled families (model_type -> tiling rules): a grid of tiles plus a global view.
+TILED_LAYOUTS = {"internvl": "internvl", "smolvlm": "smolvlm", "idefics3": "smolvlm"}
 
 
 @dataclass(frozen=True)
@@ -43,7 +49,10 @@ class VisionShape:
     family: str  # "llava_next", "llava" or "llava_onevision"
     pinpoints: tuple[tuple[int, int], ...] = ()
     has_cls: bool = True  # CLIP carries a CLS token, SigLIP does not
-    max_tiles: int = 0  # OneVision's anyres_max_K
+    max_tiles: int = 0  # OneVision's anyres_max_K; InternVL's max_patches
+    merge: int = 1  # tiled families: patches per LLM-token side after the pixel shuffle
+    min_tiles: int = 1  # InternVL's min_patches
+    longest_edge: int = 0  # SmolVLM's size.longest_edge (the first resize)
 
     @property
     def tokens_per_partition(self) -> int:
@@ -54,6 +63,8 @@ class VisionShape:
 def image_geometry(vision: VisionShape, image_hw: tuple[int, int]) -> ImageGeometry:
     """Token geometry of an image of (height, width) under the model's layout."""
     crop, patch = vision.crop_size, vision.patch_size
+    if vision.family in TILED_LAYOUTS:
+        return tiled_geometry(vision, image_hw)
     if vision.family == "llava_onevision" and vision.pinpoints:
         return onevision_geometry(image_hw, vision.pinpoints, crop, patch, vision.max_tiles)
     if vision.family == "llava_next" and vision.pinpoints:
@@ -63,6 +74,8 @@ def image_geometry(vision: VisionShape, image_hw: tuple[int, int]) -> ImageGeome
 
 def max_geometry(vision: VisionShape) -> tuple[int, int]:
     """(partitions, valid visual tokens) of the largest layout: an image shaped like a pinpoint."""
+    if vision.family in TILED_LAYOUTS:
+        return tiled_max_geometry(vision)
     if vision.family == "llava" or not vision.pinpoints:
         single = single_geometry((vision.crop_size,) * 2, vision.crop_size, vision.patch_size)
         return 1, single.tokens_per_partition
@@ -71,6 +84,27 @@ def max_geometry(vision: VisionShape) -> tuple[int, int]:
         geometry = image_geometry(vision, pin)
         best = max(best, (geometry.num_partitions, int(geometry.valid_counts().sum())))
     return best
+
+
+def tiled_geometry(vision: VisionShape, image_hw: tuple[int, int]) -> TileGeometry:
+    """InternVL / SmolVLM geometry of an image (the image processor's settings in `vision`)."""
+    tile, patch, merge = vision.crop_size, vision.patch_size, vision.merge
+    if TILED_LAYOUTS[vision.family] == "internvl":
+        tiles = (vision.min_tiles, vision.max_tiles)
+        return internvl_geometry(image_hw, tile, patch, 1 / merge, *tiles)
+    return smolvlm_geometry(image_hw, tile, patch, merge, vision.longest_edge or 4 * tile)
+
+
+def tiled_max_geometry(vision: VisionShape) -> tuple[int, int]:
+    """(partitions, LLM tokens) of the most tiles: every InternVL grid, SmolVLM's square image."""
+    tile = vision.crop_size
+    if TILED_LAYOUTS[vision.family] == "internvl":
+        grids = candidate_grids(vision.min_tiles, vision.max_tiles)
+        sizes = [(rows * tile, cols * tile) for cols, rows in grids]
+    else:
+        sizes = [(vision.longest_edge or 4 * tile,) * 2]
+    layouts = [tiled_geometry(vision, size) for size in sizes]
+    return max((g.num_partitions, g.num_tokens) for g in layouts)
 
 
 def llm_matmul_params(llm: LlmShape) -> int:

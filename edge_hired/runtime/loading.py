@@ -121,8 +121,15 @@ def read_config(model_id: str, revision: str | None = None) -> Any:
         raise ModelLoadError(f"{model_id}: cannot load a model config ({first})") from error
 
 
-def model_facts(config: Any, l_init: int = 0, l_final: int | None = None) -> ModelFacts:
-    """Facts from a LLaVA config; refuses families and towers HiRED cannot serve."""
+def model_facts(
+    config: Any, l_init: int = 0, l_final: int | None = None
+) -> ModelFacts | TiledFacts:
+    """Facts from a LLaVA config; refuses families and towers HiRED cannot serve.
+
+    A tiled config (InternVL, SmolVLM) gives `TiledFacts` with the reference processor settings.
+    """
+    if is_tiled(config):
+        return tiled_facts(config, None, l_init, l_final)
     family = config.model_type
     if family not in FAMILIES:
         raise ModelLoadError(expected("model type", " or ".join(FAMILIES), family))
