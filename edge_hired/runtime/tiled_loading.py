@@ -18,9 +18,9 @@ from transformers import (
     SmolVLMForConditionalGeneration,
 )
 
-from edge_hired.runtime.processors import load_image_text_processor
+from edge_hired.runtime.processors import load_processor
 from edge_hired.runtime.tiled_encoder import TiledVisionEncoder
-from edge_hired.runtime.tiled_facts import TILED_FAMILIES, TiledFacts
+from edge_hired.runtime.tiled_facts import TiledFacts
 
 TILED_MODEL_CLASSES: dict[str, type] = {
     "internvl": InternVLForConditionalGeneration,
@@ -37,10 +37,7 @@ TILED_KEEP_UNQUANTIZED = {
 
 def load_tiled_processor(source: str, model_type: str, revision: str | None = None) -> Any:
     """Image processor + tokenizer + chat template; InternVL's image processor tiles."""
-    processor = load_image_text_processor(source, revision)
-    if TILED_FAMILIES[model_type] == "internvl":
-        processor.image_processor.crop_to_patches = True
-    return processor
+    return load_processor(source, model_type, revision)
 
 
 def tiled_modules(
