@@ -1,4 +1,4 @@
-"""CPU TTFT of the tiled families' mid presets, full vs HiRED 20%, with the encoder's share.
+"""CPU TTFT of the tiled families' mid presets: full, HiRED 20%, resize baseline; encoder share.
 
     .venv/bin/python scripts/bench_tiled.py [--preset mid-internvl|mid-smolvlm|both]
                                             [--size 448x1344] [--repeats 3]
@@ -19,9 +19,11 @@ from pathlib import Path
 from edge_hired.models.tiny import default_checkpoint
 from edge_hired.runtime.generation import SamplingOptions
 from edge_hired.runtime.pipeline import Pipeline, SelectionOptions
+from edge_hired.runtime.tiled_knob import token_knob_for, with_token_knob
 from tests.helpers import PROMPT, textured_image
 
 SETTINGS = {"full": SelectionOptions(strategy="full"), "hired 20%": SelectionOptions(ratio=0.2)}
+RESIZE = "resize <= 20%"  # the family's own knob, every token of the smaller layout
 SAMPLING = SamplingOptions(max_new_tokens=4)
 PRESETS = ("mid-internvl", "mid-smolvlm")
 
@@ -35,14 +37,22 @@ def cpu_pressure() -> float:
 
 
 def measure(pipeline: Pipeline, size: tuple[int, int], repeats: int) -> dict[str, list]:
-    """Per setting: the RunResults of `repeats` interleaved runs (after one warm-up each)."""
+    """Per setting: the RunResults of `repeats` interleaved runs (after one warm-up each).
+
+    The resize baseline runs the same weights with the knob that sends at most HiRED's budget.
+    """
     image = textured_image(*size, seed=0)
-    for options in SETTINGS.values():
-        pipeline.run(image, PROMPT, options, SAMPLING)
-    runs: dict[str, list] = {name: [] for name in SETTINGS}
+    budget = pipeline.facts.geometry_for(size).num_tokens // 5
+    runs_on = {name: (pipeline, options) for name, options in SETTINGS.items()}
+    knob = token_knob_for(pipeline, size, budget)
+    runs_on[RESIZE] = (with_token_knob(pipeline, knob), SelectionOptions(strategy="full"))
+    for runner, options in runs_on.values():
+        runner.run(image, PROMPT, options, SAMPLING)
+    runs: dict[str, list] = {name: [] for name in runs_on}
     for _ in range(repeats):
-        for name, options in SETTINGS.items():
-            runs[name].append(pipeline.run(image, PROMPT, options, SAMPLING))
+        for name, (runner, options) in runs_on.items():
+            runs[name].append(runner.run(image, PROMPT, options, SAMPLING))
+    print(f"resize baseline: knob {knob} (max_patches / longest_edge) for <= {budget} tokens")
     return runs
 
 
@@ -60,10 +70,16 @@ def report(runs: dict[str, list]) -> str:
         ("encoder share of TTFT", lambda r: r.timings_s["encode"] / r.ttft_s),
         ("prefill to first token s", lambda r: r.timings_s["prefill_to_first_token"]),
     ]
-    lines = ["| | full | HiRED 20% | full / 20% |", "|---|---|---|---|"]
+    lines = [
+        f"| | full | HiRED 20% | {RESIZE} | full / HiRED | full / resize |",
+        "|---|---|---|---|---|---|",
+    ]
     for label, figure in rows:
-        full, cut = median("full", figure), median("hired 20%", figure)
-        lines.append(f"| {label} | {full:.3g} | {cut:.3g} | {full / cut:.2f}x |")
+        full, cut, resized = (median(n, figure) for n in ("full", "hired 20%", RESIZE))
+        lines.append(
+            f"| {label} | {full:.3g} | {cut:.3g} | {resized:.3g} | {full / cut:.2f}x "
+            f"| {full / resized:.2f}x |"
+        )
     return "\n".join(lines)
 
 

@@ -96,3 +96,29 @@ def test_serve_answers_with_runs_tokens(
             argv += ["--budget", str(budget), "--max-new-tokens", str(NEW), "--device", "cpu"]
             ran = cli_json(capsys, *argv, "--json")
             assert served_ids == ran["token_ids"] and len(served_ids) == NEW
+
+
+def test_bench_and_eval_run_the_tiled_model(
+    capsys: pytest.CaptureFixture, tmp_path: Path, files: dict
+) -> None:
+    """`bench` and `eval` go through the same pipeline: exact kept counts per setting."""
+    model, image = files["tiny-smolvlm"]  # 300 x 400: 3 x 4 tiles + global = 832 tokens
+    (tmp_path / "images").mkdir()
+    (tmp_path / "images" / image.name).write_bytes(image.read_bytes())
+    common = ["--model", str(model), "--device", "cpu", "--budgets", "full,0.2", "--no-progress"]
+    bench = ["bench", *common, "--out", str(tmp_path / "bench"), "--repeats", "1"]
+    bench += ["--images", str(tmp_path / "images"), "--warmup", "0", "--max-new-tokens", "1"]
+    assert main([*bench, "--no-plots"]) == 0
+    rows = json.loads((tmp_path / "bench" / "results.json").read_text())["rows"]
+    counts = sorted((row["visual_tokens_kept"], row["visual_tokens_total"]) for row in rows)
+    assert counts == [(166, 832), (832, 832)]
+    evaluate = ["eval", *common, "--strategies", "hired", "--limit", "2", "--max-new-tokens", "1"]
+    assert main([*evaluate, "--out", str(tmp_path / "eval")]) == 0
+    capsys.readouterr()
+    summary = json.loads((tmp_path / "eval" / "summary.json").read_text())["settings"]
+    assert {(s["budget"], s["strategy"]) for s in summary} == {("full", "full"), ("0.2", "hired")}
+    means = {
+        s["budget"]: (s["mean_visual_tokens_kept"], s["mean_visual_tokens_total"]) for s in summary
+    }
+    assert means["full"][0] == means["full"][1] == means["0.2"][1]  # every token at 100%
+    assert 0 < means["0.2"][0] <= means["0.2"][1] / 5  # 20% of each image's tokens, floored
