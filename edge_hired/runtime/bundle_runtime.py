@@ -228,10 +228,20 @@ def session_providers(
     trt_options = tensorrt.provider_options(
         directory,
         fp16=vision.dtype == "float16",
-        partitions=tensorrt.max_partitions(vision.pinpoints, vision.crop_size),
+        partitions=_max_partitions(manifest),
         crop_size=vision.crop_size,
     )
     return session_entries(choice.providers, limit, trt_options)
+
+
+def _max_partitions(manifest: Manifest) -> int:
+    """Partitions of the model's largest image (the TensorRT profile's batch bound)."""
+    vision = manifest.vision
+    if is_tiled_family(vision.family):  # tiles + a global view, from the recorded tiling
+        from edge_hired.planner.inputs import PlanInputs
+
+        return PlanInputs.from_manifest(manifest).max_geometry()[0]
+    return tensorrt.max_partitions(vision.pinpoints, vision.crop_size)
 
 
 def _encoder_sha256(manifest: Manifest) -> str:

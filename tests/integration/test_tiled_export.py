@@ -112,3 +112,12 @@ def test_fp32_bundle_at_full_budget_is_the_stock_model(
     assert (
         fifth.visual_tokens_kept == sum(fifth.partition_budgets) == result.visual_tokens_total // 5
     )
+
+
+@pytest.mark.parametrize(("name", "partitions"), [("tiny-internvl", 13), ("tiny-smolvlm", 17)])
+def test_tensorrt_profile_bound_is_the_largest_tiled_image(
+    built: dict, name: str, partitions: int
+) -> None:
+    from edge_hired.runtime.bundle_runtime import _max_partitions
+
+    assert _max_partitions(read_manifest(built[name][1])) == partitions
