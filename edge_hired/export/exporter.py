@@ -231,7 +231,11 @@ def _tiled_spec(facts: ModelFacts | TiledFacts) -> dict[str, int]:
     """The tiling settings a tiled family's manifest records (none for LLaVA)."""
     if not isinstance(facts, TiledFacts):
         return {}
-    return {"merge": facts.merge, "min_tiles": facts.min_tiles, "longest_edge": facts.longest_edge}
+    return {
+        "tile_merge": facts.merge,
+        "min_tiles": facts.min_tiles,
+        "longest_edge": facts.longest_edge,
+    }
 
 
 def _versions() -> dict[str, str]:

@@ -75,7 +75,11 @@ def tiled_vision_fields(facts: Any) -> dict[str, int]:
     """InternVL / SmolVLM tiling settings for `VisionShape` (none for the LLaVA families)."""
     if not hasattr(facts, "tile_family"):
         return {}
-    return {"merge": facts.merge, "min_tiles": facts.min_tiles, "longest_edge": facts.longest_edge}
+    return {
+        "tile_merge": facts.merge,
+        "min_tiles": facts.min_tiles,
+        "longest_edge": facts.longest_edge,
+    }
 
 
 def _count_weights(config: Any, quantization: str, size: int) -> dict[str, int]:

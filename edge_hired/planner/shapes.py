@@ -50,7 +50,7 @@ class VisionShape:
     pinpoints: tuple[tuple[int, int], ...] = ()
     has_cls: bool = True  # CLIP carries a CLS token, SigLIP does not
     max_tiles: int = 0  # OneVision's anyres_max_K; InternVL's max_patches
-    merge: int = 1  # tiled families: patches per LLM-token side after the pixel shuffle
+    tile_merge: int = 1  # tiled families: patches per LLM-token side (pixel shuffle)
     min_tiles: int = 1  # InternVL's min_patches
     longest_edge: int = 0  # SmolVLM's size.longest_edge (the first resize)
 
@@ -88,7 +88,7 @@ def max_geometry(vision: VisionShape) -> tuple[int, int]:
 
 def tiled_geometry(vision: VisionShape, image_hw: tuple[int, int]) -> TileGeometry:
     """InternVL / SmolVLM geometry of an image (the image processor's settings in `vision`)."""
-    tile, patch, merge = vision.crop_size, vision.patch_size, vision.merge
+    tile, patch, merge = vision.crop_size, vision.patch_size, vision.tile_merge
     if TILED_LAYOUTS[vision.family] == "internvl":
         tiles = (vision.min_tiles, vision.max_tiles)
         return internvl_geometry(image_hw, tile, patch, 1 / merge, *tiles)

@@ -34,7 +34,7 @@ def tiled_facts_from_manifest(vision: Any) -> TiledFacts:
         family=vision.family,
         tile_size=vision.crop_size,
         patch_size=vision.patch_size,
-        merge=vision.merge,
+        merge=vision.tile_merge,
         num_heads=vision.num_heads,
         layers=plan,
         image_token_id=vision.image_token_id,

@@ -64,7 +64,7 @@ def test_manifest_records_family_signal_tiling_and_parity(built: dict, name: str
         tile,
         patch,
     )
-    assert (vision.merge, vision.min_tiles, vision.max_tiles, vision.longest_edge) == (
+    assert (vision.tile_merge, vision.min_tiles, vision.max_tiles, vision.longest_edge) == (
         merge,
         low,
         high,

@@ -39,7 +39,7 @@ VISION = {
     "dtype": "float16",
     "signal": "cls",
     "max_tiles": 0,
-    "merge": 1,
+    "tile_merge": 1,
     "min_tiles": 1,
     "longest_edge": 0,
 }
