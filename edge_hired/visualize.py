@@ -29,6 +29,7 @@ from edge_hired.errors import InvalidArgumentError, expected
 from edge_hired.hired import Selection
 from edge_hired.hired.geometry import ImageGeometry, resized_size
 from edge_hired.hired.strategies import highlight_count, top_indices
+from edge_hired.hired.tiles import TileGeometry
 
 if TYPE_CHECKING:
     from edge_hired.runtime.pipeline import Pipeline, SelectionOptions
@@ -412,13 +413,18 @@ def _header(scene: _Scene) -> str:
         f"strategy {selection.strategy}: budget {selection.budget}, kept "
         f"{selection.num_kept} of {selection.num_valid} valid visual tokens ({total} encoded)"
     )
-    (gh, gw), best = geometry.grid, geometry.best_resolution
+    (gh, gw), best = geometry.grid, _canvas(geometry)
     parts = (
         f"full image + {gh}x{gw} sub-images of the {best[1]}x{best[0]} canvas"
         if geometry.num_sub_images
         else "one partition (no sub-images)"
     )
     return f"{line1}\nimage {scene.image.width}x{scene.image.height} px: {parts}"
+
+
+def _canvas(geometry: ImageGeometry | TileGeometry) -> tuple[int, int]:
+    """(height, width) the sub-images are cut from: LLaVA's best resolution, a tiled canvas."""
+    return geometry.canvas if isinstance(geometry, TileGeometry) else geometry.best_resolution
 
 
 def _legend(draw: ImageDraw.ImageDraw, x: int, y: int) -> None:
@@ -539,6 +545,8 @@ def show(
     selection = pipeline.select(geometry, vision, options)
     views = views_from_pixels(pixels.float().cpu().numpy(), *_normalisation(pipeline))
     heat = vision.cls_init.float().cpu().numpy().sum(axis=1, dtype=np.float32)
+    if isinstance(geometry, TileGeometry):
+        views, heat = _tiled_views(geometry, views, heat)
     return selection_figure(
         image,
         geometry,
@@ -550,6 +558,15 @@ def show(
         cell_px=cell_px,
         signal=vision.signal,
     )
+
+
+def _tiled_views(
+    geometry: TileGeometry, views: list[Image.Image], heat: np.ndarray
+) -> tuple[list[Image.Image], np.ndarray]:
+    """Tiled families: the stock image order (tiles, global view last) put into partition order
+    (global view first, as the encoder's rows are), and per-patch heat summed per LLM token."""
+    order = np.roll(np.arange(len(views)), 1)
+    return [views[i] for i in order], geometry.block_scores(heat)
 
 
 def _normalisation(pipeline: Pipeline) -> tuple[Any, Any, float]:

@@ -29,6 +29,7 @@ MODELS = {
     "llava-hf/llava-v1.6-vicuna-7b-hf": ref.llava_v16_vicuna_7b_config,
     "llava-hf/llava-interleave-qwen-0.5b-hf": ref.llava_interleave_qwen_0_5b_config,
     "llava-hf/llava-onevision-qwen2-0.5b-ov-hf": ref.llava_onevision_qwen2_0_5b_config,
+    **{name: make for name, (make, _) in ref.TILED_REFERENCE_MODELS.items()},
 }
 
 

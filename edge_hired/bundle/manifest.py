@@ -55,7 +55,12 @@ class VisionSpec:
     activation_bytes_per_partition: StrictInt
     dtype: StrictStr  # "float32" or "float16"
     signal: StrictStr = "cls"  # HiRED's signal: "cls" (CLIP CLS rows) or "received" (SigLIP)
-    max_tiles: StrictInt = 0  # OneVision's anyres_max_K (0: no downsampling)
+    max_tiles: StrictInt = 0  # OneVision's anyres_max_K (0: no downsampling); InternVL's max
+    # Tiled families (InternVL, SmolVLM): tiles + a global view; tokens_per_partition counts
+    # patches, one LLM token is a tile_merge x tile_merge block of them.
+    tile_merge: StrictInt = 1  # pixel-shuffle block side (InternVL 2, SmolVLM 4 or 3)
+    min_tiles: StrictInt = 1  # InternVL's min_patches
+    longest_edge: StrictInt = 0  # SmolVLM's size.longest_edge
 
 
 @dataclass(frozen=True, config=SCHEMA)

@@ -41,8 +41,10 @@ from edge_hired.export.language_model import extract_causal_lm, save_language_mo
 from edge_hired.export.measure import activation_bytes_per_partition
 from edge_hired.export.onnx_encoder import ParityFigure, check_parity, export_encoder
 from edge_hired.export.recipes import Recipe, load_recipe
+from edge_hired.export.tiled_encoder_graph import TiledEncoderGraph
 from edge_hired.runtime.loading import ModelFacts, model_facts, read_config, resolve_source
 from edge_hired.runtime.processors import load_processor
+from edge_hired.runtime.tiled_facts import TiledFacts, is_tiled, tiled_facts
 from edge_hired.signals import sigterm_raises
 from edge_hired.units import DTYPE_ALIASES, EXPORT_DTYPES, check_quantization
 
@@ -99,9 +101,9 @@ def _write_bundle(model_id: str, staging: Path, options: ExportOptions, say: Pro
     """Every stage of the export, in order, into the staging directory."""
     say("load model")
     config = read_config(model_id, revision=options.revision)
-    facts = model_facts(config)
-    recipe = load_recipe(facts.family)
     source = resolve_source(model_id)
+    facts = _export_facts(config, source, options.revision)
+    recipe = load_recipe(facts.family)
     model = (
         getattr(transformers, recipe.model_class)
         .from_pretrained(source, dtype=torch.float32, revision=options.revision)
@@ -142,7 +144,7 @@ def _export_vision(
     model, facts: ModelFacts, recipe: Recipe, staging: Path, options: ExportOptions
 ) -> tuple[list[ParityFigure], int]:
     """Write the ONNX encoder and check it against the fp32 PyTorch graph."""
-    reference = EncoderGraph(_attribute(model, recipe.vision_tower), facts.layers).eval()
+    reference = _encoder_graph(_attribute(model, recipe.vision_tower), facts).eval()
     dtype = torch_dtype(options.dtype)
     graph = copy.deepcopy(reference).to(dtype)
     side = facts.crop_size
@@ -153,6 +155,21 @@ def _export_vision(
     figures = check_parity(reference, path, probe, recipe.tolerance_for(str(dtype).split(".")[-1]))
     encoder_bytes = sum(p.numel() * p.element_size() for p in graph.parameters())
     return figures, encoder_bytes
+
+
+def _export_facts(config, source: str, revision: str | None) -> ModelFacts | TiledFacts:
+    """The model's facts; a tiled family's tiling settings come from its image processor."""
+    if not is_tiled(config):
+        return model_facts(config)
+    processor = load_processor(source, config.model_type, revision)
+    return tiled_facts(config, processor.image_processor)
+
+
+def _encoder_graph(vision_tower, facts: ModelFacts | TiledFacts) -> torch.nn.Module:
+    """The export graph of the family's tower: LLaVA's CLIP / SigLIP, or a tiled family's."""
+    if isinstance(facts, TiledFacts):
+        return TiledEncoderGraph(vision_tower, facts)
+    return EncoderGraph(vision_tower, facts.layers)
 
 
 def _activation(staging: Path, facts: ModelFacts, options: ExportOptions) -> int:
@@ -195,7 +212,7 @@ def _vision_spec(
         tokens_per_partition=(facts.crop_size // facts.patch_size) ** 2,
         num_heads=facts.num_heads,
         hidden_size=vision_config.hidden_size,
-        vision_feature_layer=model.config.vision_feature_layer,
+        vision_feature_layer=getattr(model.config, "vision_feature_layer", -1),
         layers_in_graph=facts.layers.layers_to_run,
         l_init=facts.layers.l_init,
         l_final=facts.layers.l_final,
@@ -206,7 +223,19 @@ def _vision_spec(
         dtype=DTYPE_ALIASES[options.dtype],
         signal=facts.signal,
         max_tiles=facts.max_tiles,
+        **_tiled_spec(facts),
     )
+
+
+def _tiled_spec(facts: ModelFacts | TiledFacts) -> dict[str, int]:
+    """The tiling settings a tiled family's manifest records (none for LLaVA)."""
+    if not isinstance(facts, TiledFacts):
+        return {}
+    return {
+        "tile_merge": facts.merge,
+        "min_tiles": facts.min_tiles,
+        "longest_edge": facts.longest_edge,
+    }
 
 
 def _versions() -> dict[str, str]:

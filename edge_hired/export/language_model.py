@@ -65,7 +65,8 @@ def extract_causal_lm(vlm: PreTrainedModel) -> PreTrainedModel:
 
 def _vlm_parts(vlm: PreTrainedModel) -> tuple[torch.nn.Module, torch.nn.Module]:
     """The VLM's decoder stack and output projection, or a ModelLoadError naming what is absent."""
-    decoder = getattr(getattr(vlm, "model", None), "language_model", None)
+    inner = getattr(vlm, "model", None)
+    decoder = getattr(inner, "language_model", None) or getattr(inner, "text_model", None)
     head = vlm.get_output_embeddings() if hasattr(vlm, "get_output_embeddings") else None
     if decoder is None or head is None or getattr(vlm.config, "text_config", None) is None:
         raise ModelLoadError(

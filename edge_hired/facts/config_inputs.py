@@ -53,6 +53,7 @@ def inputs_from_config(
         facts.pinpoints,
         has_cls=facts.signal == "cls",
         max_tiles=facts.max_tiles,
+        **tiled_vision_fields(facts),
     )
     weights = _count_weights(config, quantization, dtype_bytes(compute))
     return PlanInputs(
@@ -73,6 +74,17 @@ def inputs_from_config(
     )
 
 
+def tiled_vision_fields(facts: Any) -> dict[str, int]:
+    """InternVL / SmolVLM tiling settings for `VisionShape` (none for the LLaVA families)."""
+    if not hasattr(facts, "tile_family"):
+        return {}
+    return {
+        "tile_merge": facts.merge,
+        "min_tiles": facts.min_tiles,
+        "longest_edge": facts.longest_edge,
+    }
+
+
 def _count_weights(config: Any, quantization: str, size: int) -> dict[str, int]:
     """Bytes and Linear parameter counts of the LLM and encoder sides, on the meta device."""
     import torch
@@ -80,7 +92,8 @@ def _count_weights(config: Any, quantization: str, size: int) -> dict[str, int]:
 
     with torch.device("meta"):
         model = AutoModelForImageTextToText.from_config(config)
-    language = model.model.language_model
+    inner = model.model
+    language = inner.text_model if hasattr(inner, "text_model") else inner.language_model
     llm_side = {id(m) for m in language.modules()} | {id(m) for m in model.lm_head.modules()}
     linear = torch.nn.Linear
     quantized = (

@@ -173,7 +173,7 @@ def _request_facts(
     """
     geometry = image_geometry(inputs.vision, tuple(image_hw))
     tokens = prompt_tokens if prompt_tokens is not None else len(prompt.encode()) + TEMPLATE_TOKENS
-    rows = len(geometry.rows_kept) if geometry.num_sub_images else 0
+    rows = len(getattr(geometry, "rows_kept", ())) if geometry.num_sub_images else 0  # tiles: none
     return RunFacts(
         inputs,
         device,

@@ -163,6 +163,29 @@ TINY_SMOLVLM_SIGLIP = _frozen(
     num_attention_heads=4,
 )
 
+#: InternViT-300M's width and 448 / 14 geometry (InternVL3-1B/2B, InternVL3.5) at 8 of its 24
+#: layers: InternVL3-2B-shaped and CPU-sized (the LLM below keeps the same third of its depth).
+INTERNVIT_300M_8L = _frozen(
+    image_size=448,
+    patch_size=14,
+    hidden_size=1024,
+    intermediate_size=4096,
+    num_hidden_layers=8,
+    num_attention_heads=16,
+    attention_bias=True,
+)
+
+#: SmolVLM2-2.2B's SigLIP-so400m at 384 / 14 (27 x 27 patches, pixel shuffle 3 -> 81 tokens per
+#: tile) at 9 of its 27 layers.
+SMOLVLM_SIGLIP_384_9L = _frozen(
+    image_size=384,
+    patch_size=14,
+    hidden_size=1152,
+    intermediate_size=4304,
+    num_hidden_layers=9,
+    num_attention_heads=16,
+)
+
 #: Qwen3-VL's vision tower geometry (patch 16, 2 x 2 merger, 48 x 48 learned positions) at 4
 #: layers, 32 wide; DeepStack taps after blocks 1 and 2 feed the LLM's first two layers.
 TINY_QWEN3_VL_VISION = _frozen(
@@ -300,6 +323,27 @@ QWEN2_0_5B = _frozen(
     tie_word_embeddings=True,
 )
 
+#: Qwen2.5-1.5B's width (InternVL3-2B's LLM: 1536 wide, 12 heads, 2 KV heads, MLP 8960) at 10
+#: of its 28 layers.
+QWEN2_5_1_5B_10L = _frozen(
+    hidden_size=1536,
+    intermediate_size=8960,
+    num_hidden_layers=10,
+    num_attention_heads=12,
+    num_key_value_heads=2,
+    max_position_embeddings=32768,
+)
+
+#: SmolLM2-1.7B's width (SmolVLM2-2.2B's LLM: 2048 wide, 32 heads, MLP 8192) at 8 of its 24 layers.
+SMOLLM2_1_7B_8L = _frozen(
+    hidden_size=2048,
+    intermediate_size=8192,
+    num_hidden_layers=8,
+    num_attention_heads=32,
+    num_key_value_heads=32,
+    max_position_embeddings=8192,
+)
+
 TINY_LLAMA = _frozen(
     hidden_size=64,
     intermediate_size=128,
@@ -411,6 +455,34 @@ PRESETS: dict[str, ModelPreset] = {
             vision_feature_select_strategy="full",
             vision_type="smolvlm_vision",
             merge=4,
+        ),
+        ModelPreset(
+            name="mid-internvl",
+            family="internvl",
+            description="InternVL3-2B-shaped at a third of its depth: InternViT-300M width "
+            "(448/14, CLS, 16 heads) with 8 layers, pixel shuffle 0.5, Qwen2.5-1.5B width with "
+            "10 layers, bf16",
+            vision=INTERNVIT_300M_8L,
+            text=QWEN2_5_1_5B_10L,
+            vision_feature_layer=-1,
+            vision_type="internvl_vision",
+            text_type="qwen2",
+            merge=2,
+            dtype="bfloat16",
+        ),
+        ModelPreset(
+            name="mid-smolvlm",
+            family="smolvlm",
+            description="SmolVLM2-2.2B-shaped at a third of its depth: SigLIP-so400m width "
+            "(384/14) with 9 layers, pixel shuffle 3 (81 tokens per tile), SmolLM2-1.7B width "
+            "with 8 layers, bf16",
+            vision=SMOLVLM_SIGLIP_384_9L,
+            text=SMOLLM2_1_7B_8L,
+            vision_feature_layer=-1,
+            vision_feature_select_strategy="full",
+            vision_type="smolvlm_vision",
+            merge=3,
+            dtype="bfloat16",
         ),
         ModelPreset(
             name="tiny-qwen3-vl",

@@ -109,6 +109,9 @@ def _inputs_from_manifest(manifest: Manifest, kv_dtype: str | None) -> PlanInput
         tuple((int(h), int(w)) for h, w in vision_spec.pinpoints),
         has_cls=vision_spec.signal == "cls",
         max_tiles=vision_spec.max_tiles,
+        tile_merge=vision_spec.tile_merge,
+        min_tiles=vision_spec.min_tiles,
+        longest_edge=vision_spec.longest_edge,
     )
     quantized = llm_spec.quantization != "none"
     compute = normal_dtype(llm_spec.compute_dtype)

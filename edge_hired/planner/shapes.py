@@ -10,8 +10,14 @@ from edge_hired.hired.geometry import (
     onevision_geometry,
     single_geometry,
 )
+from edge_hired.hired.internvl_tiles import candidate_grids, internvl_geometry
 from edge_hired.hired.native_geometry import native_geometry
+from edge_hired.hired.smolvlm_tiles import smolvlm_geometry
+from edge_hired.hired.tiles import TileGeometry
 from edge_hired.units import dtype_bytes
+
+#: Tiled families (model_type -> tiling rules): a grid of tiles plus a global view.
+TILED_LAYOUTS = {"internvl": "internvl", "smolvlm": "smolvlm", "idefics3": "smolvlm"}
 
 
 @dataclass(frozen=True)
@@ -44,10 +50,13 @@ class VisionShape:
     family: str  # "llava_next", "llava" or "llava_onevision"
     pinpoints: tuple[tuple[int, int], ...] = ()
     has_cls: bool = True  # CLIP carries a CLS token, SigLIP does not
-    max_tiles: int = 0  # OneVision's anyres_max_K
+    max_tiles: int = 0  # OneVision's anyres_max_K; InternVL's max_patches
     merge: int = 0  # native resolution (Qwen-VL): merge units are merge x merge patches; else 0
     min_pixels: int = 0  # native resolution: the processor's pixel limits
     max_pixels: int = 0
+    tile_merge: int = 1  # tiled families: patches per LLM-token side (pixel shuffle)
+    min_tiles: int = 1  # InternVL's min_patches
+    longest_edge: int = 0  # SmolVLM's size.longest_edge (the first resize)
 
     @property
     def tokens_per_partition(self) -> int:
@@ -72,6 +81,8 @@ def image_geometry(vision: VisionShape, image_hw: tuple[int, int]) -> ImageGeome
     if vision.merge:
         limits = vision.min_pixels, vision.max_pixels
         return native_geometry(image_hw, patch, vision.merge, *limits)  # type: ignore[return-value]
+    if vision.family in TILED_LAYOUTS:
+        return tiled_geometry(vision, image_hw)
     if vision.family == "llava_onevision" and vision.pinpoints:
         return onevision_geometry(image_hw, vision.pinpoints, crop, patch, vision.max_tiles)
     if vision.family == "llava_next" and vision.pinpoints:
@@ -86,6 +97,8 @@ def max_geometry(vision: VisionShape) -> tuple[int, int]:
     """
     if vision.merge:
         return 1, native_max_tokens(vision)
+    if vision.family in TILED_LAYOUTS:
+        return tiled_max_geometry(vision)
     if vision.family == "llava" or not vision.pinpoints:
         single = single_geometry((vision.crop_size,) * 2, vision.crop_size, vision.patch_size)
         return 1, single.tokens_per_partition
@@ -94,6 +107,27 @@ def max_geometry(vision: VisionShape) -> tuple[int, int]:
         geometry = image_geometry(vision, pin)
         best = max(best, (geometry.num_partitions, int(geometry.valid_counts().sum())))
     return best
+
+
+def tiled_geometry(vision: VisionShape, image_hw: tuple[int, int]) -> TileGeometry:
+    """InternVL / SmolVLM geometry of an image (the image processor's settings in `vision`)."""
+    tile, patch, merge = vision.crop_size, vision.patch_size, vision.tile_merge
+    if TILED_LAYOUTS[vision.family] == "internvl":
+        tiles = (vision.min_tiles, vision.max_tiles)
+        return internvl_geometry(image_hw, tile, patch, 1 / merge, *tiles)
+    return smolvlm_geometry(image_hw, tile, patch, merge, vision.longest_edge or 4 * tile)
+
+
+def tiled_max_geometry(vision: VisionShape) -> tuple[int, int]:
+    """(partitions, LLM tokens) of the most tiles: every InternVL grid, SmolVLM's square image."""
+    tile = vision.crop_size
+    if TILED_LAYOUTS[vision.family] == "internvl":
+        grids = candidate_grids(vision.min_tiles, vision.max_tiles)
+        sizes = [(rows * tile, cols * tile) for cols, rows in grids]
+    else:
+        sizes = [(vision.longest_edge or 4 * tile,) * 2]
+    layouts = [tiled_geometry(vision, size) for size in sizes]
+    return max((g.num_partitions, g.num_tokens) for g in layouts)
 
 
 def llm_matmul_params(llm: LlmShape) -> int:

@@ -37,6 +37,13 @@ from edge_hired.device.providers import ProviderChoice, choose_providers
 from edge_hired.runtime.loading import LoadedModel, ModelFacts, VlmParts
 from edge_hired.runtime.pipeline import Pipeline
 from edge_hired.runtime.processors import load_processor
+from edge_hired.runtime.tiled_bundle import (
+    PartitionOrderEncoder,
+    is_tiled_family,
+    tiled_facts_from_manifest,
+    tiled_projector,
+)
+from edge_hired.runtime.tiled_facts import TiledFacts
 from edge_hired.runtime.vision import LayerPlan, VisionOutput
 
 if TYPE_CHECKING:
@@ -96,9 +103,11 @@ class BundleLoadOptions:
     notify: Callable[[str], None] | None = None  # progress lines; None: stderr
 
 
-def facts_from_manifest(manifest: Manifest) -> ModelFacts:
+def facts_from_manifest(manifest: Manifest) -> ModelFacts | TiledFacts:
     """The pipeline's geometry facts, straight from the manifest."""
     vision = manifest.vision
+    if is_tiled_family(vision.family):
+        return tiled_facts_from_manifest(vision)
     plan = LayerPlan(vision.layers_in_graph, vision.l_init, vision.l_final)
     pins = tuple(tuple(int(v) for v in p) for p in vision.pinpoints)
     return ModelFacts(
@@ -117,7 +126,9 @@ def facts_from_manifest(manifest: Manifest) -> ModelFacts:
 def load_projector(bundle: Path, family: str, dtype: torch.dtype, device: torch.device):
     """Projector module and image_newline from safetensors (never pickle)."""
     config = AutoConfig.from_pretrained(bundle / VLM_CONFIG_DIR)
-    projector = PROJECTORS[family](config)
+    projector = (
+        PROJECTORS[family](config) if family in PROJECTORS else tiled_projector(family, config)
+    )
     tensors = load_file(str(bundle / PROJECTOR_FILE))
     weights = {
         k.removeprefix("projector."): v for k, v in tensors.items() if k.startswith("projector.")
@@ -157,8 +168,11 @@ def load_bundle_pipeline(
     parts = VlmParts(
         facts=facts_from_manifest(manifest),
         processor=load_processor(root / PROCESSOR_DIR, manifest.vision.family),
-        encoder=OnnxVisionEncoder(
-            root / ENCODER_FILE, entries, manifest.vision.dtype, signal=manifest.vision.signal
+        encoder=_in_partition_order(
+            OnnxVisionEncoder(
+                root / ENCODER_FILE, entries, manifest.vision.dtype, signal=manifest.vision.signal
+            ),
+            manifest.vision.family,
         ),
         projector=lambda x: projector(x.to(device=device, dtype=dtype)),
         image_newline=newline,
@@ -168,6 +182,11 @@ def load_bundle_pipeline(
         loaded=loaded,
     )
     return Pipeline(parts, f"encoder {providers.reason}; LLM {target.reason}")
+
+
+def _in_partition_order(encoder: OnnxVisionEncoder, family: str) -> Any:
+    """Tiled families' graphs emit the stock image order: hand it on global view first."""
+    return PartitionOrderEncoder(encoder) if is_tiled_family(family) else encoder
 
 
 def _target_of(root: Path, options: BundleLoadOptions) -> Target:
@@ -209,10 +228,20 @@ def session_providers(
     trt_options = tensorrt.provider_options(
         directory,
         fp16=vision.dtype == "float16",
-        partitions=tensorrt.max_partitions(vision.pinpoints, vision.crop_size),
+        partitions=_max_partitions(manifest),
         crop_size=vision.crop_size,
     )
     return session_entries(choice.providers, limit, trt_options)
+
+
+def _max_partitions(manifest: Manifest) -> int:
+    """Partitions of the model's largest image (the TensorRT profile's batch bound)."""
+    vision = manifest.vision
+    if is_tiled_family(vision.family):  # tiles + a global view, from the recorded tiling
+        from edge_hired.planner.inputs import PlanInputs
+
+        return PlanInputs.from_manifest(manifest).max_geometry()[0]
+    return tensorrt.max_partitions(vision.pinpoints, vision.crop_size)
 
 
 def _encoder_sha256(manifest: Manifest) -> str:

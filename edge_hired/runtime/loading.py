@@ -31,6 +31,13 @@ from edge_hired.hired.geometry import (
 from edge_hired.hired.native_geometry import NativeGeometry, native_geometry
 from edge_hired.runtime.processors import load_image_text_processor, load_processor
 from edge_hired.runtime.qwen_vision import QwenVisionEncoder, signal_block
+from edge_hired.runtime.tiled_facts import TiledFacts, is_tiled, tiled_facts
+from edge_hired.runtime.tiled_loading import (
+    TILED_KEEP_UNQUANTIZED,
+    TILED_MODEL_CLASSES,
+    load_tiled_processor,
+    tiled_modules,
+)
 from edge_hired.runtime.towers import SIGNALS
 from edge_hired.runtime.vision import LayerPlan, TorchVisionEncoder, VisionOutput, plan_layers
 
@@ -38,6 +45,7 @@ FAMILIES: dict[str, type] = {
     "llava_next": LlavaNextForConditionalGeneration,
     "llava": LlavaForConditionalGeneration,
     "llava_onevision": LlavaOnevisionForConditionalGeneration,
+    **TILED_MODEL_CLASSES,  # InternVL3/3.5, SmolVLM2, Idefics3 (runtime.tiled_loading)
 }
 #: The native-resolution families (one image at its own aspect ratio, 2 x 2 merge units): the
 #: stock class of each, loaded by `load_native_parts` with `NativeFacts`.
@@ -102,7 +110,7 @@ class LoadedModel:
 class VlmParts:
     """A loaded model taken apart along HiRED's seams."""
 
-    facts: ModelFacts
+    facts: ModelFacts | TiledFacts
     processor: Any
     encoder: Callable[[torch.Tensor], VisionOutput]
     projector: Callable[[torch.Tensor], torch.Tensor]
@@ -136,8 +144,15 @@ def read_config(model_id: str, revision: str | None = None) -> Any:
         raise ModelLoadError(f"{model_id}: cannot load a model config ({first})") from error
 
 
-def model_facts(config: Any, l_init: int = 0, l_final: int | None = None) -> ModelFacts:
-    """Facts from a LLaVA config; refuses families and towers HiRED cannot serve."""
+def model_facts(
+    config: Any, l_init: int = 0, l_final: int | None = None
+) -> ModelFacts | TiledFacts:
+    """Facts from a LLaVA config; refuses families and towers HiRED cannot serve.
+
+    A tiled config (InternVL, SmolVLM) gives `TiledFacts` with the reference processor settings.
+    """
+    if is_tiled(config):
+        return tiled_facts(config, None, l_init, l_final)
     family = config.model_type
     if family not in FAMILIES:
         raise ModelLoadError(expected("model type", " or ".join(FAMILIES), family))
@@ -188,7 +203,12 @@ def max_tiles(config: Any) -> int:
 KEEP_UNQUANTIZED = ["model.vision_tower", "model.multi_modal_projector", "lm_head"]
 
 
-def load_kwargs(device: torch.device, dtype: torch.dtype, quantization: str = "none") -> dict:
+def load_kwargs(
+    device: torch.device,
+    dtype: torch.dtype,
+    quantization: str = "none",
+    keep: list[str] = KEEP_UNQUANTIZED,
+) -> dict:
     """`from_pretrained` arguments that put the weights on `device` as they are read.
 
     Loading on the CPU and then calling `.to(device)` holds the weights twice; on a Jetson's
@@ -202,7 +222,7 @@ def load_kwargs(device: torch.device, dtype: torch.dtype, quantization: str = "n
 
         check_choice(quantization, dtype)
         require_bitsandbytes(quantization, device)
-        kwargs["quantization_config"] = bitsandbytes_config(quantization, dtype, KEEP_UNQUANTIZED)
+        kwargs["quantization_config"] = bitsandbytes_config(quantization, dtype, keep)
     return kwargs
 
 
@@ -219,6 +239,8 @@ def load_parts(
     if config.model_type in NATIVE_FAMILIES:
         _no_quantization(quantization, config.model_type)
         return load_native_parts(config, model_id, device, dtype, l_final)
+    if is_tiled(config):
+        return load_tiled_parts(config, model_id, device, dtype, l_init, l_final, quantization)
     facts = model_facts(config, l_init, l_final)
     source = resolve_source(model_id)
     kwargs = load_kwargs(device, dtype, quantization)
@@ -291,3 +313,24 @@ def _no_quantization(quantization: str, family: str) -> None:
     """Qwen-VL models load unquantized in-process (bitsandbytes skip lists are LLaVA's)."""
     if quantization != "none":
         raise ModelLoadError(expected(f"quantization for {family}", "none", quantization))
+
+
+def load_tiled_parts(
+    config: Any,
+    model_id: str,
+    device: torch.device,
+    dtype: torch.dtype,
+    l_init: int = 0,
+    l_final: int | None = None,
+    quantization: str = "none",
+) -> VlmParts:
+    """`load_parts` for InternVL3/3.5 and SmolVLM2 / Idefics3 (tiles plus a global view)."""
+    source = resolve_source(model_id)
+    processor = load_tiled_processor(source, config.model_type)
+    facts = tiled_facts(config, processor.image_processor, l_init, l_final)
+    keep = TILED_KEEP_UNQUANTIZED[facts.tile_family]
+    kwargs = load_kwargs(device, dtype, quantization, keep)
+    model = FAMILIES[config.model_type].from_pretrained(source, **kwargs).eval()
+    encoder, projector = tiled_modules(model, facts)
+    loaded = LoadedModel(str(dtype).removeprefix("torch."), quantization)
+    return VlmParts(facts, processor, encoder, projector, None, model, device, dtype, loaded)

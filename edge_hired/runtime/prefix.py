@@ -16,9 +16,12 @@ from PIL import Image
 from edge_hired.errors import InvalidArgumentError, expected
 from edge_hired.hired import FEATURE_STRATEGIES, RESIZE, Selection, select_tokens
 from edge_hired.hired.geometry import ImageGeometry
+from edge_hired.hired.tile_select import select_tile_tokens
+from edge_hired.hired.tiles import TileGeometry
 from edge_hired.runtime.assemble import image_token_position, visual_sequence
 from edge_hired.runtime.loading import NativeFacts, VlmParts
 from edge_hired.runtime.qwen_prefix import native_preprocess, resize_preprocess
+from edge_hired.runtime.tiled_prefix import tiled_prefix_embeddings
 from edge_hired.runtime.vision import VisionOutput
 
 MERGING = ("prumerge", "prumerge+")
@@ -90,6 +93,8 @@ def select(geometry: ImageGeometry, vision: VisionOutput, options: SelectionOpti
     """Run the HiRED core on the encoder's attention rows."""
     if options.strategy == RESIZE:
         return resize_selection(geometry, vision)
+    if isinstance(geometry, TileGeometry):
+        return select_tiles(geometry, vision, options)
     keys = vision.keys_final.float().cpu().numpy() if options.strategy in MERGING else None
     features = token_features(vision) if options.strategy in FEATURE_STRATEGIES else None
     return select_tokens(
@@ -120,6 +125,23 @@ def token_features(vision: VisionOutput) -> object:
     return vision.features.float().cpu().numpy()
 
 
+def select_tiles(
+    geometry: TileGeometry, vision: VisionOutput, options: SelectionOptions
+) -> Selection:
+    """HiRED on a tiled image: per-patch rows (partition order) summed over each token's block."""
+    return select_tile_tokens(
+        geometry,
+        options.strategy,
+        vision.cls_init.cpu().numpy(),
+        vision.cls_final.cpu().numpy(),
+        ratio=options.ratio,
+        tokens=options.tokens,
+        cap=options.cap,
+        alpha=options.alpha,
+        seed=options.seed,
+    )
+
+
 def text_embeddings(parts: VlmParts, ids: torch.Tensor) -> torch.Tensor:
     """[T, D] input embeddings of token ids, on the LLM's device."""
     return parts.llm.get_input_embeddings()(ids.to(parts.device))
@@ -130,6 +152,8 @@ def prefix_embeddings(
     parts: VlmParts, ids: torch.Tensor, vision: VisionOutput, chosen: Selection
 ) -> torch.Tensor:
     """[1, P, D]: the text before the image, then the kept visual tokens (and newlines)."""
+    if isinstance(chosen.geometry, TileGeometry):
+        return tiled_prefix_embeddings(parts, ids, vision, chosen)
     text = text_embeddings(parts, ids)
     visual = visual_sequence(vision.features, chosen, parts.projector, parts.image_newline)
     return torch.cat([text, visual.to(text.dtype)])[None]

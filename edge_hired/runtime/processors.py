@@ -58,6 +58,8 @@ class ImageTextProcessor:
 
 def load_processor(source: str | Path, family: str, revision: str | None = None) -> Any:
     """AutoProcessor, or for OneVision its image processor, tokenizer and chat template."""
+    if family in TILED_PROCESSORS:  # InternVL / SmolVLM: the image half, tiling on
+        return tiling_on(load_image_text_processor(source, revision), family)
     from transformers import AutoProcessor
 
     if family not in NEEDS_VIDEO_PROCESSOR:
@@ -98,3 +100,16 @@ def _read_template(source: str | Path, revision: str | None) -> str | None:
             text = Path(path).read_text()
             return text if name == TEMPLATE_FILE else json.loads(text).get("chat_template")
     return None
+
+
+#: Tiled families: their processors need torchvision (video) and SmolVLM's num2words; images need
+#: only the PIL image processor, tokenizer and chat template. InternVL's must be told to tile.
+TILED_PROCESSORS = ("internvl", "smolvlm", "idefics3")
+
+
+def tiling_on(processor: ImageTextProcessor, family: str) -> ImageTextProcessor:
+    """InternVL: `crop_to_patches=True` (with its own max_patches), as `InternVLProcessor` asks;
+    the hub's preprocessor config alone says false and gives one 448 px image."""
+    if family == "internvl":
+        processor.image_processor.crop_to_patches = True
+    return processor

@@ -39,6 +39,9 @@ VISION = {
     "dtype": "float16",
     "signal": "cls",
     "max_tiles": 0,
+    "tile_merge": 1,
+    "min_tiles": 1,
+    "longest_edge": 0,
 }
 LLM = {
     "architecture": "LlamaForCausalLM",
