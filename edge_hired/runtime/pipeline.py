@@ -9,6 +9,7 @@ callers outside `runtime/` use its accessors (`tokenizer`, `facts`, ...), never 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from functools import cached_property
 from itertools import pairwise
 from pathlib import Path
@@ -22,7 +23,8 @@ from edge_hired.device.device_memory import DeviceMeter, meter_for
 from edge_hired.device.memory import peak_rss_mib, reset_peak_rss
 from edge_hired.device.sync import DeviceClock
 from edge_hired.errors import InvalidArgumentError, expected
-from edge_hired.hired import Selection
+from edge_hired.hired import RESIZE, Selection
+from edge_hired.hired.budget import resolve_budget
 from edge_hired.hired.geometry import ImageGeometry
 from edge_hired.runtime import prefix as visual_prefix
 from edge_hired.runtime.engine import Engine, PrefixCache
@@ -179,10 +181,12 @@ class Pipeline:
         the phase boundaries (for telemetry) once the request is done.
         """
         _check_prompt(prompt)
+        picture = image if isinstance(image, Image.Image) else load_image(image)
+        if selection.strategy == RESIZE and self._tiled():
+            return self._run_at_token_knob(picture, prompt, selection, sampling, on_text, on_phase)
         reset_peak_rss()
         self.meter.reset()
         marks = {"start": self._mark()}
-        picture = image if isinstance(image, Image.Image) else load_image(image)
         request = GenerationRequest(*self._split(prompt), ImageInput(picture), selection)
         generation = generate(
             self.engine,
@@ -197,6 +201,33 @@ class Pipeline:
         for name, key in PHASE_MARKS if on_phase else ():
             on_phase(name, marks[key])
         return self._result(generation, marks)
+
+    def _tiled(self) -> bool:
+        from edge_hired.runtime.tiled_facts import TiledFacts
+
+        return isinstance(self.facts, TiledFacts)
+
+    def _run_at_token_knob(
+        self,
+        picture: Image.Image,
+        prompt: str,
+        selection: SelectionOptions,
+        sampling: SamplingOptions,
+        on_text: Callable[[str], None] | None,
+        on_phase: PhaseCallback | None,
+    ) -> RunResult:
+        """The tiled families' `resize` baseline: the model's own token knob (InternVL's
+        `max_patches`, SmolVLM's `longest_edge`) turned down to the largest setting that sends at
+        most the budget, and every token of that smaller layout sent (the stock model at that
+        setting). Reported as strategy `resize` with the budget it was held to."""
+        from edge_hired.runtime.tiled_knob import token_knob_for, with_token_knob
+
+        full = self.facts.geometry_for((picture.height, picture.width))
+        budget = resolve_budget(full, selection.ratio, selection.tokens, selection.cap)
+        knobbed = with_token_knob(self, token_knob_for(self, full.image_size, budget))
+        every = replace(selection, strategy="full", ratio=None, tokens=None, cap=None)
+        result = knobbed.run(picture, prompt, every, sampling, on_text, on_phase)
+        return replace(result, strategy=RESIZE, budget_tokens=int(budget))
 
     @cached_property
     def engine(self) -> Engine:

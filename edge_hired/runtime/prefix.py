@@ -73,7 +73,7 @@ def preprocess(
     if isinstance(parts.facts, NativeFacts) and resize:
         return resize_preprocess(parts.processor, parts.facts, picture, selection)
     if resize:
-        want = "a native-resolution model (Qwen-VL)"
+        want = "a Qwen-VL model here (tiled models: run, bench and eval)"
         raise InvalidArgumentError(expected("strategy resize", want, parts.facts.family))
     geometry = parts.facts.geometry_for((picture.height, picture.width))
     if isinstance(parts.facts, NativeFacts):

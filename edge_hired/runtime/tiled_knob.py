@@ -5,6 +5,8 @@ processor is called with `max_patches=value` (InternVL) or `size={"longest_edge"
 (SmolVLM), and whose facts describe that geometry; with strategy `full` it sends every token of
 the smaller layout, which is what the stock model does with that processor setting.
 `token_knob_for(pipeline, image_size, tokens)` picks the value that sends at most `tokens`.
+`Pipeline.run` with strategy `resize` does both for a tiled model. (A pipeline is typed `Any`
+here: this module is imported by `runtime.pipeline`.)
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ from typing import Any
 
 from edge_hired.errors import InvalidArgumentError, expected
 from edge_hired.hired.tile_knob import knob_for_tokens
-from edge_hired.runtime.pipeline import Pipeline
 from edge_hired.runtime.processors import ImageTextProcessor
 from edge_hired.runtime.tiled_facts import TiledFacts
 
@@ -48,7 +49,7 @@ def facts_with_knob(facts: TiledFacts, value: int) -> TiledFacts:
     return replace(facts, longest_edge=value)
 
 
-def with_token_knob(pipeline: Pipeline, value: int) -> Pipeline:
+def with_token_knob(pipeline: Any, value: int) -> Any:
     """A pipeline over the same weights whose images are processed with the knob at `value`."""
     facts = pipeline.facts
     if not isinstance(facts, TiledFacts):
@@ -65,10 +66,10 @@ def with_token_knob(pipeline: Pipeline, value: int) -> Pipeline:
         image, processor.tokenizer, processor.chat_template, processor.image_token
     )
     parts = replace(pipeline.parts, facts=knobbed, processor=wrapped)
-    return Pipeline(parts, pipeline.device_reason)
+    return type(pipeline)(parts, pipeline.device_reason)
 
 
-def token_knob_for(pipeline: Pipeline, image_size: tuple[int, int], tokens: int) -> int:
+def token_knob_for(pipeline: Any, image_size: tuple[int, int], tokens: int) -> int:
     """The knob value that sends at most `tokens` visual tokens for this image (or the least)."""
     facts = pipeline.facts
     return knob_for_tokens(

@@ -57,3 +57,24 @@ def test_knob_pipeline_is_the_stock_model_with_that_setting(tmp_path: Path, name
         stock = model.generate(**ids, **images, max_new_tokens=NEW_TOKENS, do_sample=False)
     assert result.token_ids == stock[0, ids["input_ids"].shape[1] :].tolist()
     assert pipeline.facts.geometry_for(size).num_tokens > tokens  # the original is untouched
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_strategy_resize_runs_the_knob_that_fits_the_budget(tmp_path: Path, name: str) -> None:
+    """`--strategy resize` on a tiled model = the knob pipeline at the largest setting whose
+    layout sends at most the budget (the case's knob at exactly its token count)."""
+    size, knob, _, tokens, _, _ = CASES[name]
+    directory = build_checkpoint(name, tmp_path / name)
+    pipeline = Pipeline.from_pretrained(str(directory), device="cpu", dtype="float32")
+    image = noise(*size, seed=1)
+    resized = pipeline.run(
+        image, PROMPT, SelectionOptions(strategy="resize", tokens=tokens), GREEDY
+    )
+    knobbed = with_token_knob(pipeline, knob).run(
+        image, PROMPT, SelectionOptions(strategy="full"), GREEDY
+    )
+    assert resized.token_ids == knobbed.token_ids
+    assert (resized.strategy, resized.budget_tokens) == ("resize", tokens)
+    assert resized.visual_tokens_kept == resized.visual_tokens_total == tokens
+    fewer = pipeline.run(image, PROMPT, SelectionOptions(strategy="resize", tokens=tokens - 1))
+    assert fewer.visual_tokens_kept < tokens - 1  # one knob step down: a whole tile fewer
