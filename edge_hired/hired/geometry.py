@@ -76,8 +76,32 @@ def unpadded_span(image_size: tuple[int, int], grid_hw: tuple[int, int]) -> tupl
     return range(cur_h), range(pad, cur_w - pad)
 
 
+class PartitionGrid:
+    """What a (rows, cols) `grid` of sub-images plus one full view says about partitions.
+
+    Shared by every layout HiRED partitions: LLaVA's anyres grid, the tiled families' tiles.
+    """
+
+    grid: tuple[int, int]
+
+    @property
+    def num_sub_images(self) -> int:
+        """m: number of sub-images or tiles (0 for a single view)."""
+        return self.grid[0] * self.grid[1]
+
+    @property
+    def num_partitions(self) -> int:
+        """1 + m: the full view and the sub-images."""
+        return 1 + self.num_sub_images
+
+    @property
+    def reported_grid(self) -> tuple[int, int]:
+        """Grid as users see it: [1, 1] for one partition."""
+        return self.grid if self.num_sub_images else (1, 1)
+
+
 @dataclass(frozen=True)
-class ImageGeometry:
+class ImageGeometry(PartitionGrid):
     """Everything HiRED needs to know about how one image becomes visual tokens.
 
     Partition 0 is the full image; partitions 1..m are the sub-images in row-major grid order.
@@ -97,21 +121,6 @@ class ImageGeometry:
     def tokens_per_partition(self) -> int:
         """N: patch tokens per partition."""
         return self.n_side * self.n_side
-
-    @property
-    def num_sub_images(self) -> int:
-        """m: number of sub-images (0 for LLaVA-1.5)."""
-        return self.grid[0] * self.grid[1]
-
-    @property
-    def num_partitions(self) -> int:
-        """1 + m."""
-        return 1 + self.num_sub_images
-
-    @property
-    def reported_grid(self) -> tuple[int, int]:
-        """Grid as users see it: [1, 1] for one partition."""
-        return self.grid if self.num_sub_images else (1, 1)
 
     def valid_mask(self) -> np.ndarray:
         """valid[p, t]: whether token t of partition p survives unpadding."""

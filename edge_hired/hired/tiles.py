@@ -22,12 +22,13 @@ from typing import Literal
 import numpy as np
 
 from edge_hired.errors import AttentionShapeError, InvalidArgumentError, expected
+from edge_hired.hired.geometry import PartitionGrid
 
 TileFamily = Literal["internvl", "smolvlm"]
 
 
 @dataclass(frozen=True)
-class TileGeometry:
+class TileGeometry(PartitionGrid):
     """How one image becomes tiles, a global view and LLM tokens.
 
     `grid` is (rows, cols) of tiles, (0, 0) when the image is a single view (InternVL with one
@@ -72,21 +73,6 @@ class TileGeometry:
     def patch_grid(self) -> tuple[int, int]:
         """(rows, cols) of encoder patches in every partition."""
         return self.patch_side, self.patch_side
-
-    @property
-    def num_sub_images(self) -> int:
-        """m: number of tiles (0 for a single view)."""
-        return self.grid[0] * self.grid[1]
-
-    @property
-    def num_partitions(self) -> int:
-        """1 + m: the global view and the tiles."""
-        return 1 + self.num_sub_images
-
-    @property
-    def reported_grid(self) -> tuple[int, int]:
-        """Grid as users see it: [1, 1] for a single view."""
-        return self.grid if self.num_sub_images else (1, 1)
 
     @property
     def resized(self) -> None:

@@ -100,17 +100,28 @@ def select(geometry: ImageGeometry, vision: VisionOutput, options: SelectionOpti
     return select_tokens(
         geometry,
         options.strategy,
-        vision.cls_init.cpu().numpy(),
-        vision.cls_final.cpu().numpy(),
-        ratio=options.ratio,
-        tokens=options.tokens,
-        cap=options.cap,
-        alpha=options.alpha,
+        *_signal_rows(vision),
+        **_budget_kwargs(options),
         newline=options.newline,
-        seed=options.seed,
         keys=keys,
         features=features,
     )
+
+
+def _signal_rows(vision: VisionOutput) -> tuple[object, object]:
+    """The encoder's layer-0 and feature-layer rows on the host (numpy), as the core takes them."""
+    return vision.cls_init.cpu().numpy(), vision.cls_final.cpu().numpy()
+
+
+def _budget_kwargs(options: SelectionOptions) -> dict[str, object]:
+    """How many tokens to keep and HiRED's split, as every selection core takes them."""
+    return {
+        "ratio": options.ratio,
+        "tokens": options.tokens,
+        "cap": options.cap,
+        "alpha": options.alpha,
+        "seed": options.seed,
+    }
 
 
 def resize_selection(geometry: ImageGeometry, vision: VisionOutput) -> Selection:
@@ -130,15 +141,7 @@ def select_tiles(
 ) -> Selection:
     """HiRED on a tiled image: per-patch rows (partition order) summed over each token's block."""
     return select_tile_tokens(
-        geometry,
-        options.strategy,
-        vision.cls_init.cpu().numpy(),
-        vision.cls_final.cpu().numpy(),
-        ratio=options.ratio,
-        tokens=options.tokens,
-        cap=options.cap,
-        alpha=options.alpha,
-        seed=options.seed,
+        geometry, options.strategy, *_signal_rows(vision), **_budget_kwargs(options)
     )
 
 
