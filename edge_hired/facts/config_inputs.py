@@ -55,9 +55,31 @@ def inputs_from_config(
         max_tiles=facts.max_tiles,
         **tiled_vision_fields(facts),
     )
+    source = f"config {facts.family} ({llm.num_layers}-layer LLM, {quantization}, {compute})"
+    share = (vision.layers_run, tower.num_hidden_layers)
+    return _plan_inputs(config, source, llm, vision, quantization, compute, kv_dtype, share)
+
+
+def _plan_inputs(
+    config: Any,
+    source: str,
+    llm: LlmShape,
+    vision: VisionShape,
+    quantization: str,
+    compute: str,
+    kv_dtype: str | None,
+    layers_run: tuple[int, int] = (1, 1),
+    notes: tuple[str, ...] = (),
+) -> PlanInputs:
+    """The model's weights counted on the meta device, with its shapes, as the planner takes them.
+
+    `layers_run` (run, total): the share of the tower's layers a request runs (LLaVA stops at
+    the feature layer).
+    """
     weights = _count_weights(config, quantization, dtype_bytes(compute))
+    run, total = layers_run
     return PlanInputs(
-        source=f"config {facts.family} ({llm.num_layers}-layer LLM, {quantization}, {compute})",
+        source=source,
         llm=llm,
         vision=vision,
         quantization=quantization,
@@ -67,10 +89,9 @@ def inputs_from_config(
         llm_weight_bytes=weights["llm"],
         encoder_weight_bytes=weights["encoder"],
         llm_matmul_params=weights["llm_matmul"],
-        vision_matmul_params=weights["encoder_matmul"]
-        * vision.layers_run
-        // tower.num_hidden_layers,
+        vision_matmul_params=weights["encoder_matmul"] * run // total,
         largest_quantized_linear=weights["largest"],
+        notes=notes,
     )
 
 
@@ -153,23 +174,12 @@ def native_inputs_from_config(
         text.vocab_size,
     )
     vision = native_vision_shape(config, min(min_pixels, max_pixels), max_pixels)
-    weights = _count_weights(config, quantization, dtype_bytes(compute))
-    return PlanInputs(
-        source=f"config {config.model_type} ({text.num_hidden_layers}-layer LLM, "
-        f"{quantization}, {compute})",
-        llm=llm,
-        vision=vision,
-        quantization=quantization,
-        compute_dtype=compute,
-        kv_dtype=normal_dtype(kv_dtype or compute),
-        vision_dtype=compute,
-        llm_weight_bytes=weights["llm"],
-        encoder_weight_bytes=weights["encoder"],
-        llm_matmul_params=weights["llm_matmul"],
-        vision_matmul_params=weights["encoder_matmul"],
-        largest_quantized_linear=weights["largest"],
-        notes=(f"native resolution: images up to {max_pixels} px (max_pixels)",),
+    source = (
+        f"config {config.model_type} ({text.num_hidden_layers}-layer LLM, "
+        f"{quantization}, {compute})"
     )
+    notes = (f"native resolution: images up to {max_pixels} px (max_pixels)",)
+    return _plan_inputs(config, source, llm, vision, quantization, compute, kv_dtype, notes=notes)
 
 
 def native_vision_shape(config: Any, min_pixels: int, max_pixels: int) -> VisionShape:

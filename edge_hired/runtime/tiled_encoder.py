@@ -10,16 +10,13 @@ Everything is handed on in HiRED's partition order: the global view (stock: last
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 import torch
 from torch import nn
 
 from edge_hired.runtime.cls_attention import cls_attention_rows
 from edge_hired.runtime.received_attention import received_attention_rows
 from edge_hired.runtime.tiled_facts import TiledFacts
-from edge_hired.runtime.vision import VisionOutput
+from edge_hired.runtime.vision import VisionOutput, capture_outputs
 
 
 def qk_modules(vision_tower: nn.Module, family: str) -> list[tuple[nn.Module, nn.Module]]:
@@ -62,7 +59,7 @@ class TiledVisionEncoder:
         watched = sorted({plan.l_init, plan.l_final})
         weight = self._weight()
         pixels = pixel_values.to(device=weight.device, dtype=weight.dtype)
-        with _capture(self.qk, watched) as captured:
+        with capture_outputs(self.qk, watched) as captured:
             hidden = self._features(pixels)
         rows = {i: self._signal(*captured[i]) for i in watched}
         keys = self._patches(captured[plan.l_final][1])
@@ -88,30 +85,3 @@ class TiledVisionEncoder:
 
     def _patches(self, tokens: torch.Tensor) -> torch.Tensor:
         return tokens[:, 1:] if self.has_cls else tokens
-
-
-@contextmanager
-def _capture(
-    pairs: list[tuple[nn.Module, nn.Module]], indices: list[int]
-) -> Iterator[dict[int, list]]:
-    """Record the (query, key) module outputs of the given layers while the context is open."""
-    captured: dict[int, list] = {i: [None, None] for i in indices}
-    handles = [
-        module.register_forward_hook(_store(captured[i], slot))
-        for i in indices
-        for slot, module in enumerate(pairs[i])
-    ]
-    try:
-        yield captured
-    finally:
-        for handle in handles:
-            handle.remove()
-
-
-def _store(target: list, slot: int):
-    """A forward hook that keeps a module's output in target[slot]."""
-
-    def hook(_module: nn.Module, _inputs: tuple, output: torch.Tensor) -> None:
-        target[slot] = output
-
-    return hook

@@ -7,7 +7,7 @@ that live only for the call; nothing in transformers is replaced.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -113,15 +113,25 @@ class TorchVisionEncoder:
         )
 
 
-@contextmanager
-def _capture_qk(layers: nn.ModuleList, indices: list[int]) -> Iterator[dict[int, list]]:
+def _capture_qk(layers: nn.ModuleList, indices: list[int]):
     """Record q_proj / k_proj outputs of the given layers while the context is open."""
+    pairs = {i: (layers[i].self_attn.q_proj, layers[i].self_attn.k_proj) for i in indices}
+    return capture_outputs(pairs, indices)
+
+
+@contextmanager
+def capture_outputs(
+    pairs: Mapping[int, tuple[nn.Module, nn.Module]] | Sequence[tuple[nn.Module, nn.Module]],
+    indices: list[int],
+) -> Iterator[dict[int, list]]:
+    """Record the (query, key) module outputs of layers `indices` while the context is open:
+    forward hooks that live for one call, so nothing in transformers is patched."""
     captured: dict[int, list] = {i: [None, None] for i in indices}
-    handles = []
-    for i in indices:
-        attn = layers[i].self_attn
-        for slot, proj in enumerate((attn.q_proj, attn.k_proj)):
-            handles.append(proj.register_forward_hook(_store(captured[i], slot)))
+    handles = [
+        module.register_forward_hook(_store(captured[i], slot))
+        for i in indices
+        for slot, module in enumerate(pairs[i])
+    ]
     try:
         yield captured
     finally:
