@@ -12,12 +12,18 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
+from functools import partial
 from pathlib import Path
 
+from edge_hired.bench.interleave import interleaved
 from edge_hired.models.tiny import default_checkpoint
 from edge_hired.runtime.generation import SamplingOptions
 from edge_hired.runtime.pipeline import Pipeline, SelectionOptions
-from tests.helpers import PROMPT, textured_image
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # the test helpers' images, as `scripts/...py` runs
+from tests.helpers import PROMPT, textured_image  # noqa: E402
 
 SETTINGS = {"full": SelectionOptions(strategy="full"), "hired 20%": SelectionOptions(ratio=0.2)}
 SAMPLING = SamplingOptions(max_new_tokens=8)
@@ -34,13 +40,11 @@ def cpu_pressure() -> float:
 def measure(pipeline: Pipeline, size: tuple[int, int], repeats: int) -> dict[str, list]:
     """Per setting: the RunResults of `repeats` interleaved runs (after one warm-up each)."""
     image = textured_image(*size, seed=0)
-    for options in SETTINGS.values():
-        pipeline.run(image, PROMPT, options, SAMPLING)
-    runs: dict[str, list] = {name: [] for name in SETTINGS}
-    for _ in range(repeats):
-        for name, options in SETTINGS.items():
-            runs[name].append(pipeline.run(image, PROMPT, options, SAMPLING))
-    return runs
+    runs = {
+        name: partial(pipeline.run, image, PROMPT, options, SAMPLING)
+        for name, options in SETTINGS.items()
+    }
+    return interleaved(runs, repeats)
 
 
 def report(runs: dict[str, list]) -> str:

@@ -16,13 +16,19 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
+from functools import partial
 from pathlib import Path
 
+from edge_hired.bench.interleave import interleaved
 from edge_hired.models.tiny import default_checkpoint
 from edge_hired.runtime.generation import SamplingOptions
 from edge_hired.runtime.pipeline import Pipeline, SelectionOptions
-from tests.helpers import PROMPT, textured_image
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # the test helpers' images, as `scripts/...py` runs
+from tests.helpers import PROMPT, textured_image  # noqa: E402
 
 SETTINGS = {
     "full": SelectionOptions(strategy="full"),
@@ -68,13 +74,10 @@ def timed_run(pipeline: Pipeline, image, options: SelectionOptions) -> Timed:
 def measure(pipeline: Pipeline, size: tuple[int, int], repeats: int) -> dict[str, list]:
     """Per setting: the timed results of `repeats` interleaved runs (after one warm-up each)."""
     image = textured_image(*size, seed=0)
-    for options in SETTINGS.values():
-        pipeline.run(image, PROMPT, options, SAMPLING)
-    runs: dict[str, list] = {name: [] for name in SETTINGS}
-    for _ in range(repeats):
-        for name, options in SETTINGS.items():
-            runs[name].append(timed_run(pipeline, image, options))
-    return runs
+    runs = {
+        name: partial(timed_run, pipeline, image, options) for name, options in SETTINGS.items()
+    }
+    return interleaved(runs, repeats)
 
 
 def encoder_cpu_s(pipeline: Pipeline, size: tuple[int, int]) -> float:

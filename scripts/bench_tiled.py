@@ -14,13 +14,19 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
+from functools import partial
 from pathlib import Path
 
+from edge_hired.bench.interleave import interleaved
 from edge_hired.models.tiny import default_checkpoint
 from edge_hired.runtime.generation import SamplingOptions
 from edge_hired.runtime.pipeline import Pipeline, SelectionOptions
-from edge_hired.runtime.tiled_knob import token_knob_for, with_token_knob
-from tests.helpers import PROMPT, textured_image
+from edge_hired.runtime.tiled_knob import token_knob_for
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # the test helpers' images, as `scripts/...py` runs
+from tests.helpers import PROMPT, textured_image  # noqa: E402
 
 SETTINGS = {"full": SelectionOptions(strategy="full"), "hired 20%": SelectionOptions(ratio=0.2)}
 RESIZE = "resize <= 20%"  # the family's own knob, every token of the smaller layout
@@ -39,21 +45,19 @@ def cpu_pressure() -> float:
 def measure(pipeline: Pipeline, size: tuple[int, int], repeats: int) -> dict[str, list]:
     """Per setting: the RunResults of `repeats` interleaved runs (after one warm-up each).
 
-    The resize baseline runs the same weights with the knob that sends at most HiRED's budget.
+    The resize baseline (`--strategy resize`) runs the same weights with the knob that sends at
+    most HiRED's budget.
     """
     image = textured_image(*size, seed=0)
     budget = pipeline.facts.geometry_for(size).num_tokens // 5
-    runs_on = {name: (pipeline, options) for name, options in SETTINGS.items()}
+    settings = {**SETTINGS, RESIZE: SelectionOptions(strategy="resize", tokens=budget)}
+    runs = {
+        name: partial(pipeline.run, image, PROMPT, options, SAMPLING)
+        for name, options in settings.items()
+    }
     knob = token_knob_for(pipeline, size, budget)
-    runs_on[RESIZE] = (with_token_knob(pipeline, knob), SelectionOptions(strategy="full"))
-    for runner, options in runs_on.values():
-        runner.run(image, PROMPT, options, SAMPLING)
-    runs: dict[str, list] = {name: [] for name in runs_on}
-    for _ in range(repeats):
-        for name, (runner, options) in runs_on.items():
-            runs[name].append(runner.run(image, PROMPT, options, SAMPLING))
     print(f"resize baseline: knob {knob} (max_patches / longest_edge) for <= {budget} tokens")
-    return runs
+    return interleaved(runs, repeats)
 
 
 def report(runs: dict[str, list]) -> str:

@@ -32,16 +32,7 @@ def inputs_from_config(
     check_quantization(quantization)
     compute = normal_dtype(compute_dtype)
     facts, text, tower = model_facts(config), config.text_config, config.vision_config
-    heads = text.num_attention_heads
-    llm = LlmShape(
-        text.num_hidden_layers,
-        text.hidden_size,
-        text.intermediate_size,
-        heads,
-        getattr(text, "num_key_value_heads", None) or heads,
-        getattr(text, "head_dim", None) or text.hidden_size // heads,
-        text.vocab_size,
-    )
+    llm = llm_shape(text, text.num_hidden_layers)
     vision = VisionShape(
         facts.layers.layers_to_run,
         tower.hidden_size,
@@ -58,6 +49,21 @@ def inputs_from_config(
     source = f"config {facts.family} ({llm.num_layers}-layer LLM, {quantization}, {compute})"
     share = (vision.layers_run, tower.num_hidden_layers)
     return _plan_inputs(config, source, llm, vision, quantization, compute, kv_dtype, share)
+
+
+def llm_shape(text: Any, kv_layers: int) -> LlmShape:
+    """The language model's shape from its text config; `kv_layers` are the layers that hold a
+    KV cache (all of them, except in hybrid linear-attention models such as Qwen3.5)."""
+    heads = text.num_attention_heads
+    return LlmShape(
+        kv_layers,
+        text.hidden_size,
+        text.intermediate_size,
+        heads,
+        getattr(text, "num_key_value_heads", None) or heads,
+        getattr(text, "head_dim", None) or text.hidden_size // heads,
+        text.vocab_size,
+    )
 
 
 def _plan_inputs(
@@ -162,17 +168,8 @@ def native_inputs_from_config(
     check_quantization(quantization)
     compute = normal_dtype(compute_dtype)
     text = config.text_config
-    heads = text.num_attention_heads
     kinds = getattr(text, "layer_types", None) or ["full_attention"] * text.num_hidden_layers
-    llm = LlmShape(
-        sum(kind == "full_attention" for kind in kinds),
-        text.hidden_size,
-        text.intermediate_size,
-        heads,
-        getattr(text, "num_key_value_heads", None) or heads,
-        getattr(text, "head_dim", None) or text.hidden_size // heads,
-        text.vocab_size,
-    )
+    llm = llm_shape(text, sum(kind == "full_attention" for kind in kinds))
     vision = native_vision_shape(config, min(min_pixels, max_pixels), max_pixels)
     source = (
         f"config {config.model_type} ({text.num_hidden_layers}-layer LLM, "
