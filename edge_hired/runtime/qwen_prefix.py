@@ -91,13 +91,19 @@ def new_cache(model: Any) -> DynamicCache:
     return DynamicCache(config=model.config.get_text_config())
 
 
+def expanded_prefix(ids: torch.Tensor, count: int, image_token_id: int) -> torch.Tensor:
+    """The prompt's ids up to its image placeholder, then the placeholder once per merge unit, as
+    the stock processor expands it (`prune_prompt` then keeps the kept units' columns)."""
+    return torch.cat([ids, ids.new_full((count,), image_token_id)])
+
+
 @torch.inference_mode()
 def native_prefill(
     parts: Any, ids: torch.Tensor, vision: NativeVisionOutput, chosen: Selection
 ) -> tuple[int, RopePositions, Any]:
     """Prefill the prefix `ids` (up to the image) with the kept units: (length, positions, KV)."""
     model, device = parts.llm, parts.device
-    unpruned = torch.cat([ids, ids.new_full((chosen.num_valid,), model.config.image_token_id)])
+    unpruned = expanded_prefix(ids, chosen.num_valid, model.config.image_token_id)
     prompt = prune_prompt(model, unpruned[None], vision.grid_thw, chosen.kept[0])
     input_ids = prompt.input_ids.to(device)
     out = model(

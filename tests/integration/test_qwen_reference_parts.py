@@ -2,8 +2,8 @@
 
 - The stock `Qwen3VLProcessor` / `Qwen2_5_VLProcessor` (built with their video-processor class
   check skipped: without torchvision transformers cannot resolve it) expand the image
-  placeholder exactly as `expand_image_pad` does with our geometry's token count, and produce
-  the same pixels as the saved image processor alone.
+  placeholder exactly as the runtime's `expanded_prefix` does with our geometry's token count,
+  and produce the same pixels as the saved image processor alone.
 - Inside the stock Qwen2.5-VL tower, the hidden states that enter the blocks are the patch
   embeddings in window order: `unpermute_windows` recovers the stock order from them, and the
   last block's output un-permuted and merged is the model's (raster-ordered) image features, so
@@ -23,8 +23,9 @@ from transformers.models.qwen3_vl.processing_qwen3_vl import Qwen3VLProcessor
 from transformers.processing_utils import ProcessorMixin
 
 from edge_hired.hired.native_geometry import native_geometry, unpermute_windows, window_patch_index
-from edge_hired.hired.native_prompts import IMAGE_PAD, expand_image_pad
 from edge_hired.models.tiny import build_checkpoint
+from edge_hired.runtime.prefix import split_at_image
+from edge_hired.runtime.qwen_prefix import expanded_prefix
 from tests.integration.test_tiles_reference import noise
 
 MESSAGES = [
@@ -76,12 +77,11 @@ def test_expansion_is_the_stock_processors(
     alone = Qwen2VLImageProcessorPil.from_pretrained(directory)
     limits = alone.size["shortest_edge"], alone.size["longest_edge"]
     geometry = native_geometry(size, alone.patch_size, alone.merge_size, *limits)
-    mine = tokenizer(expand_image_pad(text, geometry.num_tokens), return_tensors="pt")
-    assert torch.equal(stock["input_ids"], mine["input_ids"])
+    pad_id = tokenizer.convert_tokens_to_ids("<|image_pad|>")
+    before, after = split_at_image(tokenizer(text, return_tensors="pt")["input_ids"][0], pad_id)
+    mine = torch.cat([expanded_prefix(before, geometry.num_tokens, pad_id), after])
+    assert torch.equal(stock["input_ids"][0], mine)  # the runtime's expansion is the stock one
     assert torch.equal(stock["pixel_values"], alone(image, return_tensors="pt")["pixel_values"])
-    fifth = tokenizer(expand_image_pad(text, geometry.num_tokens // 5), return_tensors="pt")
-    pad_id = tokenizer.convert_tokens_to_ids(IMAGE_PAD)
-    assert int((fifth["input_ids"] == pad_id).sum()) == geometry.num_tokens // 5
 
 
 def test_window_order_inside_the_stock_qwen2_5_vl_tower(checkpoints: dict[str, Path]) -> None:

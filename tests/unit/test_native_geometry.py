@@ -26,7 +26,6 @@ from edge_hired.hired.native_geometry import (
     window_index,
     window_patch_index,
 )
-from edge_hired.hired.native_prompts import expand_image_pad
 
 SIDES = (1, 13, 28, 31, 32, 56, 100, 224, 333, 448, 500, 896, 1000, 1344, 2000, 3001, 5000)
 # (patch, min_pixels, max_pixels): Qwen3-VL / 3.5 hub settings, Qwen2.5-VL's, and a tight cap.
@@ -130,16 +129,6 @@ def test_hired_on_one_partition_keeps_the_global_top_k_units() -> None:
     assert selection.kept[0].tolist() == top.tolist()
     assert selection.order[:, 1].tolist() == top.tolist()
     assert selection.partition_budgets.tolist() == [n // 5]
-
-
-def test_image_pad_expansion_needs_one_placeholder_and_a_positive_count() -> None:
-    text = "<|vision_start|><|image_pad|><|vision_end|>hi"
-    assert (
-        expand_image_pad(text, 3) == "<|vision_start|>" + "<|image_pad|>" * 3 + "<|vision_end|>hi"
-    )
-    for bad_text, count in ((text * 2, 3), ("no image", 3), (text, 0), (text, True)):
-        with pytest.raises(InvalidArgumentError):
-            expand_image_pad(bad_text, count)
 
 
 @pytest.mark.parametrize("strategy", ["hired", "spatial", "random", "dart", "full"])
