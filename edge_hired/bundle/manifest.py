@@ -38,7 +38,7 @@ class FileRecord:
 class VisionSpec:
     """The exported vision encoder and the image geometry it serves."""
 
-    family: StrictStr  # "llava_next", "llava" or "llava_onevision"
+    family: StrictStr  # the config's model_type: "llava_next", "internvl", "qwen3_vl", ...
     crop_size: StrictInt  # pixels per partition side (336)
     patch_size: StrictInt  # ViT patch (14)
     tokens_per_partition: StrictInt  # N (576)
@@ -61,6 +61,15 @@ class VisionSpec:
     tile_merge: StrictInt = 1  # pixel-shuffle block side (InternVL 2, SmolVLM 4 or 3)
     min_tiles: StrictInt = 1  # InternVL's min_patches
     longest_edge: StrictInt = 0  # SmolVLM's size.longest_edge
+    # Native-resolution families (Qwen3-VL, Qwen2.5-VL, Qwen3.5): one image at its own size, a
+    # spatial_merge x spatial_merge block of patches per LLM token; the grid-dependent encoder
+    # inputs (rotary ids, position-embedding corners, windows) are rebuilt from these at run time.
+    spatial_merge: StrictInt = 0  # 0: not a native-resolution family
+    min_pixels: StrictInt = 0  # the image processor's smart_resize limits
+    max_pixels: StrictInt = 0
+    position_grid_side: StrictInt = 0  # Qwen3-VL / 3.5: side of the learned position grid
+    window_size: StrictInt = 0  # Qwen2.5-VL: attention window in pixels (0: no windows)
+    deepstack_outputs: StrictInt = 0  # Qwen3-VL: DeepStack feature outputs of the graph
 
 
 @dataclass(frozen=True, config=SCHEMA)

@@ -10,7 +10,7 @@ import math
 from typing import Any
 
 from edge_hired.planner.inputs import PlanInputs, parameter_bytes
-from edge_hired.planner.shapes import LlmShape, VisionShape
+from edge_hired.planner.shapes import PLAN_MAX_PIXELS, LlmShape, VisionShape
 from edge_hired.units import check_quantization, dtype_bytes, normal_dtype
 
 
@@ -143,12 +143,6 @@ def _count_weights(config: Any, quantization: str, size: int) -> dict[str, int]:
             if scheme != "none":
                 totals["largest"] = max(totals["largest"], param.numel())
     return totals
-
-
-#: The largest image a native-resolution plan assumes unless told: 1344 x 1344 px (1,764 tokens
-#: on Qwen3-VL), the cap a deployment on an 8 GB board sets with the processor's `max_pixels`;
-#: the hub processors allow up to 16.7 Mpx (16,384 tokens), which no 8 GB board holds.
-PLAN_MAX_PIXELS = 1344 * 1344
 
 
 def native_inputs_from_config(

@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from edge_hired.planner.shapes import (
+    PLAN_MAX_PIXELS,
     LlmShape,
     VisionShape,
     llm_matmul_params,
@@ -21,7 +22,7 @@ from edge_hired.planner.shapes import (
 from edge_hired.units import MIB, normal_dtype
 
 if TYPE_CHECKING:
-    from edge_hired.bundle.manifest import Manifest
+    from edge_hired.bundle.manifest import Manifest, VisionSpec
 
 #: ONNX Runtime in a bundle run, measured: `import onnxruntime` 18 MiB + an InferenceSession 10.
 ONNX_RUNTIME_BYTES = 28 * MIB
@@ -113,6 +114,7 @@ def _inputs_from_manifest(manifest: Manifest, kv_dtype: str | None) -> PlanInput
         min_tiles=vision_spec.min_tiles,
         longest_edge=vision_spec.longest_edge,
     )
+    vision = replace(vision, **_native_fields(vision_spec))
     quantized = llm_spec.quantization != "none"
     compute = normal_dtype(llm_spec.compute_dtype)
     return PlanInputs(
@@ -144,3 +146,17 @@ def parameter_bytes(shape: tuple[int, ...], quantization: str, size: int) -> int
     if quantization == "8bit":
         return numel + shape[0] * 4
     return numel * size
+
+
+def _native_fields(vision_spec: VisionSpec) -> dict[str, int]:
+    """A native-resolution bundle's merge and pixel limits (the largest image planned for is
+    capped as a checkpoint's plan caps it: `PLAN_MAX_PIXELS`)."""
+    if not vision_spec.spatial_merge:
+        return {}
+    largest = min(vision_spec.max_pixels, PLAN_MAX_PIXELS)
+    return {
+        "crop_size": math.isqrt(largest),  # pixel values: about `largest` per channel
+        "merge": vision_spec.spatial_merge,
+        "min_pixels": min(vision_spec.min_pixels, largest),
+        "max_pixels": largest,
+    }

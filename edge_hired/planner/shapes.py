@@ -16,6 +16,10 @@ from edge_hired.hired.smolvlm_tiles import smolvlm_geometry
 from edge_hired.hired.tiles import TileGeometry
 from edge_hired.units import dtype_bytes
 
+#: The largest image a native-resolution plan assumes unless told: 1344 x 1344 px (1,764 tokens
+#: on Qwen3-VL), the cap a deployment on an 8 GB board sets with the processor's `max_pixels`;
+#: the hub processors allow up to 16.7 Mpx (16,384 tokens), which no 8 GB board holds.
+PLAN_MAX_PIXELS = 1344 * 1344
 #: Tiled families (model_type -> tiling rules): a grid of tiles plus a global view.
 TILED_LAYOUTS = {"internvl": "internvl", "smolvlm": "smolvlm", "idefics3": "smolvlm"}
 

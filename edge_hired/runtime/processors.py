@@ -20,7 +20,9 @@ from typing import Any
 from edge_hired.errors import ModelLoadError
 
 TEMPLATE_FILE = "chat_template.jinja"
-NEEDS_VIDEO_PROCESSOR = ("llava_onevision",)
+#: Families whose AutoProcessor also builds a video processor (torchvision): loaded as the image
+#: processor, tokenizer and chat template instead (OneVision and the Qwen-VL families).
+NEEDS_VIDEO_PROCESSOR = ("llava_onevision", "qwen3_vl", "qwen2_5_vl", "qwen3_5")
 #: The one preprocessing backend: the PIL image processors (see the module docstring).
 IMAGE_BACKEND = "pil"
 TORCHVISION_HINT = (

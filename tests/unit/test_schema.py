@@ -42,6 +42,12 @@ VISION = {
     "tile_merge": 1,
     "min_tiles": 1,
     "longest_edge": 0,
+    "spatial_merge": 0,
+    "min_pixels": 0,
+    "max_pixels": 0,
+    "position_grid_side": 0,
+    "window_size": 0,
+    "deepstack_outputs": 0,
 }
 LLM = {
     "architecture": "LlamaForCausalLM",
