@@ -51,9 +51,10 @@ def inputs_from_config(
     return _plan_inputs(config, source, llm, vision, quantization, compute, kv_dtype, share)
 
 
-def llm_shape(text: Any, kv_layers: int) -> LlmShape:
+def llm_shape(text: Any, kv_layers: int, linear_state: int = 0) -> LlmShape:
     """The language model's shape from its text config; `kv_layers` are the layers that hold a
-    KV cache (all of them, except in hybrid linear-attention models such as Qwen3.5)."""
+    KV cache (all of them, except in hybrid linear-attention models such as Qwen3.5), and
+    `linear_state` the bytes of the other layers' fixed-size state."""
     heads = text.num_attention_heads
     return LlmShape(
         kv_layers,
@@ -63,7 +64,23 @@ def llm_shape(text: Any, kv_layers: int) -> LlmShape:
         getattr(text, "num_key_value_heads", None) or heads,
         getattr(text, "head_dim", None) or text.hidden_size // heads,
         text.vocab_size,
+        linear_state,
     )
+
+
+def linear_state_bytes(text: Any, kinds: list[str], compute: str) -> int:
+    """One sequence's state in the Gated-DeltaNet layers (Qwen3.5), as transformers keeps it:
+    the conv state, the last `kernel` inputs of q, k and v, in the compute dtype; and the
+    recurrent state, value heads x key dim x value dim, in float32 whatever the compute dtype
+    (both transformers 5.20.2 and 5.23)."""
+    layers = kinds.count("linear_attention")
+    if not layers:
+        return 0
+    keys = text.linear_num_key_heads * text.linear_key_head_dim
+    values = text.linear_num_value_heads * text.linear_value_head_dim
+    conv = (2 * keys + values) * text.linear_conv_kernel_dim * dtype_bytes(compute)
+    recurrent = values * text.linear_key_head_dim * dtype_bytes("float32")
+    return layers * (conv + recurrent)
 
 
 def _plan_inputs(
@@ -156,14 +173,15 @@ def native_inputs_from_config(
     """Facts of a Qwen-VL config (Qwen3-VL, Qwen2.5-VL, Qwen3.5), weights on the meta device.
 
     One partition of merge units; the encoder sees merge^2 patches per token. Only the LLM's
-    full-attention layers hold a KV cache (Qwen3.5's linear-attention layers keep a fixed-size
-    state, left out as buffers are).
+    full-attention layers hold a KV cache; Qwen3.5's linear-attention layers keep a fixed-size
+    state, a fixed cost per request (`LlmShape.linear_state_bytes`).
     """
     check_quantization(quantization)
     compute = normal_dtype(compute_dtype)
     text = config.text_config
     kinds = getattr(text, "layer_types", None) or ["full_attention"] * text.num_hidden_layers
-    llm = llm_shape(text, sum(kind == "full_attention" for kind in kinds))
+    full, linear = kinds.count("full_attention"), linear_state_bytes(text, kinds, compute)
+    llm = llm_shape(text, full, linear)
     vision = native_vision_shape(config, min(min_pixels, max_pixels), max_pixels)
     source = (
         f"config {config.model_type} ({text.num_hidden_layers}-layer LLM, "

@@ -336,8 +336,9 @@ def token_lines(
         _prefill_note(device, visual + text),
         CostKind.PREFILL_ACTIVATIONS,
     )
+    state = linear_state_lines(inputs)
     if request.static_kv_cache:
-        return [*static_kv_lines(inputs, visual, text, request.max_new_tokens), prefill]
+        return [*static_kv_lines(inputs, visual, text, request.max_new_tokens), *state, prefill]
     return [
         CostLine(
             "KV cache",
@@ -346,8 +347,19 @@ def token_lines(
             f" x {per_kib:.1f} KiB ({inputs.kv_dtype})",
             CostKind.KV_CACHE,
         ),
+        *state,
         prefill,
     ]
+
+
+def linear_state_lines(inputs: PlanInputs) -> list[CostLine]:
+    """The linear-attention layers' state (Qwen3.5), held beside the KV cache while the request
+    decodes: the same bytes at any length (none for a model without such layers)."""
+    size = inputs.llm.linear_state_bytes
+    if not size:
+        return []
+    note = "conv + recurrent state of the linear-attention layers, fixed per request"
+    return [CostLine("linear-attention state", size, note, CostKind.KV_CACHE)]
 
 
 def static_kv_lines(inputs: PlanInputs, visual: int, text: int, new: int) -> list[CostLine]:

@@ -35,6 +35,9 @@ class LlmShape:
     num_kv_heads: int
     head_dim: int
     vocab_size: int
+    #: One sequence's linear-attention state (Qwen3.5's Gated-DeltaNet layers: conv and
+    #: recurrent state), the same size at any length: a fixed cost per request, not per token.
+    linear_state_bytes: int = 0
 
     def kv_bytes_per_token(self, dtype: str) -> int:
         """2 (keys and values) x layers x KV heads x head dim x dtype bytes."""

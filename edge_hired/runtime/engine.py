@@ -18,7 +18,15 @@ from transformers import DynamicCache
 
 from edge_hired.hired import RESIZE, Selection
 from edge_hired.hired.geometry import ImageGeometry
-from edge_hired.runtime.kv import LayerKV, fresh_cache, join_rows, keep_rows, layers_of, nbytes
+from edge_hired.runtime.kv import (
+    Layer,
+    empty_cache,
+    fresh_cache,
+    join_rows,
+    keep_rows,
+    layers_of,
+    nbytes,
+)
 from edge_hired.runtime.loading import VlmParts
 from edge_hired.runtime.positions import (
     TEXT_POSITIONS,
@@ -34,7 +42,7 @@ from edge_hired.runtime.prefix import (
     select,
     text_embeddings,
 )
-from edge_hired.runtime.qwen_prefix import native_prefill, refuse_shared_cache
+from edge_hired.runtime.qwen_prefix import native_prefill
 from edge_hired.runtime.qwen_vision import NativeVisionOutput
 from edge_hired.runtime.sampling import Sampler, SamplingOptions
 from edge_hired.runtime.static_decode import StaticBatch, StaticDecoder
@@ -53,9 +61,13 @@ class PrefixCache(Protocol):
 
 @dataclass(frozen=True)
 class Prefix:
-    """KV of the prompt up to the end of the image tokens, and what the selection kept."""
+    """KV of the prompt up to the end of the image tokens, and what the selection kept.
 
-    layers: list[LayerKV]
+    `layers` are those a cache keeps (`runtime.kv`): keys and values, or a linear-attention
+    layer's state after the prefix (Qwen3.5), which a request's suffix then continues from.
+    """
+
+    layers: list[Layer]
     length: int
     geometry: ImageGeometry | None = None
     chosen: Selection | None = None
@@ -133,8 +145,6 @@ class Engine:
         mark: Mark | None = None,
     ) -> Prefill:
         """The request's prefix (cached or computed) plus its suffix, prefilled."""
-        if self.cache is not None:
-            refuse_shared_cache(self.parts.llm)
         prefix, cache, hit = self._prefix(prefix_ids, image, selection, mark or _no_mark)
         device = self.parts.device
         total = prefix.length + len(suffix_ids)
@@ -180,11 +190,12 @@ class Engine:
     ) -> tuple[Prefix, DynamicCache, bool]:
         """The prefix, a KV cache of it that is the request's own, and whether it was cached.
 
-        A prefix the image cache keeps is copied for the request (which grows its copy); one
-        that is not kept hands its cache over as it is (no copy, no second prefix in memory).
+        A prefix the image cache keeps is copied for the request (which grows its copy and
+        writes its linear-attention states in place); one that is not kept hands its cache over
+        as it is (no copy, no second prefix in memory).
         """
         if image is None:
-            return Prefix([], 0), DynamicCache(), False
+            return Prefix([], 0), empty_cache(self.parts.llm.config), False
         key = ("prefix", image.sha256, selection, tuple(ids.tolist()))
         found = self._cached(image, key)
         if found is not None:

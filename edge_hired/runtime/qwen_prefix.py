@@ -17,7 +17,7 @@ from PIL import Image
 from transformers import DynamicCache
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
-from edge_hired.errors import InvalidArgumentError, ModelLoadError, expected
+from edge_hired.errors import InvalidArgumentError, expected
 from edge_hired.hired import Selection
 from edge_hired.hired.budget import resolve_budget
 from edge_hired.hired.native_geometry import native_geometry
@@ -71,19 +71,6 @@ def kept_encoder_outputs(vision: NativeVisionOutput, kept: np.ndarray) -> Any:
 
     layers = [(layer[index.to(layer.device)],) for layer in vision.deepstack]
     return BaseModelOutputWithDeepstackFeatures(pooler_output=pooled, deepstack_features=layers)
-
-
-def refuse_shared_cache(model: Any) -> None:
-    """A one-line refusal where an image cache or a batch would need linear-attention state.
-
-    Qwen3.5's Gated-DeltaNet layers keep a recurrent state, not keys and values: the engine's
-    prefix cache and batch joins (`runtime.kv`) handle keys and values only, so `serve` refuses
-    the model while `run` (a fresh cache per request, a batch of one) serves it.
-    """
-    kinds = getattr(model.config.get_text_config(), "layer_types", None) or ()
-    if "linear_attention" in kinds:
-        want = "a model whose every layer keeps keys and values (run serves Qwen3.5)"
-        raise ModelLoadError(expected("serve", want, "linear-attention layers"))
 
 
 def new_cache(model: Any) -> DynamicCache:

@@ -126,5 +126,7 @@ class MemoryGate:
 
 
 def text_cost(inputs: PlanInputs, prompt_tokens: int, max_new: int) -> Cost:
-    """A request without an image holds only the KV of its text."""
-    return Cost(inputs.kv_bytes_per_token * (prompt_tokens + max_new), 0)
+    """A request without an image holds only the KV of its text (and a linear-attention state,
+    the same at any length, where the model has one)."""
+    kv = inputs.kv_bytes_per_token * (prompt_tokens + max_new)
+    return Cost(kv + inputs.llm.linear_state_bytes, 0)

@@ -40,6 +40,11 @@ class ByteLRU:
             self._entries.move_to_end(key)
             return entry.value
 
+    def held(self) -> list[Hashable]:
+        """The keys held, least recently used first (no entry is touched)."""
+        with self._lock:
+            return list(self._entries)
+
     def put(self, key: Hashable, value: Any, nbytes: int) -> None:
         """Store `value`, evicting the least recently used; too large a value is not kept."""
         with self._lock:

@@ -2,14 +2,13 @@
 
 Rows of one batch carry their own M-RoPE continuation (each request's unpruned maximum + 1), so
 a Qwen request decoded beside two others must answer as it does alone and as `run --json` does.
-Strategies hired, dart and resize all go through the same engine.
+Strategies hired, dart and resize all go through the same engine (Qwen3.5: `test_qwen35_serve`).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import httpx
 import pytest
 
 from edge_hired.models.tiny import build_checkpoint
@@ -54,15 +53,3 @@ def test_serve_alone_and_batched_equal_run(
     assert rows_at_start == [0, 1, 2]
     assert run_ids == alone_ids == batch_ids
     assert run_text == alone_text == batch_text
-
-
-def test_qwen3_5_is_refused_by_serve_with_one_line(tmp_path: Path, image_file: Path) -> None:
-    directory = build_checkpoint("tiny-qwen3.5", tmp_path / "tiny-qwen3.5")
-    config = ServeConfig(model=str(directory), model_name=MODEL, device="cpu")
-    with served(config) as (base, _state):
-        response = httpx.post(
-            f"{base}/v1/chat/completions", json=request(image_file, {}), timeout=120
-        )
-    assert response.status_code == 400
-    message = response.json()["error"]["message"]
-    assert "linear-attention layers" in message and "\n" not in message

@@ -7,7 +7,12 @@ import pytest
 from edge_hired.facts.config_inputs import PLAN_MAX_PIXELS, inputs_from_config
 from edge_hired.hired.native_geometry import native_geometry
 from edge_hired.models import reference_configs as ref
+from edge_hired.planner.arithmetic import predict_lines
+from edge_hired.planner.costs import CostKind
+from edge_hired.planner.inputs import PlanRequest
 from edge_hired.planner.shapes import image_geometry
+from edge_hired.profiles import load_profile
+from edge_hired.serve.admission import text_cost
 
 
 @pytest.mark.parametrize(
@@ -40,3 +45,26 @@ def test_planned_geometry_is_the_processor_s() -> None:
         mine = image_geometry(inputs.vision, hw)
         stock = native_geometry(hw, 16, 2, inputs.vision.min_pixels, PLAN_MAX_PIXELS)
         assert mine.num_tokens == stock.num_tokens <= inputs.max_geometry()[1]
+
+
+def test_the_linear_attention_state_is_a_fixed_cost_per_request() -> None:
+    inputs = inputs_from_config(ref.qwen3_5_0_8b_config(), "none", "float16")
+    # 18 linear layers (3 of every 4) x (conv: (2 x 16 x 128 + 16 x 128) channels x kernel 4
+    # x 2 B float16 + recurrent: 16 value heads x 128 x 128 x 4 B float32)
+    assert inputs.llm.linear_state_bytes == 18 * (6144 * 4 * 2 + 16 * 128 * 128 * 4) == 19_759_104
+    profile, request = load_profile("orin-nano-8gb"), PlanRequest(64, 64)
+    per_token = inputs.kv_bytes_per_token * (1 + 1 / inputs.llm.num_layers)
+    for visual in (100, 1000):
+        lines = {line.name: line for line in predict_lines(inputs, profile, request, visual)}
+        state = lines["linear-attention state"]
+        assert (state.bytes, state.kind) == (19_759_104, CostKind.KV_CACHE)
+        assert lines["KV cache"].bytes == int(per_token * (visual + 64 + 64))  # tokens only
+    assert text_cost(inputs, 10, 5).kv_bytes == inputs.kv_bytes_per_token * 15 + 19_759_104
+
+
+def test_a_model_without_linear_attention_has_no_state_line() -> None:
+    inputs = inputs_from_config(ref.qwen3_vl_2b_config(), "none", "float16")
+    lines = predict_lines(inputs, load_profile("orin-nano-8gb"), PlanRequest(64, 64), 100)
+    assert inputs.llm.linear_state_bytes == 0
+    assert "linear-attention state" not in {line.name for line in lines}
+    assert text_cost(inputs, 10, 5).kv_bytes == inputs.kv_bytes_per_token * 15
