@@ -24,7 +24,7 @@ only the text decoder quantized, and the vision output equal to the fp32 model's
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -275,6 +275,25 @@ def test_the_directory_holds_what_the_spec_says(stock, saved, family) -> None:
     assert (spec.hidden_size, spec.vocab_size) == (text.hidden_size, text.vocab_size)
     with safe_open(str(directory / "model.safetensors"), "pt") as handle:
         assert not any(name.startswith(("visual", "lm_head")) for name in handle.keys())  # noqa: SIM118
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_the_runtime_runs_the_bundle_llm_as_it_runs_the_stock_model(
+    checkpoints, loaded, family: str
+) -> None:
+    """`Pipeline.run` (HiRED at 50%, eager decode) with the bundle's LLM swapped in, the encoder
+    kept (the ONNX encoder hands over the same `NativeVisionOutput`): the stock answer."""
+    directory = checkpoints[family]
+    parts = load_native_parts(read_config(str(directory)), str(directory), CPU, torch.float32, None)
+    stock_parts = replace(parts, llm=fresh_memory(parts.llm))
+    bundle_parts = replace(stock_parts, llm=loaded[family, "none"])
+    options = SelectionOptions(strategy="hired", ratio=0.5)
+    sampling = SamplingOptions(max_new_tokens=NEW_TOKENS)
+    picture = noise(224, 320)
+    ours = Pipeline(bundle_parts).run(picture, "What is this?", options, sampling)
+    theirs = Pipeline(stock_parts).run(picture, "What is this?", options, sampling)
+    assert ours.kept == theirs.kept and 0 < ours.visual_tokens_kept < ours.visual_tokens_total
+    assert ours.token_ids and ours.token_ids == theirs.token_ids
 
 
 def test_tied_embeddings_are_saved_once_and_stay_tied(checkpoints, tmp_path: Path) -> None:
