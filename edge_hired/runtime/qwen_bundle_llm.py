@@ -22,11 +22,11 @@ from typing import Any
 
 import torch
 from torch import nn
-from transformers import AutoConfig, AutoModel, GenerationConfig, PreTrainedModel
+from transformers import AutoModel, GenerationConfig, PreTrainedModel
 
 from edge_hired.errors import ModelLoadError, expected
 from edge_hired.runtime.language_model import load_language_model, saved_quantization
-from edge_hired.runtime.loading import NATIVE_FAMILIES
+from edge_hired.runtime.loading import NATIVE_FAMILIES, read_config
 
 LM_HEAD_FILE = "lm_head.safetensors"
 TOWER_ABSENT = (
@@ -95,9 +95,7 @@ def _check_quantization(llm_dir: Path, quantization: str | None) -> None:
 
 def _vlm_config(directory: Path) -> Any:
     """The bundle's VLM config, refusing anything but the Qwen-VL families."""
-    if not (directory / "config.json").is_file():
-        raise ModelLoadError(expected(f"{directory}: VLM config", "config.json", "none"))
-    config = AutoConfig.from_pretrained(directory)
+    config = read_config(str(directory))
     if config.model_type not in NATIVE_FAMILIES:
         want = " or ".join(NATIVE_FAMILIES)
         raise ModelLoadError(expected(f"{directory}: model type", want, config.model_type))
@@ -107,9 +105,9 @@ def _vlm_config(directory: Path) -> Any:
 def _check_same_model(want: Any, got: Any, llm_dir: Path) -> None:
     """The text model must be the one the VLM config describes."""
     for field in SAME_MODEL_FIELDS:
-        if getattr(want, field, None) != getattr(got, field, None):
-            what = f"{llm_dir}: text model {field}"
-            raise ModelLoadError(expected(what, getattr(want, field, None), getattr(got, field)))
+        wanted, found = getattr(want, field, None), getattr(got, field, None)
+        if wanted != found:
+            raise ModelLoadError(expected(f"{llm_dir}: text model {field}", wanted, found))
 
 
 def _lm_head(llm_dir: Path, text_model: PreTrainedModel) -> nn.Linear:

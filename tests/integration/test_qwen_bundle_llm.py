@@ -408,6 +408,23 @@ def test_a_text_model_of_another_vlm_is_refused(saved, checkpoints) -> None:
         load_native_llm(directory, checkpoints["tiny-qwen3-vl"], CPU)
 
 
+def test_a_vlm_config_of_another_family_is_refused(saved, tmp_path: Path) -> None:
+    transformers.LlavaConfig().save_pretrained(tmp_path)
+    with pytest.raises(ModelLoadError, match="model type: expected qwen3_vl or"):
+        load_native_llm(saved["tiny-qwen3-vl", "none"][0], tmp_path, CPU)
+
+
+def test_exporting_a_model_of_another_family_is_refused(tmp_path: Path) -> None:
+    config = transformers.LlamaConfig(
+        hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2
+    )
+    with pytest.raises(ModelLoadError, match="expected a qwen3_vl or"):
+        save_native_language_model(
+            transformers.LlamaForCausalLM(config), tmp_path / "llm", "none", torch.float32
+        )
+    assert not (tmp_path / "llm").exists()
+
+
 # --- `run --model --quant 4bit` of a Qwen checkpoint -----------------------------------------
 
 
