@@ -5,6 +5,11 @@ config's architecture (e.g. LlamaForCausalLM) holding the very same tensors. `sa
 writes it with `save_pretrained` (safetensors only) either unquantized or quantized by bitsandbytes
 through transformers' `BitsAndBytesConfig`; `edge_hired.runtime.language_model` loads it back.
 
+The Qwen-VL families (Qwen3-VL, Qwen2.5-VL, Qwen3.5) keep their stock VLM forward on the device
+(M-RoPE positions, DeepStack, `mm_encoder_outputs`), so for them `save_native_language_model` saves
+the VLM's text model (`model.model.language_model`) as it is, plus `lm_head` on its own, and
+`edge_hired.runtime.qwen_bundle_llm` rebuilds the stock VLM around them without a vision tower.
+
 Quantization choices (made in `edge_hired.runtime.language_model`, which also quantizes at load):
 - 4bit: NF4, blocksize 64, *double quantization on*. Double quantization stores the per-block
   absmax as uint8 (plus one fp32 scale per 256 blocks) instead of fp32: ~0.37 bit/weight less,
@@ -23,9 +28,11 @@ import copy
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
-from transformers import AutoModelForCausalLM, PreTrainedModel
+from safetensors.torch import save_file
+from transformers import AutoModel, AutoModelForCausalLM, PreTrainedModel
 
 from edge_hired.bundle.manifest import LlmSpec
 from edge_hired.device.bitsandbytes_check import require_bitsandbytes
@@ -36,6 +43,8 @@ from edge_hired.runtime.language_model import (
     dtype_name,
     weight_files,
 )
+from edge_hired.runtime.loading import LINEAR_ATTENTION_GATES, NATIVE_FAMILIES
+from edge_hired.runtime.qwen_bundle_llm import LM_HEAD_FILE, kv_layer_indices
 
 Progress = Callable[[str], None]
 
@@ -128,20 +137,39 @@ def save_language_model(
     """
     check_choice(quantization, compute_dtype)
     out_dir = _new_directory(Path(out_dir))
+    settings = bitsandbytes_config(quantization, compute_dtype, modules_to_keep(causal_lm))
+    model = _save_through_bitsandbytes(
+        causal_lm, AutoModelForCausalLM, out_dir, settings, (quantization, compute_dtype), progress
+    )
+    weight_bytes = sum(p.stat().st_size for p in weight_files(out_dir))
+    return llm_spec(model, quantization, compute_dtype, weight_bytes)
+
+
+def _save_through_bitsandbytes(
+    model: PreTrainedModel,
+    auto_class: type,
+    out_dir: Path,
+    settings: Any,
+    choice: tuple[str, torch.dtype],
+    progress: Progress | None,
+) -> PreTrainedModel:
+    """Stage `model` unquantized beside `out_dir`, reload it as `choice` asks, save it there.
+
+    Returns the reloaded (quantized or cast) model, whose config is the one written.
+    """
+    quantization, compute_dtype = choice
     say = progress or (lambda _line: None)
     require_bitsandbytes(quantization, torch.device("cpu"))
-    settings = bitsandbytes_config(quantization, compute_dtype, modules_to_keep(causal_lm))
     with tempfile.TemporaryDirectory(prefix=f".{out_dir.name}-", dir=out_dir.parent) as staging:
         say(f"language model: staging unquantized weights in {staging}")
-        causal_lm.save_pretrained(staging)
+        model.save_pretrained(staging)
         say(f"language model: loading as {_describe(quantization, compute_dtype)}")
-        model = AutoModelForCausalLM.from_pretrained(
+        reloaded = auto_class.from_pretrained(
             staging, dtype=compute_dtype, device_map="cpu", quantization_config=settings
         )
         say(f"language model: writing {out_dir}")
-        model.save_pretrained(out_dir)
-    weight_bytes = sum(p.stat().st_size for p in weight_files(out_dir))
-    return llm_spec(model, quantization, compute_dtype, weight_bytes)
+        reloaded.save_pretrained(out_dir)
+    return reloaded
 
 
 def _describe(quantization: str, compute_dtype: torch.dtype) -> str:
@@ -164,18 +192,88 @@ def llm_spec(
 ) -> LlmSpec:
     """The manifest facts of a saved language model (projector_bytes is the caller's)."""
     config = model.config
+    choice = (quantization, compute_dtype)
+    return _spec(type(model).__name__, config, config.num_hidden_layers, choice, weight_bytes)
+
+
+def _spec(
+    architecture: str,
+    config: Any,
+    num_layers: int,
+    choice: tuple[str, torch.dtype],
+    weight_bytes: int,
+) -> LlmSpec:
+    """An `LlmSpec` of a text config; `num_layers` are the layers that hold a KV cache."""
     heads = config.num_attention_heads
     return LlmSpec(
-        architecture=type(model).__name__,
-        num_layers=config.num_hidden_layers,
+        architecture=architecture,
+        num_layers=int(num_layers),
         num_kv_heads=getattr(config, "num_key_value_heads", None) or heads,
         head_dim=getattr(config, "head_dim", None) or config.hidden_size // heads,
         hidden_size=config.hidden_size,
         intermediate_size=config.intermediate_size,
         vocab_size=config.vocab_size,
         max_position_embeddings=config.max_position_embeddings,
-        compute_dtype=dtype_name(compute_dtype),
-        quantization=quantization,
+        compute_dtype=dtype_name(choice[1]),
+        quantization=choice[0],
         weight_bytes=int(weight_bytes),
         projector_bytes=0,
     )
+
+
+# --- the Qwen-VL families: the text model and lm_head, saved apart ---------------------------
+
+
+def save_native_language_model(
+    vlm: PreTrainedModel,
+    out_dir: Path,
+    quantization: str,
+    compute_dtype: torch.dtype,
+    progress: Progress | None = None,
+) -> LlmSpec:
+    """Write a Qwen-VL model's text model and lm_head into the new or empty `out_dir`.
+
+    The text model is staged, reloaded with bitsandbytes (the decoder's Linear layers except
+    Qwen3.5's `LINEAR_ATTENTION_GATES`; it holds no lm_head) and saved as `save_language_model`
+    does; lm_head is written unquantized in the compute dtype to `lm_head.safetensors`, or not at
+    all when it is the embedding matrix (the saved config's `tie_word_embeddings` says which).
+    The VLM's generation config goes beside. `vlm` is not changed. The spec's `architecture` is
+    the VLM class the runtime rebuilds, its `num_layers` the layers with a KV cache (Qwen3.5's
+    linear-attention layers keep a fixed-size state instead, as the config planner counts them).
+    """
+    check_choice(quantization, compute_dtype)
+    text_model, head = native_text_model(vlm)
+    out_dir = _new_directory(Path(out_dir))
+    # A skip list, never None (None lets transformers pick "last modules" to keep itself).
+    settings = bitsandbytes_config(quantization, compute_dtype, list(LINEAR_ATTENTION_GATES))
+    choice = (quantization, compute_dtype)
+    saved = _save_through_bitsandbytes(text_model, AutoModel, out_dir, settings, choice, progress)
+    if head is not None:
+        weight = head.weight.detach().to(compute_dtype).contiguous()
+        save_file({"weight": weight}, str(out_dir / LM_HEAD_FILE))
+    copy.deepcopy(vlm.generation_config).save_pretrained(out_dir)
+    weight_bytes = sum(p.stat().st_size for p in weight_files(out_dir))
+    kv_layers = len(kv_layer_indices(saved.config))
+    return _spec(type(vlm).__name__, saved.config, kv_layers, choice, weight_bytes)
+
+
+def native_text_model(
+    vlm: PreTrainedModel,
+) -> tuple[PreTrainedModel, torch.nn.Module | None]:
+    """The VLM's text model as a model of its own (the same tensors), and lm_head unless tied.
+
+    Built on the meta device from a copy of the text config whose `tie_word_embeddings` records
+    whether lm_head *is* the embedding matrix (then None is returned for it).
+    """
+    if getattr(vlm.config, "model_type", None) not in NATIVE_FAMILIES:
+        want = " or ".join(NATIVE_FAMILIES)
+        raise ModelLoadError(expected("model", f"a {want} model", type(vlm).__name__))
+    decoder, head = vlm.model.language_model, vlm.get_output_embeddings()
+    tied = head.weight is decoder.get_input_embeddings().weight
+    config = copy.deepcopy(vlm.config.text_config)
+    config.tie_word_embeddings = tied
+    with torch.device("meta"):
+        text_model = AutoModel.from_config(config, dtype=head.weight.dtype)
+    _load_exactly(text_model, decoder, "language model")
+    _check_materialised(text_model)
+    return text_model.eval(), None if tied else head

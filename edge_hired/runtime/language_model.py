@@ -133,23 +133,25 @@ def _load_dtype(directory: Path, quantization: str, dtype: torch.dtype | None) -
 
 
 def load_language_model(
-    directory: Path, device: torch.device, dtype: torch.dtype | None = None
+    directory: Path,
+    device: torch.device,
+    dtype: torch.dtype | None = None,
+    auto_class: type = AutoModelForCausalLM,
 ) -> PreTrainedModel:
     """Load a saved language model (quantized or not) onto `device`, in eval mode.
 
     `dtype` is the dtype of the unquantized tensors and activations; None keeps the saved one
     (the manifest's compute dtype). An unquantized model can be cast to any dtype; a quantized
     one only loads in the dtype it was exported with. Quantized models are placed with
-    `device_map`, as bitsandbytes requires, after `require_bitsandbytes` passed.
+    `device_map`, as bitsandbytes requires, after `require_bitsandbytes` passed. `auto_class`
+    is `AutoModel` for a Qwen-VL bundle's text model (saved without its lm_head).
     """
     directory = Path(directory)
     quantization = saved_quantization(directory)
     weight_files(directory)
     dtype = _load_dtype(directory, quantization, dtype)
     require_bitsandbytes(quantization, device)
-    model = AutoModelForCausalLM.from_pretrained(
-        directory, dtype=dtype, device_map={"": placement(device)}
-    )
+    model = auto_class.from_pretrained(directory, dtype=dtype, device_map={"": placement(device)})
     loaded = model.get_input_embeddings().weight.dtype
     if loaded != dtype:
         raise ModelLoadError(expected(f"{directory}: loaded dtype", dtype_name(dtype), loaded))

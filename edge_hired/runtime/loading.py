@@ -237,8 +237,7 @@ def load_parts(
     """Load model and processor with `from_pretrained` (straight onto `device`), split them."""
     config = read_config(model_id)
     if config.model_type in NATIVE_FAMILIES:
-        _no_quantization(quantization, config.model_type)
-        return load_native_parts(config, model_id, device, dtype, l_final)
+        return load_native_parts(config, model_id, device, dtype, l_final, quantization)
     if is_tiled(config):
         return load_tiled_parts(config, model_id, device, dtype, l_init, l_final, quantization)
     facts = model_facts(config, l_init, l_final)
@@ -282,12 +281,29 @@ def native_facts(config: Any, image_processor: Any, l_final: int | None = None) 
     )
 
 
+#: Qwen3.5's Gated-DeltaNet gate projections (hidden -> one value per head), never quantized:
+#: they hold ~0.1% of the weights, and on CPUs with AVX512-BF16 bitsandbytes repacks a 4-bit
+#: layer at its first forward, which needs out_features divisible by 32 (a head count is not:
+#: "N must be divisible by block_n"). Suffixes, as bitsandbytes' skip list matches them.
+LINEAR_ATTENTION_GATES = ("linear_attn.in_proj_a", "linear_attn.in_proj_b")
+#: What bitsandbytes leaves alone in a Qwen-VL model quantized at load: the whole tower (HiRED
+#: reads its q / k; its mergers, DeepStack's included, live under it), `lm_head` and the gates.
+NATIVE_KEEP_UNQUANTIZED = ["model.visual", "lm_head", *LINEAR_ATTENTION_GATES]
+
+
 def load_native_parts(
-    config: Any, model_id: str, device: torch.device, dtype: torch.dtype, l_final: int | None
+    config: Any,
+    model_id: str,
+    device: torch.device,
+    dtype: torch.dtype,
+    l_final: int | None,
+    quantization: str = "none",
 ) -> VlmParts:
     """A Qwen-VL checkpoint: the stock model, its PIL image processor, tokenizer and template.
 
-    The video processor a checkpoint may declare is never loaded (it needs torchvision).
+    "8bit" / "4bit" quantize the text decoder's Linear layers as they load (bitsandbytes); the
+    tower and lm_head stay in `dtype`. The video processor a checkpoint may declare is never
+    loaded (it needs torchvision).
     """
     import transformers
 
@@ -295,7 +311,8 @@ def load_native_parts(
     processor = load_image_text_processor(source)
     facts = native_facts(config, processor.image_processor, l_final)
     model_class = getattr(transformers, NATIVE_FAMILIES[facts.family])
-    model = model_class.from_pretrained(source, **load_kwargs(device, dtype)).eval()
+    kwargs = load_kwargs(device, dtype, quantization, NATIVE_KEEP_UNQUANTIZED)
+    model = model_class.from_pretrained(source, **kwargs).eval()
     return VlmParts(
         facts=facts,
         processor=processor,
@@ -305,14 +322,8 @@ def load_native_parts(
         llm=model,
         device=device,
         compute_dtype=dtype,
-        loaded=LoadedModel(str(dtype).removeprefix("torch."), "none"),
+        loaded=LoadedModel(str(dtype).removeprefix("torch."), quantization),
     )
-
-
-def _no_quantization(quantization: str, family: str) -> None:
-    """Qwen-VL models load unquantized in-process (bitsandbytes skip lists are LLaVA's)."""
-    if quantization != "none":
-        raise ModelLoadError(expected(f"quantization for {family}", "none", quantization))
 
 
 def load_tiled_parts(
