@@ -24,7 +24,14 @@ import torch
 from transformers import AttentionInterface
 from transformers.models.qwen3_vl.modeling_qwen3_vl import eager_attention_forward
 
-from edge_hired.export.qwen_encoder_export import DEFAULT_TOLERANCES, export_qwen_encoder
+from edge_hired.export.onnx_encoder import ExportParityError, check_named_parity
+from edge_hired.export.qwen_encoder_export import (
+    DEFAULT_TOLERANCES,
+    SECOND_GRID,
+    export_qwen_encoder,
+    output_tolerances,
+    probe_inputs,
+)
 from edge_hired.export.qwen_encoder_graph import QwenEncoderGraph
 from edge_hired.hired.native_geometry import window_patch_index
 from edge_hired.models.tiny import build_checkpoint
@@ -156,6 +163,28 @@ def test_export_names_dynamic_axes_and_parity(pipelines: dict, exports: dict, fa
     for figure in figures:
         assert figure.tolerance == DEFAULT_TOLERANCES["float32"][figure.output.rstrip("0123456789")]
         assert 0 <= figure.max_abs_diff <= figure.tolerance
+
+
+class ShiftedFeatures(torch.nn.Module):
+    """The export graph with 0.01 added to its merged features: a reference ONNX must miss."""
+
+    def __init__(self, graph: QwenEncoderGraph) -> None:
+        super().__init__()
+        self.graph, self.output_names = graph, graph.output_names
+
+    def forward(self, **inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        features, *rest = self.graph(**inputs)
+        return (features + 0.01, *rest)
+
+
+def test_a_parity_miss_names_the_output(pipelines: dict, exports: dict) -> None:
+    pipeline = pipelines["tiny-qwen3-vl"]
+    spec, visual = spec_of(pipeline), pipeline.model.model.visual
+    shifted = ShiftedFeatures(QwenEncoderGraph(visual, spec).eval())
+    probe = probe_inputs(visual.config, spec, SECOND_GRID, torch.float32)
+    tolerances = output_tolerances(spec, torch.float32)
+    with pytest.raises(ExportParityError, match="ONNX output features: max"):
+        check_named_parity(shifted, exports["tiny-qwen3-vl"][0], [probe], tolerances)
 
 
 @pytest.mark.parametrize("shape", sorted(SHAPES))
