@@ -49,21 +49,27 @@ class QwenEncoderGraph(nn.Module):
         window_index: torch.Tensor | None = None,
         window_ids: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, ...]:
-        visual = self.visual
-        hidden = visual.patch_embed(pixel_values)
-        if pos_index is not None and pos_weight is not None:
-            positions = (visual.pos_embed(pos_index) * pos_weight[:, :, None]).sum(0)
-            hidden = hidden + positions.to(hidden.dtype)
-        rope = visual.rotary_pos_emb(hidden, rotary_ids)
+        hidden = self._embed(pixel_values, pos_index, pos_weight)
+        rope = self.visual.rotary_pos_emb(hidden, rotary_ids)
         mask = None
-        if window_index is not None and window_ids is not None:
+        if self.spec.windowed:  # Qwen2.5-VL: window order, windowed blocks masked by window
             hidden, rope = self._window_order(hidden, rope, window_index)
             mask = window_ids[:, None] == window_ids[None, :]
         hidden, deepstack, received = self._blocks(hidden, rope, mask)
-        features = visual.merger(hidden)
-        if window_index is not None:
+        features = self.visual.merger(hidden)
+        if self.spec.windowed:
             features, received = self._stock_order(features, received, window_index)
         return (features, *deepstack, received)
+
+    def _embed(
+        self, pixels: torch.Tensor, index: torch.Tensor | None, weight: torch.Tensor | None
+    ) -> torch.Tensor:
+        """Patch embedding; Qwen3-VL / Qwen3.5 add the learned positions' bilinear taps."""
+        hidden = self.visual.patch_embed(pixels)
+        if self.spec.windowed:  # Qwen2.5-VL has no learned positions
+            return hidden
+        positions = (self.visual.pos_embed(index) * weight[:, :, None]).sum(0)
+        return hidden + positions.to(hidden.dtype)
 
     def _blocks(
         self, hidden: torch.Tensor, rope: tuple[torch.Tensor, ...], mask: torch.Tensor | None
