@@ -70,6 +70,7 @@ class VisionSpec:
     position_grid_side: StrictInt = 0  # Qwen3-VL / 3.5: side of the learned position grid
     window_size: StrictInt = 0  # Qwen2.5-VL: attention window in pixels (0: no windows)
     deepstack_outputs: StrictInt = 0  # Qwen3-VL: DeepStack feature outputs of the graph
+    intermediate_size: StrictInt = 0  # the tower's MLP width; 0 (older bundles): 4 x hidden
 
 
 @dataclass(frozen=True, config=SCHEMA)

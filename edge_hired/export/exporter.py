@@ -33,22 +33,42 @@ from edge_hired.bundle.layout import (
     PROJECTOR_FILE,
     VLM_CONFIG_DIR,
 )
-from edge_hired.bundle.manifest import MANIFEST_NAME, SCHEMA_VERSION, Manifest, VisionSpec
+from edge_hired.bundle.manifest import (
+    MANIFEST_NAME,
+    SCHEMA_VERSION,
+    LlmSpec,
+    Manifest,
+    VisionSpec,
+)
 from edge_hired.device.torch_device import torch_dtype
 from edge_hired.errors import InvalidArgumentError, expected
 from edge_hired.export.encoder_graph import EncoderGraph
-from edge_hired.export.language_model import extract_causal_lm, save_language_model
+from edge_hired.export.language_model import (
+    extract_causal_lm,
+    save_language_model,
+    save_native_language_model,
+)
 from edge_hired.export.measure import activation_bytes_per_partition
+from edge_hired.export.native_export import export_native_vision, native_spec_fields
 from edge_hired.export.onnx_encoder import ParityFigure, check_parity, export_encoder
 from edge_hired.export.recipes import Recipe, load_recipe
 from edge_hired.export.tiled_encoder_graph import TiledEncoderGraph
-from edge_hired.runtime.loading import ModelFacts, model_facts, read_config, resolve_source
+from edge_hired.runtime.loading import (
+    NATIVE_FAMILIES,
+    ModelFacts,
+    NativeFacts,
+    model_facts,
+    native_facts,
+    read_config,
+    resolve_source,
+)
 from edge_hired.runtime.processors import load_processor
 from edge_hired.runtime.tiled_facts import TiledFacts, is_tiled, tiled_facts
 from edge_hired.signals import sigterm_raises
 from edge_hired.units import DTYPE_ALIASES, EXPORT_DTYPES, check_quantization
 
 Progress = Callable[[str], None]
+ExportFacts = ModelFacts | TiledFacts  # NativeFacts is a ModelFacts
 EXPORT_STAGES = 6  # calls of `progress` per export, one as each stage begins
 
 
@@ -114,11 +134,9 @@ def _write_bundle(model_id: str, staging: Path, options: ExportOptions, say: Pro
     say("measure encoder memory")
     activation = _activation(staging, facts, options)
     say("save projector and image_newline")
-    projector_bytes = _save_projector(model, recipe, staging)
+    projector_bytes = _save_projector(model, recipe, staging, facts)
     say(f"save language model ({options.quantization})")
-    llm = save_language_model(
-        extract_causal_lm(model), staging / LLM_DIR, options.quantization, _llm_dtype(options)
-    )
+    llm = _save_llm(model, facts, staging / LLM_DIR, options)
     say("save processor and hashes")
     _save_processor_and_config(source, config, staging, options.revision)
     vision = _vision_spec(facts, model, encoder_bytes, activation, options)
@@ -135,15 +153,28 @@ def _write_bundle(model_id: str, staging: Path, options: ExportOptions, say: Pro
     )
 
 
+def _save_llm(model, facts: ExportFacts, out_dir: Path, options: ExportOptions) -> LlmSpec:
+    """The LLM alone: a causal LM, or a native family's text model + lm_head."""
+    if isinstance(facts, NativeFacts):
+        return save_native_language_model(model, out_dir, options.quantization, _llm_dtype(options))
+    return save_language_model(
+        extract_causal_lm(model), out_dir, options.quantization, _llm_dtype(options)
+    )
+
+
 def _llm_dtype(options: ExportOptions) -> torch.dtype:
     """The LLM's dtype: as asked, except LLM.int8, which bitsandbytes runs in fp16 only."""
     return torch.float16 if options.quantization == "8bit" else torch_dtype(options.dtype)
 
 
 def _export_vision(
-    model, facts: ModelFacts, recipe: Recipe, staging: Path, options: ExportOptions
+    model, facts: ExportFacts, recipe: Recipe, staging: Path, options: ExportOptions
 ) -> tuple[list[ParityFigure], int]:
     """Write the ONNX encoder and check it against the fp32 PyTorch graph."""
+    if isinstance(facts, NativeFacts):
+        path, dtype = staging / ENCODER_FILE, torch_dtype(options.dtype)
+        opset = options.opset or recipe.default_opset
+        return export_native_vision(model, facts, recipe, path, dtype, opset)
     reference = _encoder_graph(_attribute(model, recipe.vision_tower), facts).eval()
     dtype = torch_dtype(options.dtype)
     graph = copy.deepcopy(reference).to(dtype)
@@ -157,31 +188,40 @@ def _export_vision(
     return figures, encoder_bytes
 
 
-def _export_facts(config, source: str, revision: str | None) -> ModelFacts | TiledFacts:
-    """The model's facts; a tiled family's tiling settings come from its image processor."""
-    if not is_tiled(config):
+def _export_facts(config, source: str, revision: str | None) -> ExportFacts:
+    """The model's facts; tiled and native families' settings come from their image processor."""
+    if not is_tiled(config) and config.model_type not in NATIVE_FAMILIES:
         return model_facts(config)
     processor = load_processor(source, config.model_type, revision)
+    if config.model_type in NATIVE_FAMILIES:
+        return native_facts(config, processor.image_processor)
     return tiled_facts(config, processor.image_processor)
 
 
-def _encoder_graph(vision_tower, facts: ModelFacts | TiledFacts) -> torch.nn.Module:
+def _encoder_graph(vision_tower, facts: ExportFacts) -> torch.nn.Module:
     """The export graph of the family's tower: LLaVA's CLIP / SigLIP, or a tiled family's."""
     if isinstance(facts, TiledFacts):
         return TiledEncoderGraph(vision_tower, facts)
     return EncoderGraph(vision_tower, facts.layers)
 
 
-def _activation(staging: Path, facts: ModelFacts, options: ExportOptions) -> int:
-    """Measured activation bytes per partition (0 when measuring is switched off)."""
-    if not options.measure_memory:
+def _activation(staging: Path, facts: ExportFacts, options: ExportOptions) -> int:
+    """Measured activation bytes per partition (0 when measuring is switched off, and for the
+    native families, whose one partition's activations grow with the image: the planner
+    estimates those from the image's patch count)."""
+    if not options.measure_memory or isinstance(facts, NativeFacts):
         return 0
     dtype = DTYPE_ALIASES[options.dtype]
     return activation_bytes_per_partition(staging / ENCODER_FILE, dtype, facts.crop_size)
 
 
-def _save_projector(model, recipe: Recipe, staging: Path) -> int:
-    """Projector weights and image_newline in one safetensors file; returns its byte size."""
+def _save_projector(model, recipe: Recipe, staging: Path, facts: ExportFacts) -> int:
+    """Projector weights and image_newline in one safetensors file; returns its byte size.
+
+    A native family's merger runs inside the ONNX graph: nothing to save (0 bytes).
+    """
+    if isinstance(facts, NativeFacts):
+        return 0
     tensors = {
         f"projector.{k}": v.detach().contiguous()
         for k, v in _attribute(model, recipe.projector).state_dict().items()
@@ -201,7 +241,7 @@ def _save_processor_and_config(source: str, config, staging: Path, revision: str
 
 
 def _vision_spec(
-    facts: ModelFacts, model, encoder_bytes: int, activation: int, options: ExportOptions
+    facts: ExportFacts, model, encoder_bytes: int, activation: int, options: ExportOptions
 ) -> VisionSpec:
     """The manifest's description of the encoder and geometry."""
     vision_config = model.config.vision_config
@@ -212,6 +252,7 @@ def _vision_spec(
         tokens_per_partition=(facts.crop_size // facts.patch_size) ** 2,
         num_heads=facts.num_heads,
         hidden_size=vision_config.hidden_size,
+        intermediate_size=int(getattr(vision_config, "intermediate_size", 0) or 0),
         vision_feature_layer=getattr(model.config, "vision_feature_layer", -1),
         layers_in_graph=facts.layers.layers_to_run,
         l_init=facts.layers.l_init,
@@ -224,10 +265,11 @@ def _vision_spec(
         signal=facts.signal,
         max_tiles=facts.max_tiles,
         **_tiled_spec(facts),
+        **(native_spec_fields(facts, model) if isinstance(facts, NativeFacts) else {}),
     )
 
 
-def _tiled_spec(facts: ModelFacts | TiledFacts) -> dict[str, int]:
+def _tiled_spec(facts: ExportFacts) -> dict[str, int]:
     """The tiling settings a tiled family's manifest records (none for LLaVA)."""
     if not isinstance(facts, TiledFacts):
         return {}

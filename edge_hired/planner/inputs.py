@@ -102,7 +102,7 @@ def _inputs_from_manifest(manifest: Manifest, kv_dtype: str | None) -> PlanInput
     vision = VisionShape(
         vision_spec.layers_in_graph,
         vision_spec.hidden_size,
-        4 * vision_spec.hidden_size,
+        vision_spec.intermediate_size or 4 * vision_spec.hidden_size,
         vision_spec.num_heads,
         vision_spec.crop_size,
         vision_spec.patch_size,
@@ -133,7 +133,7 @@ def _inputs_from_manifest(manifest: Manifest, kv_dtype: str | None) -> PlanInput
         if quantized
         else 0,
         measured_encoder_bytes_per_partition=vision_spec.activation_bytes_per_partition or None,
-        notes=("bundle: vision MLP assumed 4 x hidden (CLIP), attention heads hidden / head dim",),
+        notes=(_bundle_note(vision_spec),),
         onnx_runtime_bytes=ONNX_RUNTIME_BYTES,
     )
 
@@ -160,3 +160,9 @@ def _native_fields(vision_spec: VisionSpec) -> dict[str, int]:
         "min_pixels": min(vision_spec.min_pixels, largest),
         "max_pixels": largest,
     }
+
+
+def _bundle_note(vision_spec: VisionSpec) -> str:
+    """What a plan from a manifest assumes about the shapes it does not record."""
+    mlp = "" if vision_spec.intermediate_size else "vision MLP assumed 4 x hidden (CLIP), "
+    return f"bundle: {mlp}attention heads hidden / head dim"

@@ -35,6 +35,12 @@ from edge_hired.device import tensorrt
 from edge_hired.device.ort_providers import import_onnxruntime
 from edge_hired.device.providers import ProviderChoice, choose_providers
 from edge_hired.runtime.loading import LoadedModel, ModelFacts, VlmParts
+from edge_hired.runtime.native_bundle import (
+    is_native_family,
+    load_native_bundle,
+    native_facts_from_manifest,
+    without_tensorrt,
+)
 from edge_hired.runtime.pipeline import Pipeline
 from edge_hired.runtime.processors import load_processor
 from edge_hired.runtime.tiled_bundle import (
@@ -106,6 +112,8 @@ class BundleLoadOptions:
 def facts_from_manifest(manifest: Manifest) -> ModelFacts | TiledFacts:
     """The pipeline's geometry facts, straight from the manifest."""
     vision = manifest.vision
+    if is_native_family(vision.family):
+        return native_facts_from_manifest(vision)
     if is_tiled_family(vision.family):
         return tiled_facts_from_manifest(vision)
     plan = LayerPlan(vision.layers_in_graph, vision.l_init, vision.l_final)
@@ -155,6 +163,10 @@ def load_bundle_pipeline(
     manifest = read_manifest(root)
     verify_files(root, manifest.files, check_hashes=target.verify)
     providers = choose_providers(list(target.providers) if target.providers else None)
+    if is_native_family(manifest.vision.family):
+        providers = without_tensorrt(providers)
+        entries = session_providers(providers, manifest, options)
+        return load_native_bundle(root, manifest, target, entries, providers.reason)
     device, dtype = target.device, target.torch_dtype
     llm = load_language_model(root / LLM_DIR, device, dtype)
     projector, newline = load_projector(root, manifest.vision.family, dtype, device)

@@ -48,6 +48,7 @@ VISION = {
     "position_grid_side": 0,
     "window_size": 0,
     "deepstack_outputs": 0,
+    "intermediate_size": 0,
 }
 LLM = {
     "architecture": "LlamaForCausalLM",
