@@ -45,21 +45,8 @@ class ParityFigure:
 
 def export_encoder(graph: EncoderGraph, path: Path, probe: torch.Tensor, opset: int) -> None:
     """Write `graph` to `path` (dynamo exporter), external data when the weights are large."""
-    weight_bytes = sum(p.numel() * p.element_size() for p in graph.parameters())
     partitions = torch.export.Dim("partitions", min=1, max=64)
-    with _quiet_exporter():
-        torch.onnx.export(
-            graph,
-            (probe,),
-            str(path),
-            input_names=[INPUT_NAME],
-            output_names=list(graph.output_names),
-            dynamic_shapes={INPUT_NAME: {0: partitions}},
-            dynamo=True,
-            opset_version=opset,
-            external_data=weight_bytes > EXTERNAL_DATA_BYTES,
-            verbose=False,
-        )
+    export_named(graph, path, {INPUT_NAME: probe}, {INPUT_NAME: {0: partitions}}, opset)
 
 
 def export_named(
