@@ -41,7 +41,9 @@ def add_bench_parser(subparsers: argparse._SubParsersAction) -> None:
         description=BENCH_DESCRIPTION,
     )
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--model", metavar="DIR_OR_HUB_ID", help="LLaVA-NeXT/LLaVA-1.5 checkpoint")
+    source.add_argument(
+        "--model", metavar="DIR_OR_HUB_ID", help="a checkpoint of a supported family"
+    )
     source.add_argument("--bundle", metavar="DIR", help="a bundle written by `edge-hired export`")
     parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="results directory")
     parser.add_argument(

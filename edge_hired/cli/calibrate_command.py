@@ -24,7 +24,9 @@ def add_calibrate_parser(actions: argparse._SubParsersAction) -> None:
         "that --profile FILE.toml accepts. Takes minutes.",
     )
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--model", metavar="DIR_OR_HUB_ID", help="a LLaVA checkpoint")
+    source.add_argument(
+        "--model", metavar="DIR_OR_HUB_ID", help="a checkpoint of a supported family"
+    )
     source.add_argument("--bundle", metavar="DIR", help="a bundle written by `edge-hired export`")
     parser.add_argument("--out", type=Path, required=True, metavar="FILE.toml")
     parser.add_argument("--name", help="profile name (default and required: the file's name)")

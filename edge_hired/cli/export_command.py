@@ -17,16 +17,18 @@ def add_export_parser(subparsers: argparse._SubParsersAction) -> None:
     """`edge-hired export MODEL --out DIR ...`."""
     parser = subparsers.add_parser(
         "export",
-        help="split a LLaVA checkpoint into an ONNX encoder + quantized LLM bundle",
-        description="Writes a bundle directory: vision_encoder.onnx (features and per-head CLS "
-        "attention rows of HiRED's two layers, P partitions dynamic), the projector and "
-        "image_newline (safetensors), the language model alone (bitsandbytes 4/8-bit or "
-        "unquantized, safetensors), the processor, and manifest.json with versions, geometry, "
-        "sha256 of every file and the ONNX-vs-PyTorch parity measured at export. Written to a "
-        "temporary directory and renamed at the end: a failed export leaves nothing behind.",
+        help="split a checkpoint into an ONNX encoder + quantized LLM bundle",
+        description="Writes a bundle directory: vision_encoder.onnx (features plus HiRED's "
+        "signal rows: CLS attention or attention received; LLaVA and the tiled families: "
+        "partitions dynamic, projector and image_newline beside it in safetensors; Qwen3-VL, "
+        "Qwen2.5-VL, Qwen3.5: one image of any size, merged and DeepStack features, the merger "
+        "inside the graph), the language model alone (bitsandbytes 4/8-bit or unquantized, "
+        "safetensors), the processor, and manifest.json with versions, geometry, sha256 of "
+        "every file and the ONNX-vs-PyTorch parity measured at export. Written to a temporary "
+        "directory and renamed at the end: a failed export leaves nothing behind.",
     )
     parser.add_argument(
-        "model", metavar="MODEL", help="hub id or local directory (LLaVA-NeXT or LLaVA-1.5)"
+        "model", metavar="MODEL", help="hub id or local directory of a supported family"
     )
     parser.add_argument(
         "--out", type=Path, help="bundle directory (default: export/<model name>-<quant>)"
