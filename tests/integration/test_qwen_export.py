@@ -10,6 +10,7 @@
   positions, the same image-token mask and the same pruned DeepStack features.
 - A 4-bit bundle answers as `run --model --quant 4bit` on the same checkpoint.
 - The CLI: `run --bundle` = `run --model`, `serve --bundle` alone and batched = `run --bundle`,
+  `show --bundle` outlines what `run --bundle` keeps, `eval --bundle` compares every strategy,
   `plan --bundle` plans the native geometry.
 """
 
@@ -48,6 +49,7 @@ from tests.integration.test_qwen_runtime import (
     stock_generate,
     stock_inputs,
 )
+from tests.integration.test_qwen_show import outlined_cells
 from tests.integration.test_run_serve_equality import CASES, MODEL, answer, batched, request
 from tests.integration.test_tiled_selection import rewritten
 from tests.integration.test_tiles_reference import noise
@@ -245,3 +247,28 @@ def test_plan_from_the_bundle_is_the_native_geometry(
     from_model = json_of(capsys, ["plan", "--model", str(checkpoint), *flags])
     assert from_bundle["visual_tokens_available"] == from_model["visual_tokens_available"] == 1764
     assert from_bundle["budget_tokens"] == from_model["budget_tokens"]
+
+
+def test_show_from_the_bundle_outlines_what_run_from_it_keeps(
+    built: dict, image_file: Path, capsys: pytest.CaptureFixture, tmp_path: Path
+) -> None:
+    bundle = built["tiny-qwen3.5"][1]
+    source = ["--bundle", str(bundle), "--image", str(image_file), "--budget", "0.2"]
+    source += ["--device", "cpu", "--json"]
+    out = tmp_path / "show.png"
+    report = json_of(capsys, ["show", *source, "--out", str(out)])
+    ran = json_of(capsys, ["run", *source, "--max-new-tokens", "1"])
+    outlined = outlined_cells(report, out)
+    assert outlined == ran["kept"][0] and len(outlined) == ran["budget_tokens"]
+
+
+def test_eval_from_the_bundle_compares_every_strategy(built: dict, tmp_path: Path) -> None:
+    bundle = built["tiny-qwen2.5-vl"][1]
+    argv = ["eval", "--bundle", str(bundle), "--budgets", "full,0.2", "--limit", "2"]
+    argv += ["--strategies", "hired,dart,resize", "--out", str(tmp_path), "--device", "cpu"]
+    assert main(argv) == 0
+    settings = json.loads((tmp_path / "summary.json").read_text())["settings"]
+    kept = {(row["budget"], row["strategy"]): row["mean_visual_tokens_kept"] for row in settings}
+    assert set(kept) == {("full", "full"), ("0.2", "hired"), ("0.2", "dart"), ("0.2", "resize")}
+    assert kept["0.2", "hired"] == kept["0.2", "dart"] < kept["full", "full"]
+    assert kept["0.2", "resize"] <= kept["0.2", "hired"]

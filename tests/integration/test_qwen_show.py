@@ -36,6 +36,13 @@ def test_outlined_cells_are_the_kept_tokens_of_run(
     out = tmp_path / "show.png"
     report = json_of(capsys, ["show", *source, "--out", str(out)])
     ran = json_of(capsys, ["run", *source, "--max-new-tokens", "1"])
+    outlined = outlined_cells(report, out)
+    assert outlined == ran["kept"][0]  # raster indices over the merged grid
+    assert report["visual_tokens_kept"] == ran["visual_tokens_kept"] == len(outlined)
+
+
+def outlined_cells(report: dict, out: Path) -> list[int]:
+    """Raster indices of the cells `show` outlined (asserting it drew rings only)."""
     pixels = np.asarray(Image.open(out).convert("RGB"))
     marked = (pixels == MARKER).all(axis=2)
     x0, y0 = report["panels"][0]
@@ -48,6 +55,5 @@ def test_outlined_cells_are_the_kept_tokens_of_run(
         for c in range(grid_w)
         if marked[y0 + r * cell, x0 + c * cell]  # a ring's corner pixel
     ]
-    assert outlined == ran["kept"][0]  # raster indices over the merged grid
-    assert report["visual_tokens_kept"] == ran["visual_tokens_kept"] == len(outlined)
     assert int(marked.sum()) == len(outlined) * (cell * cell - (cell - 4) ** 2)  # rings only
+    return outlined
