@@ -43,6 +43,10 @@ Sections, and when each row holds:
   read per step and the measured device copy bandwidth, which must lie in (0, 1]. bf16 steps
   may differ from eager in the last bits (other kernels, other reduction orders), so only the
   fp32 row asks for equal tokens.
+- qwen (issue 21): per tiny Qwen3-VL / Qwen2.5-VL / Qwen3.5, in fp32 with TF32 off, stock
+  `generate` = the in-process run = the fp32 bundle's run (its ONNX encoder on the best probed
+  provider; the Qwen graph uses TopK, GatherND, Where and Equal, worth seeing on CUDA) at 100%,
+  and at 20% the bundle keeps the in-process run's merge units and gives its tokens.
 """
 
 from __future__ import annotations
@@ -369,6 +373,82 @@ def encoder_row(provider: str, reason: str, ort: Any, reference: Any) -> Row:
     }
 
 
+# --- Qwen-VL bundles ----------------------------------------------------------------------------
+
+QWEN_PRESETS = ("tiny-qwen3-vl", "tiny-qwen2.5-vl", "tiny-qwen3.5")
+
+
+def qwen_rows(work: Path, rows: list[Row], device: str = "cuda") -> None:
+    """Per Qwen family: stock generate = the in-process run = the fp32 bundle's run at 100% on
+    `device` (the bundle's encoder on the best probed provider, TF32 off), and the bundle's 20%
+    keeps the in-process run's merge units and answers as it does."""
+    from edge_hired.device.providers import choose_providers
+    from edge_hired.export.exporter import ExportOptions, export_bundle
+    from edge_hired.models.tiny import build_checkpoint
+    from edge_hired.runtime.bundle_runtime import BundleLoadOptions, load_bundle_pipeline
+    from edge_hired.runtime.generation import SamplingOptions
+    from edge_hired.runtime.pipeline import Pipeline, SelectionOptions
+
+    sampling, picture = SamplingOptions(max_new_tokens=NEW_TOKENS), image(300, 500)
+    providers = choose_providers().providers if device == "cuda" else ("CPUExecutionProvider",)
+    options = BundleLoadOptions(device=device, dtype="fp32", providers=providers)
+    settings = {"full": SelectionOptions(strategy="full"), "20%": SelectionOptions(ratio=0.2)}
+    for preset in QWEN_PRESETS:
+        checkpoint = build_checkpoint(preset, work / preset)
+        bundle = work / f"{preset}-fp32"
+        export_bundle(str(checkpoint), bundle, ExportOptions(quantization="none", dtype="fp32"))
+        with NoTf32():
+            local = Pipeline.from_pretrained(str(checkpoint), device=device, dtype="fp32")
+            remote = load_bundle_pipeline(bundle, options)
+            stock = qwen_stock_tokens(local, picture)
+            runs = {
+                (name, where): pipeline.run(picture, PROMPT, selection, sampling)
+                for name, selection in settings.items()
+                for where, pipeline in (("model", local), ("bundle", remote))
+            }
+        rows.append(qwen_row(preset, remote.encoder_provider, stock, runs))
+
+
+def qwen_stock_tokens(pipeline: Any, picture: Any) -> list[int]:
+    """Stock `generate` on the model the pipeline loaded: the prompt with one placeholder per
+    merge unit, the processor's patches and grid."""
+    import torch
+
+    pixels = pipeline.processor.image_processor(images=picture, return_tensors="pt")
+    count = int(pixels["image_grid_thw"].prod()) // 4
+    ids, image_id = pipeline.prompt_ids(PROMPT), pipeline.facts.image_token_id
+    at = int((ids == image_id).nonzero()[0, 0])
+    ids = torch.cat([ids[:at], ids.new_full((count,), image_id), ids[at + 1 :]])[None]
+    device = pipeline.device
+    inputs = {
+        "input_ids": ids.to(device),
+        "attention_mask": torch.ones_like(ids).to(device),
+        "mm_token_type_ids": (ids == image_id).to(torch.int32).to(device),
+        "pixel_values": pixels["pixel_values"].to(device),
+        "image_grid_thw": pixels["image_grid_thw"].to(device),
+    }
+    with torch.inference_mode():
+        out = pipeline.model.generate(**inputs, max_new_tokens=NEW_TOKENS, do_sample=False)
+    return out[0, ids.shape[1] :].tolist()
+
+
+def qwen_row(preset: str, provider: str, stock: list[int], runs: dict) -> Row:
+    """One family's row: 100% from the model and from the bundle = stock; 20% bundle = model."""
+    full_model, full_bundle = runs["full", "model"], runs["full", "bundle"]
+    fifth_model, fifth_bundle = runs["20%", "model"], runs["20%", "bundle"]
+    same_fifth = (fifth_bundle.kept, fifth_bundle.token_ids) == (
+        fifth_model.kept,
+        fifth_model.token_ids,
+    )
+    return {
+        "check": f"qwen {preset}: bundle (encoder on {provider}) = model = stock",
+        "ok": full_model.token_ids == full_bundle.token_ids == stock and same_fifth,
+        "detail": f"stock {stock}; 100% model {full_model.token_ids} bundle "
+        f"{full_bundle.token_ids}; 20% kept {fifth_bundle.visual_tokens_kept} of "
+        f"{fifth_bundle.visual_tokens_total}, same units and tokens as the model: {same_fifth}",
+    }
+
+
 # --- the 7B-shaped model ------------------------------------------------------------------------
 
 
@@ -654,6 +734,7 @@ def main(argv: list[str] | None = None) -> int:
         section(rows, "bitsandbytes", lambda found: quantized_rows(tiny, work, found))
         section(rows, "onnxruntime", lambda found: onnxruntime_rows(tiny, work, found))
         section(rows, "decode", lambda found: decode_rows(tiny, work, found))
+        section(rows, "qwen", lambda found: qwen_rows(work, found))
         if not args.skip_7b:
             section(rows, "7b", lambda found: seven_b_rows(tiny, found))
     report = {

@@ -170,3 +170,17 @@ def test_decode_is_a_share_of_the_bandwidth_roofline(check) -> None:
     assert row["ok"] is True and "25.0% of the roofline 256.0 tok/s" in row["detail"]
     assert check.roofline_row(300.0, weights, bandwidth)["ok"] is False  # a broken timer
     assert check.roofline_row(0.0, weights, bandwidth)["ok"] is False
+
+
+def test_the_qwen_rows_hold_on_the_cpu_and_fail_on_a_different_answer(check, tmp_path) -> None:
+    rows: list[dict] = []
+    check.qwen_rows(tmp_path, rows, device="cpu")
+    assert [row["ok"] for row in rows] == [True, True, True], [row["detail"] for row in rows]
+    assert all("CPUExecutionProvider" in row["check"] for row in rows)
+    run = SimpleNamespace(kept=[[0, 1]], token_ids=[5, 6], visual_tokens_kept=2)
+    runs = {(name, where): run for name in ("full", "20%") for where in ("model", "bundle")}
+    runs["20%", "bundle"] = SimpleNamespace(
+        kept=[[0, 2]], token_ids=[5, 6], visual_tokens_kept=2, visual_tokens_total=10
+    )
+    runs["full", "bundle"] = SimpleNamespace(**{**vars(run), "visual_tokens_total": 10})
+    assert check.qwen_row("x", "CPU", [5, 6], runs)["ok"] is False
