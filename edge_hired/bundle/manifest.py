@@ -71,6 +71,9 @@ class VisionSpec:
     window_size: StrictInt = 0  # Qwen2.5-VL: attention window in pixels (0: no windows)
     deepstack_outputs: StrictInt = 0  # Qwen3-VL: DeepStack feature outputs of the graph
     intermediate_size: StrictInt = 0  # the tower's MLP width; 0 (older bundles): 4 x hidden
+    # Native families' ONNX graph: attention in this many query chunks, so one block holds
+    # heads x ceil(N / chunks) x N scores; 0 (older bundles): whole [heads, N, N] maps.
+    attention_query_chunks: StrictInt = 0
 
 
 @dataclass(frozen=True, config=SCHEMA)

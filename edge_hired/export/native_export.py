@@ -16,6 +16,7 @@ import torch
 
 from edge_hired.export.onnx_encoder import ParityFigure
 from edge_hired.export.qwen_encoder_export import export_qwen_encoder
+from edge_hired.export.qwen_encoder_graph import ATTENTION_QUERY_CHUNKS
 from edge_hired.export.recipes import Recipe
 from edge_hired.runtime.loading import NativeFacts
 from edge_hired.runtime.qwen_encoder_spec import QwenEncoderSpec
@@ -32,7 +33,8 @@ def export_native_vision(
 
 
 def native_spec_fields(facts: NativeFacts, model: Any) -> dict[str, int]:
-    """The manifest's native-resolution fields: geometry limits and the graph's grid facts."""
+    """The manifest's native-resolution fields: geometry limits and the graph's grid and
+    attention-chunk facts."""
     spec = QwenEncoderSpec.from_config(model.model.visual.config, facts.layers.l_final)
     return {
         "spatial_merge": facts.merge,
@@ -41,4 +43,5 @@ def native_spec_fields(facts: NativeFacts, model: Any) -> dict[str, int]:
         "position_grid_side": spec.grid_side,
         "window_size": spec.window_size,
         "deepstack_outputs": spec.num_deepstack,
+        "attention_query_chunks": ATTENTION_QUERY_CHUNKS,
     }

@@ -17,6 +17,7 @@ from edge_hired.planner.costs import (
     CostLine,
     DeviceFacts,
     Phase,
+    attention_note,
     device_facts,
     encoder_live_bytes_per_partition,
     fixed_lines,
@@ -289,6 +290,8 @@ def _reasons(
     reasons = [f"cap: {gib(cap.bytes)} GiB, {cap.reason}", kv, *inputs.notes]
     if not inputs.measured_encoder_bytes_per_partition:
         reasons.append("encoder activations: modelled (no measured figure recorded)")
+    if note := attention_note(inputs):
+        reasons.append(note)
     (enc, enc_worst), (pre, pre_worst) = device.encoder_factors, device.prefill_factors
     reasons.append(
         f"activations: live set x {enc:g} (encoder) and x {pre:g} (prefill) for the "

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 from edge_hired.errors import InvalidArgumentError, expected
 from edge_hired.planner.buckets import length_bucket
 from edge_hired.planner.measured import ModelMeasurements, model_measurements
+from edge_hired.planner.shapes import attention_scores
 from edge_hired.units import GIB, KIB, MIB, dtype_bytes
 
 if TYPE_CHECKING:
@@ -42,6 +43,20 @@ PIXEL_VALUE_COPIES = 4
 DEFAULT_IMAGE_HW = (1080, 1920)  # assumed when the plan is made without an image
 
 ENCODER_LIVE = (3.0, 7.5)  # elements per token: x intermediate, x hidden
+#: An exported native graph (Qwen-VL) holds one query chunk's attention scores at a time (heads
+#: x ceil(N / chunks) query rows x N keys): peak bytes per score by (graph dtype, windowed
+#: blocks). Measured with ONNX Runtime CPU, `scripts/measure_native_encoder.py` on the tiny
+#: presets, fitted as bytes per patch + bytes per score on 8,100 and 16,384 patches (ONNX
+#: Runtime's arena included, so not scaled by the allocator factor): full attention 4.2 B (fp32:
+#: the softmax runs in place on the scores) and 7.8 B (fp16: the fp32 softmax beside the fp16
+#: scores); Qwen2.5-VL's masked blocks 17.7 and 20.4 B (the masked copy of the scores, and
+#: ONNX Runtime's planner keeps buffers of earlier chunks).
+ATTENTION_SCORE_BYTES = {
+    ("float32", False): 5,
+    ("float16", False): 8,
+    ("float32", True): 18,
+    ("float16", True): 21,
+}
 PREFILL_LIVE = (3.0, 5.5)
 HALF_NORM_EXTRA = 2.0  # extra hidden-sized elements per token in fp16/bf16 (fp32 RMSNorm)
 #: allocator -> stage -> (typical, worst) factor from the live set to the RSS / device peak.
@@ -196,6 +211,32 @@ def encoder_live_bytes_per_partition(inputs: PlanInputs) -> int:
     return int(v.tokens_per_partition * elements * dtype_bytes(inputs.vision_dtype))
 
 
+def attention_peak_bytes(inputs: PlanInputs) -> int:
+    """One block's attention in an exported native graph: heads x ceil(N / chunks) x N scores x
+    `ATTENTION_SCORE_BYTES`; 0 in process (SDPA never holds the scores)."""
+    scores = attention_scores(inputs.vision)
+    if not scores:
+        return 0
+    windowed = inputs.vision.window_size > 0
+    dtype = inputs.vision_dtype if inputs.vision_dtype == "float16" else "float32"
+    return scores * ATTENTION_SCORE_BYTES[dtype, windowed]
+
+
+def attention_note(inputs: PlanInputs) -> str | None:
+    """What the encoder line assumed of the exported graph's attention (None: nothing held)."""
+    scores, v = attention_scores(inputs.vision), inputs.vision
+    if not scores:
+        return None
+    patches, size = v.tokens_per_partition, attention_peak_bytes(inputs)
+    masked = ", windowed blocks masked" if v.window_size else ""
+    return (
+        f"encoder attention: {v.num_heads} heads x {scores // (v.num_heads * patches)} query "
+        f"rows x {patches} keys ({patches} patches in {v.attention_query_chunks} query chunks) x "
+        f"{size // scores} B ({inputs.vision_dtype} graph{masked}) = {size / MIB:.1f} MiB, "
+        f"one block at a time"
+    )
+
+
 def prefill_live_bytes_per_token(inputs: PlanInputs) -> int:
     """Modelled live set of one layer's prefill, per token."""
     llm, size = inputs.llm, dtype_bytes(inputs.compute_dtype)
@@ -265,7 +306,11 @@ def _encoder_bytes(
     if measured:
         return measured * partitions, f"measured at export, {partitions} partitions"
     live = encoder_live_bytes_per_partition(inputs) * partitions
-    return int(live * factor), f"modelled, {partitions} partitions x{factor:g} allocator"
+    note = f"modelled, {partitions} partitions x{factor:g} allocator"
+    attention = attention_peak_bytes(inputs)  # one image, one partition
+    if attention:
+        note += f", + one block's attention scores {attention / MIB:.1f} MiB"
+    return int(live * factor) + attention, note
 
 
 def arena_line(inputs: PlanInputs, device: DeviceFacts) -> CostLine:

@@ -150,7 +150,8 @@ def parameter_bytes(shape: tuple[int, ...], quantization: str, size: int) -> int
 
 def _native_fields(vision_spec: VisionSpec) -> dict[str, int]:
     """A native-resolution bundle's merge and pixel limits (the largest image planned for is
-    capped as a checkpoint's plan caps it: `PLAN_MAX_PIXELS`)."""
+    capped as a checkpoint's plan caps it: `PLAN_MAX_PIXELS`), and its graph's attention query
+    chunks (an older bundle's graph holds whole maps: one chunk) and windows."""
     if not vision_spec.spatial_merge:
         return {}
     largest = min(vision_spec.max_pixels, PLAN_MAX_PIXELS)
@@ -159,6 +160,8 @@ def _native_fields(vision_spec: VisionSpec) -> dict[str, int]:
         "merge": vision_spec.spatial_merge,
         "min_pixels": min(vision_spec.min_pixels, largest),
         "max_pixels": largest,
+        "attention_query_chunks": vision_spec.attention_query_chunks or 1,
+        "window_size": vision_spec.window_size,
     }
 
 

@@ -64,6 +64,10 @@ class VisionShape:
     tile_merge: int = 1  # tiled families: patches per LLM-token side (pixel shuffle)
     min_tiles: int = 1  # InternVL's min_patches
     longest_edge: int = 0  # SmolVLM's size.longest_edge (the first resize)
+    #: Native bundles: the ONNX graph's attention query chunks (one block's scores are
+    #: heads x ceil(N / chunks) x N); 0: attention never holds its scores (in-process SDPA).
+    attention_query_chunks: int = 0
+    window_size: int = 0  # Qwen2.5-VL's attention windows in pixels: masked blocks hold more
 
     @property
     def tokens_per_partition(self) -> int:
@@ -74,6 +78,16 @@ class VisionShape:
         if self.merge:
             return native_max_tokens(self) * self.merge**2
         return (self.crop_size // self.patch_size) ** 2 + int(self.has_cls)
+
+
+def attention_scores(vision: VisionShape) -> int:
+    """Scores one block of an exported native graph holds at once: heads x query rows of one
+    chunk x keys, N = the largest image's patches (0 where attention never holds them)."""
+    if not vision.attention_query_chunks:
+        return 0
+    patches = vision.tokens_per_partition
+    rows = -(-patches // vision.attention_query_chunks)
+    return vision.num_heads * rows * patches
 
 
 def native_max_tokens(vision: VisionShape) -> int:

@@ -32,6 +32,7 @@ from edge_hired.bundle.layout import PROJECTOR_FILE
 from edge_hired.bundle.manifest import read_manifest
 from edge_hired.cli.main import main
 from edge_hired.export.exporter import ExportOptions, export_bundle
+from edge_hired.export.qwen_encoder_graph import ATTENTION_QUERY_CHUNKS
 from edge_hired.export.recipes import load_recipe
 from edge_hired.models.tiny import build_checkpoint
 from edge_hired.runtime.bundle_runtime import BundleLoadOptions, load_bundle_pipeline
@@ -135,6 +136,7 @@ def test_manifest_records_what_the_runtime_rebuilds(built: dict, name: str) -> N
     for output, figure in manifest.parity.items():
         allowed = tolerances.get(output, tolerances.get("deepstack_"))
         assert figure["max_abs_diff"] <= allowed == figure["tolerance"]
+    assert vision.attention_query_chunks == ATTENTION_QUERY_CHUNKS  # what the planner reads
     assert PROJECTOR_FILE not in manifest.files and manifest.llm.projector_bytes == 0
     assert manifest.llm.quantization == "none"
 

@@ -32,7 +32,7 @@ from edge_hired.export.qwen_encoder_export import (
     output_tolerances,
     probe_inputs,
 )
-from edge_hired.export.qwen_encoder_graph import QwenEncoderGraph
+from edge_hired.export.qwen_encoder_graph import ATTENTION_QUERY_CHUNKS, QwenEncoderGraph
 from edge_hired.hired.native_geometry import window_patch_index
 from edge_hired.models.tiny import build_checkpoint
 from edge_hired.runtime.pipeline import Pipeline
@@ -221,6 +221,48 @@ def test_onnx_encoder_returns_what_the_in_process_one_does(
     assert torch.allclose(ours.cls_final, theirs.cls_final, rtol=0, atol=1e-4)
     assert torch.equal(ours.cls_init, ours.cls_final) and ours.signal == theirs.signal
     assert ours.grid_thw is pixels.grid_thw and ours.resize_budget == theirs.resize_budget
+
+
+def intermediate_shapes(path: Path, feeds: dict[str, np.ndarray]) -> dict[str, tuple]:
+    """The runtime shape of every node output of the graph at these inputs (each made a graph
+    output for one ONNX Runtime run)."""
+    model = onnx.load(str(path))
+    known = {v.name for v in (*model.graph.input, *model.graph.output)}
+    names = [n for node in model.graph.node for n in node.output if n and n not in known]
+    model.graph.output.extend(onnx.ValueInfoProto(name=name) for name in names)
+    session = ort.InferenceSession(model.SerializeToString(), providers=CPU)
+    return dict(zip(names, (a.shape for a in session.run(names, feeds)), strict=True))
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_no_block_holds_an_n_by_n_map(pipelines: dict, exports: dict, family: str) -> None:
+    spec, visual = spec_of(pipelines[family]), pipelines[family].model.model.visual
+    grid = (1, 32, 32)  # N = 1024 patches: heads x N^2 / 2 is above every [N, width] tensor
+    feeds = {
+        k: v.numpy() for k, v in probe_inputs(visual.config, spec, grid, torch.float32).items()
+    }
+    shapes = intermediate_shapes(exports[family][0], feeds)
+    patches = grid[1] * grid[2]
+    chunk = spec.num_heads * -(-patches // ATTENTION_QUERY_CHUNKS) * patches
+    sizes = {name: int(np.prod(shape)) for name, shape in shapes.items()}
+    assert max(sizes.values()) < spec.num_heads * patches**2 // 2, max(
+        sizes.items(), key=lambda i: i[1]
+    )
+    assert chunk in sizes.values()  # the scores of one query chunk: heads x 64 rows x N keys
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_fewer_patches_than_query_chunks(pipelines: dict, exports: dict, family: str) -> None:
+    spec, visual = spec_of(pipelines[family]), pipelines[family].model.model.visual
+    feeds = probe_inputs(visual.config, spec, (1, 2, 4), torch.float32)  # N = 8 < 16 chunks
+    assert feeds["pixel_values"].shape[0] < ATTENTION_QUERY_CHUNKS
+    with torch.no_grad():
+        want = QwenEncoderGraph(visual, spec).eval()(**feeds)
+    session = ort.InferenceSession(str(exports[family][0]), providers=CPU)
+    got = session.run(None, {k: v.numpy() for k, v in feeds.items()})
+    for ours, theirs in zip(got, want, strict=True):
+        assert ours.shape == tuple(theirs.shape)
+        assert np.allclose(ours, theirs.numpy(), rtol=0, atol=1e-4)
 
 
 @pytest.mark.parametrize("family", FAMILIES)

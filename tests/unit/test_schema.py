@@ -49,6 +49,7 @@ VISION = {
     "window_size": 0,
     "deepstack_outputs": 0,
     "intermediate_size": 0,
+    "attention_query_chunks": 0,
 }
 LLM = {
     "architecture": "LlamaForCausalLM",
