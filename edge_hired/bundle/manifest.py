@@ -92,6 +92,11 @@ class LlmSpec:
     quantization: StrictStr  # "none", "8bit" or "4bit"
     weight_bytes: StrictInt  # bytes of the saved weights
     projector_bytes: StrictInt
+    # Hybrid decoders (Qwen3.5): num_layers counts the layers with a KV cache; decoder_layers all
+    # of them (their weights run for every token), linear_state_bytes one sequence's fixed-size
+    # linear-attention state (conv + recurrent). 0: every layer keeps keys and values.
+    decoder_layers: StrictInt = 0
+    linear_state_bytes: StrictInt = 0
 
 
 @dataclass(frozen=True, config=SCHEMA)

@@ -27,6 +27,7 @@ from __future__ import annotations
 import copy
 import tempfile
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -218,6 +219,7 @@ def _spec(
         quantization=choice[0],
         weight_bytes=int(weight_bytes),
         projector_bytes=0,
+        decoder_layers=int(config.num_hidden_layers),
     )
 
 
@@ -254,7 +256,16 @@ def save_native_language_model(
     copy.deepcopy(vlm.generation_config).save_pretrained(out_dir)
     weight_bytes = sum(p.stat().st_size for p in weight_files(out_dir))
     kv_layers = len(kv_layer_indices(saved.config))
-    return _spec(type(vlm).__name__, saved.config, kv_layers, choice, weight_bytes)
+    spec = _spec(type(vlm).__name__, saved.config, kv_layers, choice, weight_bytes)
+    return replace(spec, linear_state_bytes=native_linear_state(saved.config, compute_dtype))
+
+
+def native_linear_state(text_config: Any, compute_dtype: torch.dtype) -> int:
+    """Bytes of one sequence's linear-attention state (0 unless the decoder is hybrid)."""
+    from edge_hired.facts.config_inputs import linear_state_bytes
+
+    kinds = list(getattr(text_config, "layer_types", None) or [])
+    return linear_state_bytes(text_config, kinds, dtype_name(compute_dtype))
 
 
 def native_text_model(

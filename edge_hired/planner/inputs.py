@@ -98,6 +98,7 @@ def _inputs_from_manifest(manifest: Manifest, kv_dtype: str | None) -> PlanInput
         llm_spec.num_kv_heads,
         llm_spec.head_dim,
         llm_spec.vocab_size,
+        llm_spec.linear_state_bytes,
     )
     vision = VisionShape(
         vision_spec.layers_in_graph,
@@ -127,7 +128,9 @@ def _inputs_from_manifest(manifest: Manifest, kv_dtype: str | None) -> PlanInput
         vision_dtype=normal_dtype(vision_spec.dtype),
         llm_weight_bytes=llm_spec.weight_bytes,
         encoder_weight_bytes=vision_spec.encoder_bytes + llm_spec.projector_bytes,
-        llm_matmul_params=llm_matmul_params(llm),
+        llm_matmul_params=llm_matmul_params(
+            replace(llm, num_layers=llm_spec.decoder_layers or llm.num_layers)
+        ),
         vision_matmul_params=vision_matmul_params(vision),
         largest_quantized_linear=llm.hidden_size * max(llm.intermediate_size, llm.hidden_size)
         if quantized

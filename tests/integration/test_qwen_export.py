@@ -274,3 +274,29 @@ def test_eval_from_the_bundle_compares_every_strategy(built: dict, tmp_path: Pat
     assert set(kept) == {("full", "full"), ("0.2", "hired"), ("0.2", "dart"), ("0.2", "resize")}
     assert kept["0.2", "hired"] == kept["0.2", "dart"] < kept["full", "full"]
     assert kept["0.2", "resize"] <= kept["0.2", "hired"]
+
+
+def test_a_hybrid_bundle_plans_its_linear_attention_state_once(
+    built: dict, capsys: pytest.CaptureFixture
+) -> None:
+    """Qwen3.5: the manifest records all decoder layers and one sequence's Gated-DeltaNet state
+    (conv state in the compute dtype, recurrent state in float32), and the plan counts it."""
+    checkpoint, bundle = built["tiny-qwen3.5"]
+    text = Qwen3_5ForConditionalGeneration.config_class.from_pretrained(checkpoint).text_config
+    linear = text.layer_types.count("linear_attention")
+    keys = text.linear_num_key_heads * text.linear_key_head_dim
+    values = text.linear_num_value_heads * text.linear_value_head_dim
+    conv = (2 * keys + values) * text.linear_conv_kernel_dim * 4  # fp32 bundle
+    recurrent = values * text.linear_key_head_dim * 4
+    llm = read_manifest(bundle).llm
+    assert 0 < linear < text.num_hidden_layers
+    assert (llm.decoder_layers, llm.num_layers) == (
+        text.num_hidden_layers,
+        text.num_hidden_layers - linear,
+    )
+    assert llm.linear_state_bytes == linear * (conv + recurrent)
+    plan = json_of(
+        capsys, ["plan", "--bundle", str(bundle), "--profile", "orin-nano-8gb", "--json"]
+    )
+    [line] = [line for line in plan["lines"] if line["name"] == "linear-attention state"]
+    assert line["bytes"] == llm.linear_state_bytes

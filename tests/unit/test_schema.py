@@ -64,6 +64,8 @@ LLM = {
     "quantization": "4bit",
     "weight_bytes": 3900,
     "projector_bytes": 40,
+    "decoder_layers": 0,
+    "linear_state_bytes": 0,
 }
 GOOD: dict[str, Any] = {
     "schema_version": 1,
