@@ -40,20 +40,24 @@ Compiler = Callable[[Step], Step]
 
 
 def decide_compile(
-    flag: str, device_type: str, unified: bool = False, mrope: bool = False
+    flag: str, device_type: str, unified: bool = False, linear_attention: bool = False
 ) -> tuple[bool, str]:
     """(compile?, reason) for `--compile` on this device; the target records both.
 
     `unified`: the GPU shares the host's memory (a Jetson). There auto stays eager: the prefill
     still fills a growing cache that is then copied into the static one, so both sit side by side
     at the peak, and on an 8 GB board that KV is what the token budget is made of.
-    `mrope`: the model decodes at 3-D M-RoPE positions (the Qwen-VL families), which the static
-    step (1-D positions) does not carry yet: it decodes eagerly whatever the flag.
+    `linear_attention`: the decoder has linear-attention layers (Qwen3.5's Gated-DeltaNet), whose
+    recurrent state the static rows (keys and values only) do not hold: eager whatever the flag.
+    M-RoPE positions alone (Qwen3-VL, Qwen2.5-VL) compile: the step carries each row's [4, B, 1].
     """
     if flag not in COMPILE_CHOICES:
         raise InvalidArgumentError(expected("--compile", " / ".join(COMPILE_CHOICES), flag))
-    if mrope and flag != "off":
-        return False, "decode step eager: M-RoPE positions (Qwen-VL families) are not compiled yet"
+    if linear_attention and flag != "off":
+        return False, (
+            "decode step eager: linear-attention layers (Qwen3.5) keep a recurrent state "
+            "the static KV cache does not hold"
+        )
     if flag != "auto":
         return flag == "on", f"decode step {'compiled' if flag == 'on' else 'eager'}: --compile"
     if device_type == "cuda" and unified:

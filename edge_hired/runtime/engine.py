@@ -292,7 +292,7 @@ class Batch:
     def step(self, tokens: list[int], positions: list[int]) -> torch.Tensor:
         """Feed each row its last token at its position; the next logits [B, V] float32."""
         if self.static is not None:
-            return self.static.step(tokens, positions)
+            return self.static.step(tokens, positions, self.schemes)
         self.cache, self.mask, logits = self.engine.decode_one_token(
             self.cache, self.mask, tokens, positions, self.schemes
         )

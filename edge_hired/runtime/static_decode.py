@@ -9,9 +9,11 @@ of that bucket reuses both the graph and the cache tensors.
 
 Rows are laid out as in the eager batch (left-padded to a shared width, masked), starting at
 column 0; every row writes its next token at the same column (`width`), each at its own
-position. Joining and dropping rows (rare next to steps) go through the eager helpers of
-`runtime.kv` on views of the buffers and are copied back in place. Columns past `width` hold
-stale values of earlier requests: causality hides them (the query sits at column `width`).
+position ([B, 1], or [4, B, 1] for the Qwen-VL families' M-RoPE rows: the sequence index the
+mask reads, then t / h / w = index + the row's own rope delta). Joining and dropping rows (rare
+next to steps) go through the eager helpers of `runtime.kv` on views of the buffers and are
+copied back in place. Columns past `width` hold stale values of earlier requests: causality
+hides them (the query sits at column `width`).
 """
 
 from __future__ import annotations
@@ -26,11 +28,18 @@ from transformers import DynamicCache, StaticCache
 from edge_hired.planner.buckets import Bucket, bucket_for
 from edge_hired.runtime.compile_policy import Compiler, GuardedStep, torch_compiler
 from edge_hired.runtime.kv import LayerKV, join_rows, keep_rows, layers_of
+from edge_hired.runtime.positions import (
+    TEXT_POSITIONS,
+    RopePositions,
+    TextPositions,
+    step_positions,
+)
 
 if TYPE_CHECKING:
     from edge_hired.runtime.target import Target
 
 Embed = Callable[[torch.Tensor], torch.Tensor]  # token ids [B, 1] -> embeddings [B, 1, D]
+Scheme = TextPositions | RopePositions
 
 
 def _step(
@@ -155,7 +164,7 @@ class StaticRows:
         """Write each row's token at column `width`; logits [rows, V] float32."""
         spare = self.bucket.rows - self.rows
         embeds = torch.nn.functional.pad(embeds, (0, 0, 0, 0, 0, spare))
-        positions = torch.nn.functional.pad(positions, (0, 0, 0, spare))
+        positions = torch.nn.functional.pad(positions, (0, 0, 0, spare))  # [.., B, 1]: on B
         column = torch.tensor(self.width, dtype=torch.long, device=embeds.device)
         args = (self.cache, embeds, self.mask, positions, column)
         logits = self.decoder.step(self.bucket, *args)
@@ -194,11 +203,17 @@ class StaticBatch:
         self.rows = self.rows.kept(rows) if rows else None
 
     @torch.inference_mode()
-    def step(self, tokens: list[int], positions: list[int]) -> torch.Tensor:
-        """Each row's token at its position: logits [B, V] float32."""
+    def step(
+        self, tokens: list[int], positions: list[int], schemes: list[Scheme] | None = None
+    ) -> torch.Tensor:
+        """Each row's token at its position: logits [B, V] float32.
+
+        `schemes` (default: text) turn the sequence indices into what the LLM reads: [B, 1], or
+        [4, B, 1] M-RoPE rows (each its own rope delta), a fixed shape per bucket either way.
+        """
         if self.rows.full:
             self.rows = self.rows.grown()
         device = self.rows.mask.device
         ids = torch.as_tensor(tokens, dtype=torch.long, device=device)[:, None]
-        where = torch.as_tensor(positions, dtype=torch.long, device=device)[:, None]
+        where = step_positions(schemes or [TEXT_POSITIONS] * len(tokens), positions, device)
         return self.rows.step(self.embed(ids), where)

@@ -132,7 +132,7 @@ def resolve_target(
     quant_reason = f"LLM {quantization}" + (" (bitsandbytes at load)" if _at_load(saved) else "")
     unified = _unified_memory(profile, choice.device)
     compiled, compile_note = decide_compile(
-        flags.compile, choice.device.type, unified, _mrope_positions(source)
+        flags.compile, choice.device.type, unified, _linear_attention(source)
     )
     return Target(
         source=source,
@@ -154,13 +154,15 @@ def resolve_target(
     )
 
 
-def _mrope_positions(source: ModelSource) -> bool:
-    """Whether the checkpoint decodes at 3-D M-RoPE positions (the Qwen-VL families)."""
+def _linear_attention(source: ModelSource) -> bool:
+    """Whether the checkpoint's decoder has linear-attention layers (Qwen3.5)."""
     if source.kind != "model":
         return False
-    from edge_hired.runtime.loading import NATIVE_FAMILIES, read_config
+    from edge_hired.runtime.loading import read_config
 
-    return read_config(source.path).model_type in NATIVE_FAMILIES
+    config = read_config(source.path)
+    text = config.get_text_config(decoder=True)
+    return "linear_attention" in (getattr(text, "layer_types", None) or ())
 
 
 def _unified_memory(profile: DeviceProfile | None, device: torch.device) -> bool:

@@ -45,10 +45,10 @@ def test_auto_stays_eager_on_unified_memory_unless_forced(flag, compiled) -> Non
 
 
 @pytest.mark.parametrize("flag", ["auto", "on"])
-def test_m_rope_models_decode_eagerly_whatever_the_flag(flag) -> None:
-    """The static step feeds 1-D positions; a Qwen-VL row needs its 3-D M-RoPE positions."""
-    decided, reason = decide_compile(flag, "cuda", mrope=True)
-    assert decided is False and "M-RoPE" in reason
+def test_linear_attention_models_decode_eagerly_whatever_the_flag(flag) -> None:
+    """Qwen3.5's recurrent state is not in the static KV cache (M-RoPE alone now compiles)."""
+    decided, reason = decide_compile(flag, "cuda", linear_attention=True)
+    assert decided is False and "linear-attention layers (Qwen3.5)" in reason
 
 
 def test_an_unknown_compile_choice_is_a_one_line_error() -> None:

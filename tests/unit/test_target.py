@@ -164,11 +164,15 @@ def test_auto_compiles_the_decode_step_on_discrete_gpus_only(
     assert target.compile_decode is compiled
 
 
-def test_a_qwen_vl_checkpoint_decodes_eagerly_even_with_compile_on() -> None:
-    """M-RoPE rows cannot ride the static (1-D position) step: the target says so once."""
+@pytest.mark.parametrize(
+    ("profile", "flag", "compiled"),
+    [("rtx-4060-8gb", "on", True), ("rtx-4060-8gb", "auto", True), ("orin-nx-8gb", "auto", False)],
+)
+def test_a_qwen_vl_checkpoint_compiles_as_any_other(profile: str, flag: str, compiled) -> None:
+    """M-RoPE rows ride the static step now: only the device and the flag decide."""
     from edge_hired.models.tiny import default_checkpoint
 
     folder = str(default_checkpoint("tiny-qwen3-vl"))
-    target = target_of(folder, FakeProbe(AMPERE), profile="rtx-4060-8gb", compile="on")
-    assert target.compile_decode is False
-    assert any("M-RoPE" in line for line in (*target.notes, *target.reasons))
+    target = target_of(folder, FakeProbe(AMPERE), profile=profile, compile=flag)
+    assert target.compile_decode is compiled
+    assert not any("M-RoPE" in line for line in (*target.notes, *target.reasons))
