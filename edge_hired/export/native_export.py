@@ -8,7 +8,6 @@ stock VLM class (`runtime.qwen_bundle_llm`), so the stock M-RoPE / DeepStack for
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +27,9 @@ def export_native_vision(
     """Write the tower's graph to `path` and check it on two patch grids: (figures, bytes)."""
     tolerances = recipe.tolerance_for(str(dtype).removeprefix("torch."))
     figures = export_qwen_encoder(model, path, dtype, opset, tolerances, facts.layers.l_final)
-    tower = copy.deepcopy(model.model.visual).to(dtype)
-    return figures, sum(p.numel() * p.element_size() for p in tower.parameters())
+    # The graph holds the tower's (floating-point) weights in `dtype`: counted, not copied.
+    weights = sum(p.numel() for p in model.model.visual.parameters())
+    return figures, weights * dtype.itemsize
 
 
 def native_spec_fields(facts: NativeFacts, model: Any) -> dict[str, int]:

@@ -29,6 +29,7 @@ from edge_hired.runtime.sampling import SamplingOptions
 from edge_hired.runtime.sources import load_target
 from edge_hired.runtime.static_decode import StaticDecoder
 from edge_hired.runtime.target import ModelSource, TargetFlags, resolve_target
+from tests.integration.test_static_decode import assert_same_choices as same_choices
 from tests.integration.test_tiles_reference import noise
 
 pytestmark = pytest.mark.integration
@@ -87,14 +88,6 @@ def fed_logits(engine: Engine, req: GenerationRequest, tokens: list[int]) -> tor
     return torch.cat(steps)
 
 
-def assert_same_choices(eager: torch.Tensor, static: torch.Tensor) -> None:
-    """Close logits, and the best token decided by more than the difference."""
-    assert (eager - static).abs().max() < TOLERANCE
-    top2 = eager.topk(2, dim=-1).values
-    assert (top2[..., 0] - top2[..., 1]).min() > 2 * TOLERANCE  # the case holds by construction
-    assert torch.equal(eager.argmax(-1), static.argmax(-1))
-
-
 @pytest.mark.parametrize(("shape", "ratio"), [("square", 1.0), ("wide", 0.2)])
 @pytest.mark.parametrize("family", FAMILIES)
 def test_static_steps_give_the_eager_greedy_tokens(pipelines, family, shape, ratio) -> None:
@@ -104,7 +97,7 @@ def test_static_steps_give_the_eager_greedy_tokens(pipelines, family, shape, rat
     tokens = greedy(pipeline, req)
     eager = fed_logits(pipeline.engine, req, tokens)
     assert eager.argmax(-1).tolist() == tokens  # the fed tokens are the eager greedy answer
-    assert_same_choices(eager, fed_logits(engine, req, tokens))
+    same_choices(eager, fed_logits(engine, req, tokens), TOLERANCE)
     options = SamplingOptions(max_new_tokens=NEW_TOKENS)
     assert generate(engine, req, options, pipeline.decode).token_ids == tokens
     assert counter.frame_count == 1
@@ -137,7 +130,7 @@ def test_rows_with_their_own_rope_deltas_join_and_leave_as_in_the_eager_batch(
     fed = [greedy(pipeline, r) for r in reqs]
     eager, steps = batch_logits(pipeline.engine, reqs, fed), batch_logits(static, reqs, fed)
     for before, after in zip(eager, steps, strict=True):
-        assert_same_choices(before, after)
+        same_choices(before, after, TOLERANCE)
     assert sorted(b.rows for b in static.static.caches) == [1, 2, 4]  # 1, 2, 3 (4), then 2 rows
     assert counter.frame_count == 3
 
@@ -162,7 +155,9 @@ def test_inductor_compiled_steps_give_the_eager_greedy_tokens(
     engine = Engine(pipeline.parts, static=StaticDecoder(pipeline.model, torch_compiler("cpu")))
     req = request(pipeline, "wide", 0.2)
     tokens = greedy(pipeline, req)
-    assert_same_choices(fed_logits(pipeline.engine, req, tokens), fed_logits(engine, req, tokens))
+    same_choices(
+        fed_logits(pipeline.engine, req, tokens), fed_logits(engine, req, tokens), TOLERANCE
+    )
     assert engine.static.step.record.take_seconds() > 0  # the first step compiled
     assert engine.static.step.record.fallback is None
 
